@@ -1,0 +1,251 @@
+//! Ciphertexts, public-key and seeded symmetric encryption, decryption, and the invariant noise
+//! budget.
+
+use super::encoding::Plaintext;
+use super::keys::{fresh_seed, os_rng, PublicKey, SecretKey};
+use super::params::BfvParameters;
+use super::poly::{
+    sample_error, sample_ternary, Representation, RnsPoly, ERROR_CLIP, ERROR_STD_DEV,
+};
+use super::Error;
+use num_bigint::BigUint;
+use num_traits::{ToPrimitive, Zero};
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use std::sync::Arc;
+
+/// A BFV ciphertext: two (or, after an unrelinearized product, three) polynomials in NTT form
+/// over the ciphertext primes.
+///
+/// A freshly symmetric-encrypted ciphertext keeps the seed its second polynomial was expanded
+/// from, so it serializes at half size; any operation yields an unseeded result.
+#[derive(Clone, Debug)]
+pub struct Ciphertext {
+    pub(crate) params: Arc<BfvParameters>,
+    pub(crate) polys: Vec<RnsPoly>,
+    pub(crate) seed: Option<[u8; 32]>,
+    /// Estimate of log2 ‖[t (c0 + c1 s + …)]_Q‖∞, the numerator of the invariant noise.
+    pub(crate) noise_log2: f64,
+}
+
+impl Ciphertext {
+    /// The parameter set.
+    pub fn parameters(&self) -> &Arc<BfvParameters> {
+        &self.params
+    }
+
+    /// Number of polynomials (2, or 3 before relinearization).
+    pub fn size(&self) -> usize {
+        self.polys.len()
+    }
+
+    /// Whether the second polynomial is still the expansion of a stored seed.
+    pub fn is_seeded(&self) -> bool {
+        self.seed.is_some()
+    }
+
+    /// The evaluator's estimate of the noise budget in bits, without the secret key. It is
+    /// meant to be conservative: at most the measured budget in ordinary use.
+    pub fn estimated_noise_budget(&self) -> f64 {
+        (self.params.log2_q() - self.noise_log2 - 1.0).max(0.0)
+    }
+
+    /// Estimated log2 of the noise numerator (see [`Self::estimated_noise_budget`]).
+    pub fn estimated_noise_log2(&self) -> f64 {
+        self.noise_log2
+    }
+}
+
+/// A bound on the fresh noise numerator t‖e‖ for a symmetric encryption (log2).
+pub(crate) fn fresh_symmetric_noise(params: &BfvParameters) -> f64 {
+    let t = params.plain_modulus() as f64;
+    (t * (ERROR_STD_DEV * ERROR_CLIP + 0.5)).log2()
+}
+
+/// A high-probability bound on the fresh noise numerator of a public-key encryption (log2):
+/// t‖e u + e1 s + e0‖ with u, s ternary.
+pub(crate) fn fresh_public_noise(params: &BfvParameters) -> f64 {
+    let t = params.plain_modulus() as f64;
+    let n = params.degree() as f64;
+    let std = ERROR_STD_DEV * (2.0 * (2.0 * n / 3.0) + 1.0).sqrt();
+    (t * (ERROR_CLIP * std + 0.5)).log2()
+}
+
+/// Encrypts with the public key. The server holds one to make fresh encryptions of zero.
+#[derive(Clone, Debug)]
+pub struct Encryptor {
+    pk: PublicKey,
+}
+
+impl Encryptor {
+    /// An encryptor for a public key.
+    pub fn new(pk: &PublicKey) -> Self {
+        Self { pk: pk.clone() }
+    }
+
+    /// Encrypts a plaintext: (b u + e0 + Δm, a u + e1).
+    pub fn encrypt(&self, pt: &Plaintext) -> Result<Ciphertext, Error> {
+        super::ensure_same(&self.pk.params, &pt.params)?;
+        Ok(self.encrypt_poly(Some(pt)))
+    }
+
+    /// A fresh encryption of zero (to re-randomize, or to replace a transparent result).
+    pub fn encrypt_zero(&self) -> Ciphertext {
+        self.encrypt_poly(None)
+    }
+
+    fn encrypt_poly(&self, pt: Option<&Plaintext>) -> Ciphertext {
+        let params = &self.pk.params;
+        let n = params.degree();
+        let basis = &params.q;
+        let limbs = basis.len();
+        let mut rng = os_rng();
+        let mut u = RnsPoly::from_signed(&sample_ternary(&mut rng, n), basis, limbs);
+        u.to_ntt(basis);
+        let mut e0 = RnsPoly::from_signed(&sample_error(&mut rng, n), basis, limbs);
+        if let Some(pt) = pt {
+            e0.add_assign(&pt.scaled(), basis);
+        }
+        e0.to_ntt(basis);
+        let mut e1 = RnsPoly::from_signed(&sample_error(&mut rng, n), basis, limbs);
+        e1.to_ntt(basis);
+        e0.mul_accumulate_ntt(&self.pk.b, &u, basis);
+        e1.mul_accumulate_ntt(&self.pk.a, &u, basis);
+        Ciphertext {
+            params: params.clone(),
+            polys: vec![e0, e1],
+            seed: None,
+            noise_log2: fresh_public_noise(params),
+        }
+    }
+}
+
+/// Encrypts with the secret key; the uniform half comes from a fresh 32-byte seed, so the
+/// ciphertext travels at half size. This is how clients upload.
+pub struct SymmetricEncryptor<'a> {
+    sk: &'a SecretKey,
+}
+
+impl<'a> SymmetricEncryptor<'a> {
+    /// An encryptor for a secret key.
+    pub fn new(sk: &'a SecretKey) -> Self {
+        Self { sk }
+    }
+
+    /// Encrypts a plaintext: (-a s + e + Δm, a) with a expanded from a fresh seed.
+    pub fn encrypt(&self, pt: &Plaintext) -> Result<Ciphertext, Error> {
+        super::ensure_same(&self.sk.params, &pt.params)?;
+        Ok(self.encrypt_with_seed(pt, fresh_seed()))
+    }
+
+    pub(crate) fn encrypt_with_seed(&self, pt: &Plaintext, seed: [u8; 32]) -> Ciphertext {
+        let params = &self.sk.params;
+        let n = params.degree();
+        let basis = &params.q;
+        let limbs = basis.len();
+        let a = expand_seeded_component(params, seed);
+        let mut c0 = RnsPoly::from_signed(&sample_error(&mut os_rng(), n), basis, limbs);
+        c0.add_assign(&pt.scaled(), basis);
+        c0.to_ntt(basis);
+        let mut a_s = RnsPoly::zero(n, limbs, Representation::Ntt);
+        a_s.mul_accumulate_ntt(&a, &self.sk.ntt_q(), basis);
+        c0.sub_assign(&a_s, basis);
+        Ciphertext {
+            params: params.clone(),
+            polys: vec![c0, a],
+            seed: Some(seed),
+            noise_log2: fresh_symmetric_noise(params),
+        }
+    }
+}
+
+/// The uniform polynomial a of a seeded ciphertext, in NTT form over the ciphertext primes.
+pub(crate) fn expand_seeded_component(params: &Arc<BfvParameters>, seed: [u8; 32]) -> RnsPoly {
+    RnsPoly::sample_uniform(
+        &mut ChaCha20Rng::from_seed(seed),
+        params.degree(),
+        &params.q,
+        params.q.len(),
+        Representation::Ntt,
+    )
+}
+
+/// Decrypts and measures noise. Only the secret key holder has one.
+pub struct Decryptor<'a> {
+    sk: &'a SecretKey,
+}
+
+impl<'a> Decryptor<'a> {
+    /// A decryptor for a secret key.
+    pub fn new(sk: &'a SecretKey) -> Self {
+        Self { sk }
+    }
+
+    /// c0 + c1 s + c2 s² + …, coefficient form over the ciphertext primes.
+    fn phase(&self, ct: &Ciphertext) -> Result<RnsPoly, Error> {
+        super::ensure_same(&self.sk.params, &ct.params)?;
+        let params = &ct.params;
+        let basis = &params.q;
+        let s = self.sk.ntt_q();
+        // Horner: ((c_k s + c_{k-1}) s + …) s + c0.
+        let mut acc = ct.polys[ct.polys.len() - 1].clone();
+        for c in ct.polys[..ct.polys.len() - 1].iter().rev() {
+            acc.mul_assign_ntt(&s, basis);
+            acc.add_assign(c, basis);
+        }
+        acc.to_coefficient(basis);
+        Ok(acc)
+    }
+
+    /// Decrypts: round(t (c0 + c1 s) / Q) mod t, exactly, in RNS.
+    pub fn decrypt(&self, ct: &Ciphertext) -> Result<Plaintext, Error> {
+        let x = self.phase(ct)?;
+        let params = &ct.params;
+        let mut coeffs = vec![0u64; params.degree()];
+        let input: Vec<&[u64]> = x.limbs().collect();
+        params
+            .decrypt_scaler
+            .scale(&input, &mut [coeffs.as_mut_slice()]);
+        Ok(Plaintext {
+            params: params.clone(),
+            coeffs,
+        })
+    }
+
+    /// The invariant noise budget in bits (SEAL's definition): log2(Q) minus the bits of
+    /// ‖[t (c0 + c1 s)]_Q‖∞, minus one, floored at 0. Zero means decryption may be wrong.
+    pub fn noise_budget(&self, ct: &Ciphertext) -> Result<u32, Error> {
+        let x = self.phase(ct)?;
+        let params = &ct.params;
+        let basis = &params.q;
+        let t = params.plain_modulus();
+        let q = basis.product();
+        let half_q = q >> 1u32;
+        // CRT with big integers: diagnostic, not on the hot path.
+        let punctured: Vec<(BigUint, u64)> = basis
+            .moduli()
+            .iter()
+            .map(|m| {
+                let qi = q / m.value();
+                let inv = m.inv((&qi % m.value()).to_u64().unwrap_or(0)).unwrap_or(0);
+                (qi, inv)
+            })
+            .collect();
+        let mut max = BigUint::zero();
+        for c in 0..params.degree() {
+            let mut v = BigUint::zero();
+            for (i, m) in basis.moduli().iter().enumerate() {
+                let r = m.mul(m.mul(x.limb(i)[c], t), punctured[i].1);
+                v += &punctured[i].0 * r;
+            }
+            v %= q;
+            let abs = if v > half_q { q - &v } else { v };
+            if abs > max {
+                max = abs;
+            }
+        }
+        let q_bits = q.bits() as i64;
+        let budget = q_bits - max.bits() as i64 - 1;
+        Ok(budget.max(0) as u32)
+    }
+}

@@ -1,0 +1,296 @@
+//! Keys: the ternary secret key, the public key, and key-switching keys (relinearization and
+//! Galois) for hybrid key switching with one special prime. Every uniform half is derived from
+//! a 32-byte seed, so keys travel at half size.
+
+use super::params::BfvParameters;
+use super::poly::{sample_error, sample_ternary, Representation, RnsPoly};
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use zeroize::Zeroize;
+
+/// A fresh CSPRNG seeded by the operating system.
+pub(crate) fn os_rng() -> ChaCha20Rng {
+    ChaCha20Rng::from_entropy()
+}
+
+/// A fresh 32-byte seed from the operating system's CSPRNG.
+pub(crate) fn fresh_seed() -> [u8; 32] {
+    let mut seed = [0u8; 32];
+    os_rng().fill_bytes(&mut seed);
+    seed
+}
+
+/// The ternary secret key s. Never leaves the client; zeroed on drop; not `Debug`.
+pub struct SecretKey {
+    pub(crate) params: Arc<BfvParameters>,
+    /// Coefficients in {-1, 0, 1}.
+    pub(crate) coeffs: Vec<i64>,
+    /// s in NTT form over the key basis (ciphertext primes and the special prime).
+    pub(crate) ntt: RnsPoly,
+}
+
+impl Drop for SecretKey {
+    fn drop(&mut self) {
+        self.coeffs.zeroize();
+        self.ntt.data_mut().zeroize();
+    }
+}
+
+impl SecretKey {
+    /// Samples a new secret key from the OS-seeded CSPRNG.
+    pub fn generate(params: &Arc<BfvParameters>) -> Self {
+        let coeffs = sample_ternary(&mut os_rng(), params.degree());
+        Self::from_coefficients(params, coeffs)
+    }
+
+    pub(crate) fn from_coefficients(params: &Arc<BfvParameters>, coeffs: Vec<i64>) -> Self {
+        let mut ntt = RnsPoly::from_signed(&coeffs, &params.key, params.key.len());
+        ntt.to_ntt(&params.key);
+        Self {
+            params: params.clone(),
+            coeffs,
+            ntt,
+        }
+    }
+
+    /// The parameter set.
+    pub fn parameters(&self) -> &Arc<BfvParameters> {
+        &self.params
+    }
+
+    /// s restricted to the ciphertext primes, NTT form.
+    pub(crate) fn ntt_q(&self) -> RnsPoly {
+        let mut s = self.ntt.clone();
+        s.truncate_limbs(self.params.q.len());
+        s
+    }
+}
+
+/// A seeded RLWE sample over the first `limbs` limbs of the key basis: b = -a s + e (+ extra),
+/// a expanded from the seed stream.
+fn rlwe_sample(
+    sk: &SecretKey,
+    stream: &mut ChaCha20Rng,
+    limbs: usize,
+    extra: Option<&RnsPoly>,
+) -> (RnsPoly, RnsPoly) {
+    let params = &sk.params;
+    let n = params.degree();
+    let basis = &params.key;
+    let a = RnsPoly::sample_uniform(stream, n, basis, limbs, Representation::Ntt);
+    let mut e = RnsPoly::from_signed(&sample_error(&mut os_rng(), n), basis, limbs);
+    e.to_ntt(basis);
+    let mut s = sk.ntt.clone();
+    s.truncate_limbs(limbs);
+    let mut b = RnsPoly::zero(n, limbs, Representation::Ntt);
+    b.mul_accumulate_ntt(&a, &s, basis);
+    b.negate(basis);
+    b.add_assign(&e, basis);
+    if let Some(x) = extra {
+        b.add_assign(x, basis);
+    }
+    (b, a)
+}
+
+/// The public key (b, a) = (-a s + e, a) over the ciphertext primes, a from a seed.
+#[derive(Clone, Debug)]
+pub struct PublicKey {
+    pub(crate) params: Arc<BfvParameters>,
+    pub(crate) seed: [u8; 32],
+    pub(crate) b: RnsPoly,
+    pub(crate) a: RnsPoly,
+}
+
+impl PublicKey {
+    /// Derives a public key from a secret key.
+    pub fn generate(sk: &SecretKey) -> Self {
+        let seed = fresh_seed();
+        let (b, a) = rlwe_sample(
+            sk,
+            &mut ChaCha20Rng::from_seed(seed),
+            sk.params.q.len(),
+            None,
+        );
+        Self {
+            params: sk.params.clone(),
+            seed,
+            b,
+            a,
+        }
+    }
+
+    /// Rebuilds a key from its seed and b half (deserialization).
+    pub(crate) fn from_parts(params: &Arc<BfvParameters>, seed: [u8; 32], b: RnsPoly) -> Self {
+        let a = RnsPoly::sample_uniform(
+            &mut ChaCha20Rng::from_seed(seed),
+            params.degree(),
+            &params.key,
+            params.q.len(),
+            Representation::Ntt,
+        );
+        Self {
+            params: params.clone(),
+            seed,
+            b,
+            a,
+        }
+    }
+
+    /// The parameter set.
+    pub fn parameters(&self) -> &Arc<BfvParameters> {
+        &self.params
+    }
+}
+
+/// A key that switches a ciphertext component from a secret s' to s: for each ciphertext prime
+/// q_i (one digit), an RLWE sample over the key basis encrypting special · s' in limb i.
+#[derive(Clone, Debug)]
+pub struct KeySwitchingKey {
+    pub(crate) params: Arc<BfvParameters>,
+    pub(crate) seed: [u8; 32],
+    /// b_i, NTT form over the key basis.
+    pub(crate) b: Vec<RnsPoly>,
+    /// a_i, NTT form over the key basis, expanded from the seed.
+    pub(crate) a: Vec<RnsPoly>,
+}
+
+impl KeySwitchingKey {
+    /// A key switching from `from` (NTT form over the key basis) to the secret key `sk`.
+    fn generate(sk: &SecretKey, from: &RnsPoly) -> Self {
+        let params = &sk.params;
+        let seed = fresh_seed();
+        let mut stream = ChaCha20Rng::from_seed(seed);
+        let limbs = params.key.len();
+        let n = params.degree();
+        let mut b = Vec::with_capacity(params.q.len());
+        let mut a = Vec::with_capacity(params.q.len());
+        for i in 0..params.q.len() {
+            // special · s' in limb i only.
+            let mut gadget = RnsPoly::zero(n, limbs, Representation::Ntt);
+            let m = params.q.moduli()[i];
+            let sp = params.special_mod_q[i];
+            let sps = m.shoup(sp);
+            for (g, &x) in gadget.limb_mut(i).iter_mut().zip(from.limb(i)) {
+                *g = m.mul_shoup(x, sp, sps);
+            }
+            let (bi, ai) = rlwe_sample(sk, &mut stream, limbs, Some(&gadget));
+            b.push(bi);
+            a.push(ai);
+        }
+        Self {
+            params: params.clone(),
+            seed,
+            b,
+            a,
+        }
+    }
+
+    /// Rebuilds a key from its seed and b halves (deserialization).
+    pub(crate) fn from_parts(params: &Arc<BfvParameters>, seed: [u8; 32], b: Vec<RnsPoly>) -> Self {
+        let mut stream = ChaCha20Rng::from_seed(seed);
+        let a = (0..b.len())
+            .map(|_| {
+                RnsPoly::sample_uniform(
+                    &mut stream,
+                    params.degree(),
+                    &params.key,
+                    params.key.len(),
+                    Representation::Ntt,
+                )
+            })
+            .collect();
+        Self {
+            params: params.clone(),
+            seed,
+            b,
+            a,
+        }
+    }
+}
+
+/// The relinearization key: switches s² to s.
+#[derive(Clone, Debug)]
+pub struct RelinearizationKey {
+    pub(crate) ksk: KeySwitchingKey,
+}
+
+impl RelinearizationKey {
+    /// Derives the relinearization key from a secret key.
+    pub fn generate(sk: &SecretKey) -> Self {
+        let mut s2 = sk.ntt.clone();
+        s2.mul_assign_ntt(&sk.ntt, &sk.params.key);
+        Self {
+            ksk: KeySwitchingKey::generate(sk, &s2),
+        }
+    }
+
+    /// The parameter set.
+    pub fn parameters(&self) -> &Arc<BfvParameters> {
+        &self.ksk.params
+    }
+}
+
+/// Applies X -> X^g to signed coefficients.
+pub(crate) fn automorphism_signed(coeffs: &[i64], g: u64) -> Vec<i64> {
+    let n = coeffs.len();
+    let mut out = vec![0i64; n];
+    for (i, &c) in coeffs.iter().enumerate() {
+        let j = (i as u64 * g) % (2 * n as u64);
+        if j < n as u64 {
+            out[j as usize] = c;
+        } else {
+            out[(j - n as u64) as usize] = -c;
+        }
+    }
+    out
+}
+
+/// Galois keys for a chosen set of Galois elements (row rotations, column swap).
+#[derive(Clone, Debug)]
+pub struct GaloisKeys {
+    pub(crate) params: Arc<BfvParameters>,
+    pub(crate) keys: BTreeMap<u64, KeySwitchingKey>,
+}
+
+impl GaloisKeys {
+    /// Keys for the given row-rotation steps (left positive) and, if asked, the column swap.
+    /// Only what is asked for is generated: each key is as large as the relinearization key.
+    pub fn generate(sk: &SecretKey, steps: &[i64], column_swap: bool) -> Self {
+        let params = &sk.params;
+        let mut elements: Vec<u64> = steps
+            .iter()
+            .map(|&s| params.galois_element_for_step(s))
+            .filter(|&g| g != 1)
+            .collect();
+        if column_swap {
+            elements.push(params.galois_element_column_swap());
+        }
+        elements.sort_unstable();
+        elements.dedup();
+        let keys = elements
+            .into_iter()
+            .map(|g| {
+                let sg = automorphism_signed(&sk.coeffs, g);
+                let mut from = RnsPoly::from_signed(&sg, &params.key, params.key.len());
+                from.to_ntt(&params.key);
+                (g, KeySwitchingKey::generate(sk, &from))
+            })
+            .collect();
+        Self {
+            params: params.clone(),
+            keys,
+        }
+    }
+
+    /// The Galois elements keys exist for.
+    pub fn elements(&self) -> impl Iterator<Item = u64> + '_ {
+        self.keys.keys().copied()
+    }
+
+    /// The parameter set.
+    pub fn parameters(&self) -> &Arc<BfvParameters> {
+        &self.params
+    }
+}

@@ -1,0 +1,99 @@
+//! The RNS-BFV scheme.
+//!
+//! Data types live apart from the algorithms that use them: [`params`] (parameter sets and
+//! their tables), [`arith`] (moduli, primes, NTT, RNS conversions), [`poly`] (RNS polynomials),
+//! [`keys`], [`encrypt`] (ciphertexts, encryption, decryption, noise budget), [`encoding`]
+//! (plaintexts, batch encoder), [`eval`] (the evaluator) and [`serial`] (the binary format).
+
+pub mod arith;
+pub mod encoding;
+pub mod encrypt;
+pub mod eval;
+pub mod keys;
+pub mod params;
+pub mod poly;
+pub mod serial;
+
+pub use encoding::{BatchEncoder, LiftedPlaintext, Plaintext, ScaledPlaintext};
+pub use encrypt::{Ciphertext, Decryptor, Encryptor, SymmetricEncryptor};
+pub use eval::Evaluator;
+pub use keys::{GaloisKeys, PublicKey, RelinearizationKey, SecretKey};
+pub use params::{BfvParameters, ParameterError, ParameterSpec, SecurityLevel};
+pub use serial::SerialError;
+
+use std::sync::Arc;
+
+/// Errors of encoding, encryption and evaluation.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum Error {
+    /// Two objects belong to different parameter sets.
+    #[error("objects belong to different parameter sets ({left} vs {right})")]
+    ParameterMismatch {
+        /// Fingerprint of the first (hex prefix).
+        left: String,
+        /// Fingerprint of the second (hex prefix).
+        right: String,
+    },
+    /// A ciphertext has the wrong number of polynomials for the operation.
+    #[error("ciphertext has {found} polynomials, the operation needs {expected}")]
+    CiphertextSize {
+        /// Needed.
+        expected: usize,
+        /// Found.
+        found: usize,
+    },
+    /// The result would be a transparent ciphertext (a product with zero).
+    #[error("the result would be transparent (a product with zero); skip the term or add a fresh encryption of zero")]
+    TransparentResult,
+    /// No Galois key for the requested automorphism.
+    #[error("no Galois key for element {element}; generate it with the keys")]
+    MissingGaloisKey {
+        /// The Galois element.
+        element: u64,
+    },
+    /// More values than slots.
+    #[error("{given} values for {slots} slots")]
+    TooManyValues {
+        /// Values given.
+        given: usize,
+        /// Slots available.
+        slots: usize,
+    },
+    /// A value does not fit the centered plaintext range.
+    #[error("value {value} at index {index} is outside the plaintext range ±(t-1)/2 for t = {plain_modulus}")]
+    ValueOutOfRange {
+        /// Index of the value.
+        index: usize,
+        /// The value.
+        value: i128,
+        /// t.
+        plain_modulus: u64,
+    },
+    /// t does not allow batching.
+    #[error("plaintext modulus {plain_modulus} does not allow batching: it must be a prime ≡ 1 mod 2N = {two_n}")]
+    NoBatching {
+        /// t.
+        plain_modulus: u64,
+        /// 2N.
+        two_n: usize,
+    },
+    /// Lengths of paired inputs differ.
+    #[error("paired inputs have different lengths ({left} and {right})")]
+    LengthMismatch {
+        /// First length.
+        left: usize,
+        /// Second length.
+        right: usize,
+    },
+}
+
+pub(crate) fn ensure_same(a: &Arc<BfvParameters>, b: &Arc<BfvParameters>) -> Result<(), Error> {
+    if Arc::ptr_eq(a, b) || a.fingerprint() == b.fingerprint() {
+        Ok(())
+    } else {
+        Err(Error::ParameterMismatch {
+            left: a.fingerprint_hex(),
+            right: b.fingerprint_hex(),
+        })
+    }
+}

@@ -1,0 +1,1 @@
+//! Model import: to be built in the layers-and-import issue.
