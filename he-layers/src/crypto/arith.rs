@@ -194,13 +194,13 @@ pub fn is_prime(n: u64) -> bool {
     }
     const SMALL: [u64; 12] = [2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37];
     for p in SMALL {
-        if n % p == 0 {
+        if n.is_multiple_of(p) {
             return n == p;
         }
     }
     let mut d = n - 1;
     let mut s = 0;
-    while d % 2 == 0 {
+    while d.is_multiple_of(2) {
         d /= 2;
         s += 1;
     }
@@ -281,7 +281,7 @@ impl NttOperator {
     /// plan of the same degree, reused when it also describes this one.
     pub fn try_new(n: usize, p: u64, hint: Option<&Arc<[u32]>>) -> Option<Self> {
         let modulus = Modulus::try_new(p)?;
-        if (p - 1) % (2 * n as u64) != 0 || !is_prime(p) {
+        if !(p - 1).is_multiple_of(2 * n as u64) || !is_prime(p) {
             return None;
         }
         let plan = tfhe_ntt::prime64::Plan::try_new(n, p)?;
@@ -465,8 +465,8 @@ pub struct BaseConverter {
     inv_fraction: Vec<u128>,
     /// [Q/q_i]_{p_j}, indexed [j][i].
     punctured_mod_to: Vec<Vec<u64>>,
-    /// [Q]_{p_j}.
-    product_mod_to: Vec<u64>,
+    /// [v Q]_{p_j} for v = 0..=len(from), indexed [v][j]: v never exceeds the source count.
+    correction: Vec<Vec<u64>>,
     /// How many products may be summed in a u128 before reducing.
     lazy_terms: usize,
 }
@@ -494,7 +494,13 @@ impl BaseConverter {
                     .collect()
             })
             .collect();
-        let product_mod_to = to.iter().map(|t| biguint_mod(&q, t.value())).collect();
+        let correction = (0..=from.len() as u64)
+            .map(|v| {
+                to.iter()
+                    .map(|t| biguint_mod(&(&q * v), t.value()))
+                    .collect()
+            })
+            .collect();
         let max_from = from.iter().map(|m| m.value()).max().unwrap_or(1) as u128;
         let max_to = to.iter().map(|m| m.value()).max().unwrap_or(1) as u128;
         let lazy_terms = (u128::MAX / (max_from * max_to)).min(1 << 20) as usize;
@@ -504,38 +510,57 @@ impl BaseConverter {
             inv_punctured,
             inv_fraction,
             punctured_mod_to,
-            product_mod_to,
+            correction,
             lazy_terms: lazy_terms.max(1),
         }
     }
 
     /// Converts `n` coefficients: `input[i]` holds residues mod from[i]; `output[j]` receives
     /// residues mod to[j].
+    ///
+    /// Limb-major: each pass streams one source limb into a u128 accumulator per coefficient,
+    /// so the inner loops are straight multiply-adds over contiguous memory.
     pub fn convert(&self, input: &[&[u64]], output: &mut [&mut [u64]]) {
         let n = input.first().map_or(0, |l| l.len());
-        let mut y = vec![0u64; self.from.len()];
-        for c in 0..n {
-            let mut v = FixedPointSum::default();
-            for (i, m) in self.from.iter().enumerate() {
-                let (w, ws) = self.inv_punctured[i];
-                y[i] = m.mul_shoup(input[i][c], w, ws);
-                v.add_product(y[i], self.inv_fraction[i]);
-            }
-            let v = v.round() as u64;
-            for (j, t) in self.to.iter().enumerate() {
-                let row = &self.punctured_mod_to[j];
-                let mut acc = 0u64;
-                for (yc, rc) in y.chunks(self.lazy_terms).zip(row.chunks(self.lazy_terms)) {
-                    let mut sum: u128 = 0;
-                    for (&a, &b) in yc.iter().zip(rc) {
-                        sum += a as u128 * b as u128;
-                    }
-                    acc = t.add(acc, t.reduce_u128(sum));
-                }
-                let corr = t.mul(t.reduce(v), self.product_mod_to[j]);
-                output[j][c] = t.sub(acc, corr);
+        let l = self.from.len();
+        let mut y = vec![0u64; l * n];
+        for (i, (m, &(w, ws))) in self.from.iter().zip(&self.inv_punctured).enumerate() {
+            for (dst, &x) in y[i * n..(i + 1) * n].iter_mut().zip(input[i]) {
+                *dst = m.mul_shoup(x, w, ws);
             }
         }
+        // v = round(Σ y_i / q_i) < len(from): the multiple of Q to remove for the centered value.
+        let v: Vec<usize> = (0..n)
+            .map(|c| {
+                let mut s = FixedPointSum::default();
+                for (i, &f) in self.inv_fraction.iter().enumerate() {
+                    s.add_product(y[i * n + c], f);
+                }
+                (s.round() as usize).min(l)
+            })
+            .collect();
+        let mut acc = vec![0u128; n];
+        for (j, t) in self.to.iter().enumerate() {
+            acc.iter_mut().for_each(|a| *a = 0);
+            for (i, &w) in self.punctured_mod_to[j].iter().enumerate() {
+                accumulate(&mut acc, &y[i * n..(i + 1) * n], w);
+                if (i + 1) % self.lazy_terms == 0 {
+                    acc.iter_mut().for_each(|a| *a = t.reduce_u128(*a) as u128);
+                }
+            }
+            for ((o, &a), &vc) in output[j].iter_mut().zip(&acc).zip(&v) {
+                *o = t.sub(t.reduce_u128(a), self.correction[vc][j]);
+            }
+        }
+    }
+}
+
+/// acc[c] += x[c] · w.
+#[inline]
+fn accumulate(acc: &mut [u128], x: &[u64], w: u64) {
+    let w = w as u128;
+    for (a, &xc) in acc.iter_mut().zip(x) {
+        *a += xc as u128 * w;
     }
 }
 
@@ -556,7 +581,6 @@ pub struct RnsScaler {
     integer_mod_target: Vec<Vec<u64>>,
     /// Source index s diagonal to target k: (k, s, constant mod target k, shoup).
     diagonal: Vec<(usize, usize, u64, u64)>,
-    dense_sources: usize,
     lazy_terms: usize,
 }
 
@@ -618,7 +642,6 @@ impl RnsScaler {
             fractions,
             integer_mod_target,
             diagonal,
-            dense_sources,
             lazy_terms,
         }
     }
@@ -627,31 +650,34 @@ impl RnsScaler {
     /// residues mod target[k].
     pub fn scale(&self, input: &[&[u64]], output: &mut [&mut [u64]]) {
         let n = input.first().map_or(0, |l| l.len());
-        let mut x = vec![0u64; self.dense_sources];
-        for c in 0..n {
-            let mut frac = FixedPointSum::default();
-            for (s, f) in self.fractions.iter().enumerate() {
-                frac.add_product(input[s][c], *f);
-            }
-            for (s, xs) in x.iter_mut().enumerate() {
-                *xs = input[s][c];
-            }
-            let rounded = frac.round();
-            for (k, t) in self.target.iter().enumerate() {
-                let row = &self.integer_mod_target[k];
-                let mut acc = t.reduce_u128(rounded);
-                for (xc, rc) in x.chunks(self.lazy_terms).zip(row.chunks(self.lazy_terms)) {
-                    let mut sum: u128 = 0;
-                    for (&a, &b) in xc.iter().zip(rc) {
-                        sum += a as u128 * b as u128;
-                    }
-                    acc = t.add(acc, t.reduce_u128(sum));
+        // round(Σ x_s θ_s) < len · max(q): it starts every accumulator.
+        let rounded: Vec<u128> = (0..n)
+            .map(|c| {
+                let mut s = FixedPointSum::default();
+                for (src, &f) in input.iter().zip(&self.fractions) {
+                    s.add_product(src[c], f);
                 }
-                output[k][c] = acc;
+                s.round()
+            })
+            .collect();
+        let mut acc = vec![0u128; n];
+        for (k, t) in self.target.iter().enumerate() {
+            acc.copy_from_slice(&rounded);
+            for (s, &w) in self.integer_mod_target[k].iter().enumerate() {
+                accumulate(&mut acc, input[s], w);
+                // One slot of the lazy budget is the rounded start value.
+                if (s + 2) % self.lazy_terms == 0 {
+                    acc.iter_mut().for_each(|a| *a = t.reduce_u128(*a) as u128);
+                }
             }
-            for &(k, s, w, ws) in &self.diagonal {
-                let t = &self.target[k];
-                output[k][c] = t.add(output[k][c], t.mul_shoup(input[s][c], w, ws));
+            for (o, &a) in output[k].iter_mut().zip(&acc) {
+                *o = t.reduce_u128(a);
+            }
+        }
+        for &(k, s, w, ws) in &self.diagonal {
+            let t = &self.target[k];
+            for (o, &x) in output[k].iter_mut().zip(input[s]) {
+                *o = t.add(*o, t.mul_shoup(x, w, ws));
             }
         }
     }
@@ -700,7 +726,12 @@ mod tests {
 
     #[test]
     fn miller_rabin_matches_trial_division() {
-        let trial = |n: u64| n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0);
+        let trial = |n: u64| {
+            n >= 2
+                && (2..)
+                    .take_while(|d| d * d <= n)
+                    .all(|d| !n.is_multiple_of(d))
+        };
         for n in 0..20_000u64 {
             assert_eq!(is_prime(n), trial(n), "{n}");
         }

@@ -495,6 +495,11 @@ impl Evaluator {
                 let mj = op.modulus();
                 if qi <= mj.value() {
                     tmp.copy_from_slice(src);
+                } else if qi <= 2 * mj.value() {
+                    let m = mj.value();
+                    for (t, &x) in tmp.iter_mut().zip(src) {
+                        *t = if x >= m { x - m } else { x };
+                    }
                 } else {
                     for (t, &x) in tmp.iter_mut().zip(src) {
                         *t = mj.reduce(x);

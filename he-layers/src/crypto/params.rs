@@ -262,7 +262,7 @@ impl BfvParameters {
         if t < 2 || bit_len(t) > 60 {
             return Err(bad_t("must be between 2 and 2^60".into()));
         }
-        if let Some(q) = all.iter().find(|&&q| q % t == 0 || t % q == 0) {
+        if let Some(q) = all.iter().find(|&&q| q % t == 0 || t.is_multiple_of(q)) {
             return Err(bad_t(format!(
                 "shares a factor with the ciphertext modulus {q}"
             )));

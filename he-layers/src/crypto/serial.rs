@@ -615,7 +615,7 @@ impl GaloisKeys {
         let mut keys = BTreeMap::new();
         for _ in 0..count {
             let g = r.u32("Galois element")? as u64;
-            if g % 2 == 0 || g >= two_n || g == 1 || keys.contains_key(&g) {
+            if g.is_multiple_of(2) || g >= two_n || g == 1 || keys.contains_key(&g) {
                 return Err(SerialError::Malformed {
                     what: "Galois element",
                     detail: format!("{g} is not an odd unit below 2N={two_n}, or is repeated"),
