@@ -503,7 +503,10 @@ impl BaseConverter {
             .collect();
         let max_from = from.iter().map(|m| m.value()).max().unwrap_or(1) as u128;
         let max_to = to.iter().map(|m| m.value()).max().unwrap_or(1) as u128;
-        let lazy_terms = (u128::MAX / (max_from * max_to)).min(1 << 20) as usize;
+        // A start value below 2·max_from·max_to plus `lazy_terms` products must fit a u128.
+        let lazy_terms = (u128::MAX / (max_from * max_to))
+            .saturating_sub(2)
+            .min(1 << 20) as usize;
         Self {
             from: from.to_vec(),
             to: to.to_vec(),
@@ -545,6 +548,7 @@ impl BaseConverter {
             for (i, &w) in self.punctured_mod_to[j].iter().enumerate() {
                 accumulate(&mut acc, &y[i * n..(i + 1) * n], w);
                 if (i + 1) % self.lazy_terms == 0 {
+                    // Reduced values restart the lazy budget.
                     acc.iter_mut().for_each(|a| *a = t.reduce_u128(*a) as u128);
                 }
             }
@@ -636,7 +640,11 @@ impl RnsScaler {
         }
         let max_src = source.iter().map(|m| m.value()).max().unwrap_or(1) as u128;
         let max_tgt = target.iter().map(|m| m.value()).max().unwrap_or(1) as u128;
-        let lazy_terms = (u128::MAX / (max_src * max_tgt)).clamp(1, 1 << 20) as usize;
+        // A start value (the rounded fraction sum, below len·max_src, or a reduced residue) plus
+        // `lazy_terms` products must fit a u128.
+        let lazy_terms = (u128::MAX / (max_src * max_tgt))
+            .saturating_sub(2)
+            .clamp(1, 1 << 20) as usize;
         Self {
             target: target.to_vec(),
             fractions,
@@ -665,8 +673,7 @@ impl RnsScaler {
             acc.copy_from_slice(&rounded);
             for (s, &w) in self.integer_mod_target[k].iter().enumerate() {
                 accumulate(&mut acc, input[s], w);
-                // One slot of the lazy budget is the rounded start value.
-                if (s + 2) % self.lazy_terms == 0 {
+                if (s + 1) % self.lazy_terms == 0 {
                     acc.iter_mut().for_each(|a| *a = t.reduce_u128(*a) as u128);
                 }
             }

@@ -268,8 +268,10 @@ impl Evaluator {
         let mut acc = vec![0u128; n];
         for (limb_idx, m) in basis.moduli().iter().enumerate() {
             let q = m.value() as u128;
-            // Products are < q^2; this many fit in a u128 before a reduction.
-            let lazy = (u128::MAX / ((q - 1) * (q - 1))).clamp(1, 1 << 30) as usize;
+            // Products are < q^2; a reduced start value plus this many fit in a u128.
+            let lazy = (u128::MAX / ((q - 1) * (q - 1)))
+                .saturating_sub(1)
+                .clamp(1, 1 << 30) as usize;
             let w: Vec<u64> = terms.iter().map(|(_, w)| m.reduce_i64(*w)).collect();
             for (poly_idx, out_poly) in out.iter_mut().enumerate() {
                 acc.iter_mut().for_each(|a| *a = 0);
