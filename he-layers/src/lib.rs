@@ -3,6 +3,9 @@
 #![warn(missing_docs)]
 
 pub mod crypto;
+pub mod layers;
+pub mod model;
+pub mod tensor;
 
 /// Tunes glibc's allocator for ciphertext workloads; call once at program start.
 ///

@@ -198,6 +198,11 @@ fn evaluator_operations_equal_slotwise_arithmetic() {
             c.decrypt(&ev.negate(&ca).unwrap()),
             slotwise(&a, &b, t, |x, _| -x)
         );
+        for k in [1i128, -5, 1 << 70, -(t as i128) * 3 + 2] {
+            let mut x = ca.clone();
+            ev.add_constant_assign(&mut x, k).unwrap();
+            assert_slots!(c.decrypt(&x), slotwise(&a, &a, t, |x, _| x + k));
+        }
         let pb = c.enc.encode(&b).unwrap();
         let mut x = ca.clone();
         ev.add_plain_assign(&mut x, &ev.prepare_add(&pb).unwrap())

@@ -176,6 +176,30 @@ impl Evaluator {
         Ok(())
     }
 
+    /// ct += c in every slot, for an integer c (taken mod t). The constant polynomial c is the
+    /// all-c slot vector, and its NTT is c in every NTT slot, so this is one addition per
+    /// residue: no encoding, no transform.
+    pub fn add_constant_assign(&self, ct: &mut Ciphertext, c: i128) -> Result<(), Error> {
+        self.check(ct)?;
+        let p = &self.params;
+        let m = p.plain.reduce_i128(c);
+        if m == 0 {
+            return Ok(());
+        }
+        // round(Q m / t) mod q_i, as in `Plaintext::scaled`.
+        let t = p.plain_modulus() as u128;
+        let fix = ((p.q_mod_t as u128 * m as u128 + t / 2) / t) as u64;
+        for ((limb, q), &(d, ds)) in ct.polys[0].limbs_mut().zip(p.q.moduli()).zip(&p.delta) {
+            let v = q.add(q.mul_shoup(m, d, ds), q.reduce(fix));
+            for x in limb.iter_mut() {
+                *x = q.add(*x, v);
+            }
+        }
+        ct.seed = None;
+        ct.noise_log2 = log2_add(ct.noise_log2, (p.plain_modulus() as f64).log2() - 1.0);
+        Ok(())
+    }
+
     /// ct · pt. An all-zero plaintext would give a transparent ciphertext, so it is refused.
     pub fn mul_plain(&self, ct: &Ciphertext, pt: &LiftedPlaintext) -> Result<Ciphertext, Error> {
         self.check(ct)?;

@@ -1,0 +1,462 @@
+//! Conv2d and Linear: affine maps out[o] = Σ w · x[i] + bias[o], run as one fused dot product
+//! per output, parallel across outputs.
+
+use super::{shape_error, HeBackend, LayerError};
+use crate::tensor::{EncryptedTensor, IntTensor, ValueInfo};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// What Conv2d and Linear share: for each output, its connections (input index and quantized
+/// weight, zero weights included) and its bias.
+trait Affine {
+    fn layer_name(&self) -> &str;
+    fn out_shape(&self, input: &[usize]) -> Result<Vec<usize>, LayerError>;
+    /// All connections of output o, including zero weights (they still carry quantization error).
+    fn connections(&self, input: &[usize], o: usize, out: &mut Vec<(usize, i64)>);
+    fn bias_of(&self, input: &[usize], o: usize) -> i128;
+    fn weight_scale(&self) -> f64;
+}
+
+fn info<A: Affine>(a: &A, input: &ValueInfo) -> Result<ValueInfo, LayerError> {
+    let shape = a.out_shape(&input.shape)?;
+    let out_len: usize = shape.iter().product();
+    let sw = a.weight_scale();
+    let eps_w = 0.5 / sw;
+    let scale = input.scale * sw;
+    let mut bound = 0u128;
+    let mut float_bound = 0.0f64;
+    let mut error_bound = 0.0f64;
+    let mut conns = Vec::new();
+    for o in 0..out_len {
+        conns.clear();
+        a.connections(&input.shape, o, &mut conns);
+        let b = a.bias_of(&input.shape, o);
+        let mut bo = b.unsigned_abs();
+        let mut fo = b.unsigned_abs() as f64 / scale + 0.5 / scale;
+        let mut eo = 0.5 / scale;
+        for &(_, w) in &conns {
+            let wa = w.unsigned_abs();
+            bo = bo.saturating_add((wa as u128).saturating_mul(input.bound));
+            let wf = wa as f64 / sw;
+            fo += (wf + eps_w) * input.float_bound;
+            eo += eps_w * input.float_bound + wf * input.error_bound;
+        }
+        bound = bound.max(bo);
+        float_bound = float_bound.max(fo);
+        error_bound = error_bound.max(eo);
+    }
+    Ok(ValueInfo {
+        shape,
+        scale,
+        bound,
+        float_bound,
+        error_bound,
+    })
+}
+
+fn forward_int<A: Affine + Sync>(a: &A, x: &IntTensor) -> Result<IntTensor, LayerError> {
+    let shape = a.out_shape(x.shape())?;
+    let out_len: usize = shape.iter().product();
+    let batch = x.batch();
+    let data: Vec<i128> = (0..out_len)
+        .into_par_iter()
+        .flat_map_iter(|o| {
+            let mut conns = Vec::new();
+            a.connections(x.shape(), o, &mut conns);
+            let b = a.bias_of(x.shape(), o);
+            let mut acc = vec![b; batch];
+            for &(i, w) in &conns {
+                for (s, &v) in acc.iter_mut().zip(x.activation(i)) {
+                    *s += w as i128 * v;
+                }
+            }
+            acc
+        })
+        .collect();
+    IntTensor::from_data(shape, batch, data)
+        .ok_or_else(|| LayerError::Input(format!("{}: inconsistent output size", a.layer_name())))
+}
+
+fn forward_encrypted<A: Affine + Sync, B: HeBackend>(
+    a: &A,
+    x: &EncryptedTensor<B::Ciphertext>,
+    backend: &B,
+) -> Result<EncryptedTensor<B::Ciphertext>, LayerError> {
+    let input = ValueInfo {
+        shape: x.shape.clone(),
+        scale: x.scale,
+        bound: x.bound,
+        float_bound: 0.0,
+        error_bound: 0.0,
+    };
+    if x.cts.len() != input.len() {
+        return Err(shape_error(
+            a.layer_name(),
+            format!("{} ciphertexts", input.len()),
+            &x.shape,
+        ));
+    }
+    let out = info(a, &input)?;
+    let out_len = out.len();
+    let cts = (0..out_len)
+        .into_par_iter()
+        .map(|o| {
+            let mut conns = Vec::new();
+            a.connections(&x.shape, o, &mut conns);
+            let (refs, ws): (Vec<&B::Ciphertext>, Vec<i64>) = conns
+                .iter()
+                .filter(|&&(_, w)| w != 0)
+                .map(|&(i, w)| (&x.cts[i], w))
+                .unzip();
+            let bias = a.bias_of(&x.shape, o);
+            match backend.dot(&refs, &ws)? {
+                Some(mut ct) => {
+                    backend.add_constant(&mut ct, bias)?;
+                    Ok(ct)
+                }
+                // Every weight is zero: a product would be transparent, so the output is a
+                // fresh encryption of the bias instead.
+                None => backend.encrypt_constant(bias),
+            }
+        })
+        .collect::<Result<Vec<_>, LayerError>>()?;
+    Ok(EncryptedTensor {
+        shape: out.shape,
+        batch: x.batch,
+        cts,
+        scale: out.scale,
+        bound: out.bound,
+    })
+}
+
+/// Quantizes float weights to round(w · 2^bits) and biases to round(b · input_scale · 2^bits).
+fn quantize(
+    name: &str,
+    weights: &[f64],
+    bias: &[f64],
+    input_scale: f64,
+    weight_scale_bits: u32,
+) -> Result<(Vec<i64>, Vec<i128>, f64), LayerError> {
+    let sw = (weight_scale_bits.min(62) as f64).exp2();
+    let bad = |what: &str, v: f64| {
+        LayerError::Input(format!(
+            "{name}: {what} {v} cannot be quantized at weight scale 2^{weight_scale_bits}"
+        ))
+    };
+    let w = weights
+        .iter()
+        .map(|&x| {
+            let q = (x * sw).round();
+            if q.is_finite() && q.abs() < 2f64.powi(62) {
+                Ok(q as i64)
+            } else {
+                Err(bad("weight", x))
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let b = bias
+        .iter()
+        .map(|&x| {
+            let q = (x * input_scale * sw).round();
+            if q.is_finite() && q.abs() < 2f64.powi(120) {
+                Ok(q as i128)
+            } else {
+                Err(bad("bias", x))
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((w, b, sw))
+}
+
+/// A 2-D convolution over `[C, H, W]` inputs, with quantized weights and bias.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EncodedConv2d {
+    /// Layer name.
+    pub name: String,
+    /// Input channels.
+    pub in_channels: usize,
+    /// Output channels.
+    pub out_channels: usize,
+    /// Kernel height and width.
+    pub kernel: [usize; 2],
+    /// Stride along height and width.
+    pub stride: [usize; 2],
+    /// Zero padding along height and width.
+    pub padding: [usize; 2],
+    /// Weights quantized at `weight_scale`, laid out `[out][in][kh][kw]`.
+    pub weights: Vec<i64>,
+    /// Bias per output channel, at the output scale (input scale × weight scale).
+    pub bias: Vec<i128>,
+    /// The weight scale 2^s_w.
+    pub weight_scale: f64,
+}
+
+impl EncodedConv2d {
+    /// Quantizes a float convolution (weights `[out][in][kh][kw]`, one bias per output channel
+    /// or none) for inputs at `input_scale`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn quantize(
+        name: impl Into<String>,
+        in_channels: usize,
+        out_channels: usize,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+        weights: &[f64],
+        bias: Option<&[f64]>,
+        input_scale: f64,
+        weight_scale_bits: u32,
+    ) -> Result<Self, LayerError> {
+        let name = name.into();
+        let n_w = out_channels * in_channels * kernel[0] * kernel[1];
+        if weights.len() != n_w || bias.is_some_and(|b| b.len() != out_channels) {
+            return Err(LayerError::Input(format!(
+                "{name}: expected {n_w} weights and {out_channels} biases"
+            )));
+        }
+        if kernel.contains(&0) || stride.contains(&0) {
+            return Err(LayerError::Input(format!(
+                "{name}: kernel and stride must be positive"
+            )));
+        }
+        let zeros = vec![0.0; out_channels];
+        let (weights, bias, weight_scale) = quantize(
+            &name,
+            weights,
+            bias.unwrap_or(&zeros),
+            input_scale,
+            weight_scale_bits,
+        )?;
+        Ok(Self {
+            name,
+            in_channels,
+            out_channels,
+            kernel,
+            stride,
+            padding,
+            weights,
+            bias,
+            weight_scale,
+        })
+    }
+
+    /// One-line description.
+    pub fn describe(&self) -> String {
+        format!(
+            "Conv2d({}→{}, {}×{}, stride {}×{}, padding {}×{})",
+            self.in_channels,
+            self.out_channels,
+            self.kernel[0],
+            self.kernel[1],
+            self.stride[0],
+            self.stride[1],
+            self.padding[0],
+            self.padding[1]
+        )
+    }
+
+    fn out_hw(&self, h: usize, w: usize) -> Option<(usize, usize)> {
+        let [kh, kw] = self.kernel;
+        let [sh, sw] = self.stride;
+        let [ph, pw] = self.padding;
+        if sh == 0 || sw == 0 || h + 2 * ph < kh || w + 2 * pw < kw {
+            return None;
+        }
+        Some(((h + 2 * ph - kh) / sh + 1, (w + 2 * pw - kw) / sw + 1))
+    }
+
+    /// The output facts.
+    pub fn output_info(&self, input: &ValueInfo) -> Result<ValueInfo, LayerError> {
+        info(self, input)
+    }
+
+    /// Exact integer forward.
+    pub fn forward_int(&self, x: &IntTensor) -> Result<IntTensor, LayerError> {
+        forward_int(self, x)
+    }
+
+    /// Encrypted forward.
+    pub fn forward_encrypted<B: HeBackend>(
+        &self,
+        x: &EncryptedTensor<B::Ciphertext>,
+        backend: &B,
+    ) -> Result<EncryptedTensor<B::Ciphertext>, LayerError> {
+        forward_encrypted(self, x, backend)
+    }
+}
+
+impl Affine for EncodedConv2d {
+    fn layer_name(&self) -> &str {
+        &self.name
+    }
+
+    fn out_shape(&self, input: &[usize]) -> Result<Vec<usize>, LayerError> {
+        let expected = || {
+            format!(
+                "[{}, H, W] with H, W ≥ the kernel less padding",
+                self.in_channels
+            )
+        };
+        let &[c, h, w] = input else {
+            return Err(shape_error(&self.name, expected(), input));
+        };
+        if c != self.in_channels {
+            return Err(shape_error(&self.name, expected(), input));
+        }
+        let (oh, ow) = self
+            .out_hw(h, w)
+            .ok_or_else(|| shape_error(&self.name, expected(), input))?;
+        Ok(vec![self.out_channels, oh, ow])
+    }
+
+    fn connections(&self, input: &[usize], o: usize, out: &mut Vec<(usize, i64)>) {
+        let (h, w) = (input[1], input[2]);
+        let Some((oh, ow)) = self.out_hw(h, w) else {
+            return;
+        };
+        let (oc, rest) = (o / (oh * ow), o % (oh * ow));
+        let (oy, ox) = (rest / ow, rest % ow);
+        let [kh, kw] = self.kernel;
+        for c in 0..self.in_channels {
+            for ky in 0..kh {
+                let iy = (oy * self.stride[0] + ky) as isize - self.padding[0] as isize;
+                if iy < 0 || iy >= h as isize {
+                    continue;
+                }
+                for kx in 0..kw {
+                    let ix = (ox * self.stride[1] + kx) as isize - self.padding[1] as isize;
+                    if ix < 0 || ix >= w as isize {
+                        continue;
+                    }
+                    let wi = ((oc * self.in_channels + c) * kh + ky) * kw + kx;
+                    out.push(((c * h + iy as usize) * w + ix as usize, self.weights[wi]));
+                }
+            }
+        }
+    }
+
+    fn bias_of(&self, input: &[usize], o: usize) -> i128 {
+        let plane = match input {
+            &[_, h, w] => self.out_hw(h, w).map_or(1, |(oh, ow)| (oh * ow).max(1)),
+            _ => 1,
+        };
+        self.bias.get(o / plane).copied().unwrap_or(0)
+    }
+
+    fn weight_scale(&self) -> f64 {
+        self.weight_scale
+    }
+}
+
+/// A fully connected layer over a 1-D input.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EncodedLinear {
+    /// Layer name.
+    pub name: String,
+    /// Input features.
+    pub in_features: usize,
+    /// Output features.
+    pub out_features: usize,
+    /// Weights quantized at `weight_scale`, laid out `[out][in]`.
+    pub weights: Vec<i64>,
+    /// Bias per output, at the output scale.
+    pub bias: Vec<i128>,
+    /// The weight scale 2^s_w.
+    pub weight_scale: f64,
+}
+
+impl EncodedLinear {
+    /// Quantizes a float linear layer (weights `[out][in]`) for inputs at `input_scale`.
+    pub fn quantize(
+        name: impl Into<String>,
+        in_features: usize,
+        out_features: usize,
+        weights: &[f64],
+        bias: Option<&[f64]>,
+        input_scale: f64,
+        weight_scale_bits: u32,
+    ) -> Result<Self, LayerError> {
+        let name = name.into();
+        if weights.len() != in_features * out_features
+            || bias.is_some_and(|b| b.len() != out_features)
+        {
+            return Err(LayerError::Input(format!(
+                "{name}: expected {} weights and {out_features} biases",
+                in_features * out_features
+            )));
+        }
+        let zeros = vec![0.0; out_features];
+        let (weights, bias, weight_scale) = quantize(
+            &name,
+            weights,
+            bias.unwrap_or(&zeros),
+            input_scale,
+            weight_scale_bits,
+        )?;
+        Ok(Self {
+            name,
+            in_features,
+            out_features,
+            weights,
+            bias,
+            weight_scale,
+        })
+    }
+
+    /// One-line description.
+    pub fn describe(&self) -> String {
+        format!("Linear({}→{})", self.in_features, self.out_features)
+    }
+
+    /// The output facts.
+    pub fn output_info(&self, input: &ValueInfo) -> Result<ValueInfo, LayerError> {
+        info(self, input)
+    }
+
+    /// Exact integer forward.
+    pub fn forward_int(&self, x: &IntTensor) -> Result<IntTensor, LayerError> {
+        forward_int(self, x)
+    }
+
+    /// Encrypted forward.
+    pub fn forward_encrypted<B: HeBackend>(
+        &self,
+        x: &EncryptedTensor<B::Ciphertext>,
+        backend: &B,
+    ) -> Result<EncryptedTensor<B::Ciphertext>, LayerError> {
+        forward_encrypted(self, x, backend)
+    }
+}
+
+impl Affine for EncodedLinear {
+    fn layer_name(&self) -> &str {
+        &self.name
+    }
+
+    fn out_shape(&self, input: &[usize]) -> Result<Vec<usize>, LayerError> {
+        if input != [self.in_features] {
+            return Err(shape_error(
+                &self.name,
+                format!(
+                    "[{}] (add a Flatten before a Linear layer)",
+                    self.in_features
+                ),
+                input,
+            ));
+        }
+        Ok(vec![self.out_features])
+    }
+
+    fn connections(&self, _input: &[usize], o: usize, out: &mut Vec<(usize, i64)>) {
+        let row = &self.weights[o * self.in_features..(o + 1) * self.in_features];
+        out.extend(row.iter().copied().enumerate());
+    }
+
+    fn bias_of(&self, _input: &[usize], o: usize) -> i128 {
+        self.bias.get(o).copied().unwrap_or(0)
+    }
+
+    fn weight_scale(&self) -> f64 {
+        self.weight_scale
+    }
+}

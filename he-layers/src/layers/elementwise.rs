@@ -1,0 +1,415 @@
+//! Square, AvgPool2d, Flatten, the re-encryption boundary and plaintext-only layers.
+
+use super::{rescale_round, shape_error, HeBackend, LayerError};
+use crate::tensor::{EncryptedTensor, IntTensor, ValueInfo};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+fn int_tensor(
+    name: &str,
+    shape: Vec<usize>,
+    batch: usize,
+    data: Vec<i128>,
+) -> Result<IntTensor, LayerError> {
+    IntTensor::from_data(shape, batch, data)
+        .ok_or_else(|| LayerError::Input(format!("{name}: inconsistent output size")))
+}
+
+fn check_len<C>(name: &str, x: &EncryptedTensor<C>) -> Result<(), LayerError> {
+    let len: usize = x.shape.iter().product();
+    if x.cts.len() != len {
+        return Err(shape_error(name, format!("{len} ciphertexts"), &x.shape));
+    }
+    Ok(())
+}
+
+/// x² on every activation (one ciphertext product each).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Square {
+    /// Layer name.
+    pub name: String,
+}
+
+impl Square {
+    /// One-line description.
+    pub fn describe(&self) -> String {
+        "Square".into()
+    }
+
+    /// The output facts: scale and bound squared.
+    pub fn output_info(&self, input: &ValueInfo) -> Result<ValueInfo, LayerError> {
+        Ok(ValueInfo {
+            shape: input.shape.clone(),
+            scale: input.scale * input.scale,
+            bound: input.bound.saturating_mul(input.bound),
+            float_bound: input.float_bound * input.float_bound,
+            // (f + δ)² − f² = 2 f δ + δ².
+            error_bound: 2.0 * input.float_bound * input.error_bound
+                + input.error_bound * input.error_bound,
+        })
+    }
+
+    /// Exact integer forward.
+    pub fn forward_int(&self, x: &IntTensor) -> Result<IntTensor, LayerError> {
+        Ok(x.map(|v| v * v))
+    }
+
+    /// Encrypted forward, parallel across activations.
+    pub fn forward_encrypted<B: HeBackend>(
+        &self,
+        x: &EncryptedTensor<B::Ciphertext>,
+        backend: &B,
+    ) -> Result<EncryptedTensor<B::Ciphertext>, LayerError> {
+        check_len(&self.name, x)?;
+        let cts = x
+            .cts
+            .par_iter()
+            .map(|c| backend.square(c))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(EncryptedTensor {
+            shape: x.shape.clone(),
+            batch: x.batch,
+            cts,
+            scale: x.scale * x.scale,
+            bound: x.bound.saturating_mul(x.bound),
+        })
+    }
+}
+
+/// Geometry shared by the 2-D pools.
+fn pool_out(
+    name: &str,
+    input: &[usize],
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+) -> Result<[usize; 5], LayerError> {
+    let expected = || "[C, H, W] with H, W at least the kernel less padding".to_string();
+    let &[c, h, w] = input else {
+        return Err(shape_error(name, expected(), input));
+    };
+    if stride[0] == 0
+        || stride[1] == 0
+        || h + 2 * padding[0] < kernel[0]
+        || w + 2 * padding[1] < kernel[1]
+    {
+        return Err(shape_error(name, expected(), input));
+    }
+    let oh = (h + 2 * padding[0] - kernel[0]) / stride[0] + 1;
+    let ow = (w + 2 * padding[1] - kernel[1]) / stride[1] + 1;
+    Ok([c, h, w, oh, ow])
+}
+
+/// Indices of the non-padding inputs in the window of output o.
+fn window(
+    dims: [usize; 5],
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    o: usize,
+) -> Vec<usize> {
+    let [_, h, w, oh, ow] = dims;
+    let (ch, rest) = (o / (oh * ow), o % (oh * ow));
+    let (oy, ox) = (rest / ow, rest % ow);
+    let mut v = Vec::with_capacity(kernel[0] * kernel[1]);
+    for ky in 0..kernel[0] {
+        let iy = (oy * stride[0] + ky) as isize - padding[0] as isize;
+        if iy < 0 || iy >= h as isize {
+            continue;
+        }
+        for kx in 0..kernel[1] {
+            let ix = (ox * stride[1] + kx) as isize - padding[1] as isize;
+            if ix < 0 || ix >= w as isize {
+                continue;
+            }
+            v.push((ch * h + iy as usize) * w + ix as usize);
+        }
+    }
+    v
+}
+
+/// Average pooling as a window sum; the divisor kh·kw is folded into the scale, so the
+/// integer path stays exact. Padding counts toward the divisor (PyTorch's default).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EncodedAvgPool2d {
+    /// Layer name.
+    pub name: String,
+    /// Window height and width.
+    pub kernel: [usize; 2],
+    /// Stride.
+    pub stride: [usize; 2],
+    /// Zero padding.
+    pub padding: [usize; 2],
+}
+
+impl EncodedAvgPool2d {
+    /// One-line description.
+    pub fn describe(&self) -> String {
+        format!(
+            "AvgPool2d({}×{}, stride {}×{}, padding {}×{}) as a sum",
+            self.kernel[0],
+            self.kernel[1],
+            self.stride[0],
+            self.stride[1],
+            self.padding[0],
+            self.padding[1]
+        )
+    }
+
+    fn area(&self) -> u128 {
+        (self.kernel[0] * self.kernel[1]) as u128
+    }
+
+    /// The output facts: scale and bound times the window area.
+    pub fn output_info(&self, input: &ValueInfo) -> Result<ValueInfo, LayerError> {
+        let [c, _, _, oh, ow] = pool_out(
+            &self.name,
+            &input.shape,
+            self.kernel,
+            self.stride,
+            self.padding,
+        )?;
+        Ok(ValueInfo {
+            shape: vec![c, oh, ow],
+            scale: input.scale * self.area() as f64,
+            bound: input.bound.saturating_mul(self.area()),
+            float_bound: input.float_bound,
+            error_bound: input.error_bound,
+        })
+    }
+
+    /// Exact integer forward (window sums).
+    pub fn forward_int(&self, x: &IntTensor) -> Result<IntTensor, LayerError> {
+        let dims = pool_out(
+            &self.name,
+            x.shape(),
+            self.kernel,
+            self.stride,
+            self.padding,
+        )?;
+        let [c, _, _, oh, ow] = dims;
+        let batch = x.batch();
+        let mut data = Vec::with_capacity(c * oh * ow * batch);
+        for o in 0..c * oh * ow {
+            let mut acc = vec![0i128; batch];
+            for i in window(dims, self.kernel, self.stride, self.padding, o) {
+                for (a, &v) in acc.iter_mut().zip(x.activation(i)) {
+                    *a += v;
+                }
+            }
+            data.extend(acc);
+        }
+        int_tensor(&self.name, vec![c, oh, ow], batch, data)
+    }
+
+    /// Encrypted forward: one dot product with unit weights per output.
+    pub fn forward_encrypted<B: HeBackend>(
+        &self,
+        x: &EncryptedTensor<B::Ciphertext>,
+        backend: &B,
+    ) -> Result<EncryptedTensor<B::Ciphertext>, LayerError> {
+        check_len(&self.name, x)?;
+        let dims = pool_out(&self.name, &x.shape, self.kernel, self.stride, self.padding)?;
+        let [c, _, _, oh, ow] = dims;
+        let cts = (0..c * oh * ow)
+            .into_par_iter()
+            .map(|o| {
+                let idx = window(dims, self.kernel, self.stride, self.padding, o);
+                let refs: Vec<&B::Ciphertext> = idx.iter().map(|&i| &x.cts[i]).collect();
+                match backend.dot(&refs, &vec![1; refs.len()])? {
+                    Some(ct) => Ok(ct),
+                    None => backend.encrypt_constant(0),
+                }
+            })
+            .collect::<Result<Vec<_>, LayerError>>()?;
+        Ok(EncryptedTensor {
+            shape: vec![c, oh, ow],
+            batch: x.batch,
+            cts,
+            scale: x.scale * self.area() as f64,
+            bound: x.bound.saturating_mul(self.area()),
+        })
+    }
+}
+
+/// Reshape to one dimension (row-major, as `torch.flatten`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Flatten {
+    /// Layer name.
+    pub name: String,
+}
+
+impl Flatten {
+    /// One-line description.
+    pub fn describe(&self) -> String {
+        "Flatten".into()
+    }
+
+    /// The output facts: same values, one dimension.
+    pub fn output_info(&self, input: &ValueInfo) -> Result<ValueInfo, LayerError> {
+        Ok(ValueInfo {
+            shape: vec![input.len()],
+            ..input.clone()
+        })
+    }
+
+    /// Integer forward (a reshape).
+    pub fn forward_int(&self, x: &IntTensor) -> Result<IntTensor, LayerError> {
+        x.clone()
+            .reshaped(vec![x.len()])
+            .ok_or_else(|| LayerError::Input(format!("{}: reshape failed", self.name)))
+    }
+
+    /// Encrypted forward (a reshape; no ciphertext is touched).
+    pub fn forward_encrypted<C: Clone>(
+        &self,
+        x: &EncryptedTensor<C>,
+    ) -> Result<EncryptedTensor<C>, LayerError> {
+        check_len(&self.name, x)?;
+        Ok(EncryptedTensor {
+            shape: vec![x.cts.len()],
+            ..x.clone()
+        })
+    }
+}
+
+/// A re-encryption boundary: the server stops before it; the client decrypts, divides by
+/// 2^rescale_bits with rounding (ties away from zero), re-encodes and encrypts afresh, and the
+/// next segment starts after it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReencryptBoundary {
+    /// Layer name.
+    pub name: String,
+    /// Bits to divide by (with rounding) before re-encrypting.
+    pub rescale_bits: u32,
+}
+
+impl ReencryptBoundary {
+    /// One-line description.
+    pub fn describe(&self) -> String {
+        format!("Re-encrypt (client, rescale by 2^-{})", self.rescale_bits)
+    }
+
+    /// The output facts: scale and bound divided by 2^rescale_bits.
+    pub fn output_info(&self, input: &ValueInfo) -> Result<ValueInfo, LayerError> {
+        let k = self.rescale_bits.min(126);
+        let scale = input.scale / (1u128 << k) as f64;
+        Ok(ValueInfo {
+            shape: input.shape.clone(),
+            scale,
+            bound: rescale_round(input.bound.min(i128::MAX as u128) as i128, k) as u128,
+            float_bound: input.float_bound,
+            error_bound: input.error_bound + if k > 0 { 0.5 / scale } else { 0.0 },
+        })
+    }
+
+    /// Integer forward: the client's rounding division.
+    pub fn forward_int(&self, x: &IntTensor) -> Result<IntTensor, LayerError> {
+        let k = self.rescale_bits.min(126);
+        Ok(x.map(|&v| rescale_round(v, k)))
+    }
+}
+
+/// Layers that only the plaintext side runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum PlaintextOnlyKind {
+    /// max(0, x).
+    Relu,
+    /// tanh(x).
+    Tanh,
+    /// Max pooling.
+    MaxPool2d {
+        /// Window.
+        kernel: [usize; 2],
+        /// Stride.
+        stride: [usize; 2],
+        /// Padding (ignored positions).
+        padding: [usize; 2],
+    },
+}
+
+impl fmt::Display for PlaintextOnlyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Relu => write!(f, "ReLU"),
+            Self::Tanh => write!(f, "Tanh"),
+            Self::MaxPool2d { kernel, stride, .. } => write!(
+                f,
+                "MaxPool2d({}×{}, stride {}×{})",
+                kernel[0], kernel[1], stride[0], stride[1]
+            ),
+        }
+    }
+}
+
+/// A layer that cannot run on ciphertexts; the float reference (and, for ReLU and MaxPool2d,
+/// the integer mirror) runs it after decryption.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PlaintextOnlyLayer {
+    /// Layer name.
+    pub name: String,
+    /// What it computes.
+    pub kind: PlaintextOnlyKind,
+}
+
+impl PlaintextOnlyLayer {
+    /// One-line description.
+    pub fn describe(&self) -> String {
+        format!("{} (plaintext only)", self.kind)
+    }
+
+    /// The output facts.
+    pub fn output_info(&self, input: &ValueInfo) -> Result<ValueInfo, LayerError> {
+        match &self.kind {
+            PlaintextOnlyKind::Relu => Ok(input.clone()),
+            PlaintextOnlyKind::Tanh => Ok(ValueInfo {
+                float_bound: input.float_bound.min(1.0),
+                ..input.clone()
+            }),
+            PlaintextOnlyKind::MaxPool2d {
+                kernel,
+                stride,
+                padding,
+            } => {
+                let [c, _, _, oh, ow] =
+                    pool_out(&self.name, &input.shape, *kernel, *stride, *padding)?;
+                Ok(ValueInfo {
+                    shape: vec![c, oh, ow],
+                    ..input.clone()
+                })
+            }
+        }
+    }
+
+    /// Integer forward for ReLU and MaxPool2d (exact); Tanh has none.
+    pub fn forward_int(&self, x: &IntTensor) -> Result<IntTensor, LayerError> {
+        match &self.kind {
+            PlaintextOnlyKind::Relu => Ok(x.map(|&v| v.max(0))),
+            PlaintextOnlyKind::Tanh => Err(LayerError::NoIntegerMirror {
+                layer: self.name.clone(),
+                kind: self.kind.to_string(),
+            }),
+            PlaintextOnlyKind::MaxPool2d {
+                kernel,
+                stride,
+                padding,
+            } => {
+                let dims = pool_out(&self.name, x.shape(), *kernel, *stride, *padding)?;
+                let [c, _, _, oh, ow] = dims;
+                let batch = x.batch();
+                let mut data = Vec::with_capacity(c * oh * ow * batch);
+                for o in 0..c * oh * ow {
+                    let mut acc = vec![i128::MIN; batch];
+                    for i in window(dims, *kernel, *stride, *padding, o) {
+                        for (a, &v) in acc.iter_mut().zip(x.activation(i)) {
+                            *a = (*a).max(v);
+                        }
+                    }
+                    data.extend(acc);
+                }
+                int_tensor(&self.name, vec![c, oh, ow], batch, data)
+            }
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! Encoded layers. Each has an encrypted forward (through a [`HeBackend`], never touching RNS
+//! limbs), an exact integer forward that the encrypted one must equal after decryption, and its
+//! effect on the tensor's [`ValueInfo`] (shape, scale, bound, quantization error).
+
+mod affine;
+mod bfv;
+mod elementwise;
+
+pub use affine::{EncodedConv2d, EncodedLinear};
+pub use bfv::BfvBackend;
+pub use elementwise::{
+    EncodedAvgPool2d, Flatten, PlaintextOnlyKind, PlaintextOnlyLayer, ReencryptBoundary, Square,
+};
+
+use crate::tensor::{EncryptedTensor, IntTensor, ValueInfo};
+use serde::{Deserialize, Serialize};
+
+/// The homomorphic operations layers need. BFV implements it ([`BfvBackend`]); another scheme
+/// or a GPU backend can slot in without touching the layers.
+pub trait HeBackend: Sync {
+    /// The backend's ciphertext.
+    type Ciphertext: Clone + Send + Sync;
+
+    /// Σ w_k ct_k; `None` when every weight vanishes (the result would be transparent).
+    fn dot(
+        &self,
+        cts: &[&Self::Ciphertext],
+        weights: &[i64],
+    ) -> Result<Option<Self::Ciphertext>, LayerError>;
+
+    /// ct += c in every slot.
+    fn add_constant(&self, ct: &mut Self::Ciphertext, c: i128) -> Result<(), LayerError>;
+
+    /// ct², relinearized.
+    fn square(&self, ct: &Self::Ciphertext) -> Result<Self::Ciphertext, LayerError>;
+
+    /// A fresh, non-transparent encryption of c in every slot (replaces products with zero).
+    fn encrypt_constant(&self, c: i128) -> Result<Self::Ciphertext, LayerError>;
+}
+
+/// Why a layer could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    /// The engine refused an operation.
+    #[error("layer {layer}: {source}")]
+    Crypto {
+        /// The layer.
+        layer: String,
+        /// The engine's error.
+        source: crate::crypto::Error,
+    },
+    /// The input's shape does not fit the layer.
+    #[error("layer {layer}: input shape {found:?} does not fit (expected {expected})")]
+    Shape {
+        /// The layer.
+        layer: String,
+        /// What the layer accepts.
+        expected: String,
+        /// What it got.
+        found: Vec<usize>,
+    },
+    /// The layer runs on the client, between encrypted segments.
+    #[error("layer {layer} is a re-encryption boundary: it runs on the client, so an encrypted range must end before it")]
+    ClientOnly {
+        /// The layer.
+        layer: String,
+    },
+    /// The layer cannot run on ciphertexts.
+    #[error("layer {layer} ({kind}) cannot run encrypted; only Conv2d, Linear, Square, AvgPool2d and Flatten can. Run it on the client after decryption, or choose a range that ends before it")]
+    PlaintextOnly {
+        /// The layer.
+        layer: String,
+        /// Its kind.
+        kind: String,
+    },
+    /// The layer has no exact integer form.
+    #[error("layer {layer} ({kind}) has no exact integer form; only the float reference runs it")]
+    NoIntegerMirror {
+        /// The layer.
+        layer: String,
+        /// Its kind.
+        kind: String,
+    },
+    /// A key the operation needs is missing.
+    #[error("{0} is needed but was not provided")]
+    MissingKey(&'static str),
+    /// The input tensor is malformed.
+    #[error("{0}")]
+    Input(String),
+}
+
+/// One layer of an encoded model.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum EncodedLayer {
+    /// 2-D convolution.
+    Conv2d(EncodedConv2d),
+    /// Fully connected layer.
+    Linear(EncodedLinear),
+    /// x².
+    Square(Square),
+    /// Average pooling, as a sum with the divisor folded into the scale.
+    AvgPool2d(EncodedAvgPool2d),
+    /// Reshape to one dimension.
+    Flatten(Flatten),
+    /// Client-side re-encryption with a rescale.
+    Reencrypt(ReencryptBoundary),
+    /// A layer only the plaintext side can run (ReLU, Tanh, MaxPool2d).
+    PlaintextOnly(PlaintextOnlyLayer),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $l:ident => $e:expr) => {
+        match $self {
+            EncodedLayer::Conv2d($l) => $e,
+            EncodedLayer::Linear($l) => $e,
+            EncodedLayer::Square($l) => $e,
+            EncodedLayer::AvgPool2d($l) => $e,
+            EncodedLayer::Flatten($l) => $e,
+            EncodedLayer::Reencrypt($l) => $e,
+            EncodedLayer::PlaintextOnly($l) => $e,
+        }
+    };
+}
+
+impl EncodedLayer {
+    /// The layer's name (from the imported model).
+    pub fn name(&self) -> &str {
+        dispatch!(self, l => &l.name)
+    }
+
+    /// A one-line description: kind and hyper-parameters.
+    pub fn describe(&self) -> String {
+        dispatch!(self, l => l.describe())
+    }
+
+    /// Multiplicative depth the layer consumes (ciphertext products).
+    pub fn depth(&self) -> usize {
+        matches!(self, Self::Square(_)) as usize
+    }
+
+    /// Whether the server can run it on ciphertexts.
+    pub fn is_encryptable(&self) -> bool {
+        !matches!(self, Self::Reencrypt(_) | Self::PlaintextOnly(_))
+    }
+
+    /// The output's facts from the input's.
+    pub fn output_info(&self, input: &ValueInfo) -> Result<ValueInfo, LayerError> {
+        dispatch!(self, l => l.output_info(input))
+    }
+
+    /// The exact integer forward.
+    pub fn forward_int(&self, x: &IntTensor) -> Result<IntTensor, LayerError> {
+        dispatch!(self, l => l.forward_int(x))
+    }
+
+    /// The encrypted forward.
+    pub fn forward_encrypted<B: HeBackend>(
+        &self,
+        x: &EncryptedTensor<B::Ciphertext>,
+        backend: &B,
+    ) -> Result<EncryptedTensor<B::Ciphertext>, LayerError> {
+        let result = match self {
+            Self::Conv2d(l) => l.forward_encrypted(x, backend),
+            Self::Linear(l) => l.forward_encrypted(x, backend),
+            Self::Square(l) => l.forward_encrypted(x, backend),
+            Self::AvgPool2d(l) => l.forward_encrypted(x, backend),
+            Self::Flatten(l) => l.forward_encrypted(x),
+            Self::Reencrypt(l) => Err(LayerError::ClientOnly {
+                layer: l.name.clone(),
+            }),
+            Self::PlaintextOnly(l) => Err(LayerError::PlaintextOnly {
+                layer: l.name.clone(),
+                kind: l.kind.to_string(),
+            }),
+        };
+        result.map_err(|e| e.in_layer(self.name()))
+    }
+}
+
+impl LayerError {
+    /// Names the layer in an engine error raised below it.
+    pub(crate) fn in_layer(self, name: &str) -> Self {
+        match self {
+            Self::Crypto { layer, source } if layer.is_empty() => Self::Crypto {
+                layer: name.to_string(),
+                source,
+            },
+            other => other,
+        }
+    }
+}
+
+pub(crate) fn shape_error(layer: &str, expected: impl Into<String>, found: &[usize]) -> LayerError {
+    LayerError::Shape {
+        layer: layer.to_string(),
+        expected: expected.into(),
+        found: found.to_vec(),
+    }
+}
+
+/// round(x · 2^-k), ties away from zero: the client's rescale and its mirror.
+pub fn rescale_round(x: i128, k: u32) -> i128 {
+    if k == 0 {
+        return x;
+    }
+    let half = 1i128 << (k - 1);
+    if x >= 0 {
+        (x + half) >> k
+    } else {
+        -((-x + half) >> k)
+    }
+}

@@ -1,0 +1,399 @@
+//! An encoded model: an ordered list of encoded layers for one parameter set and one
+//! quantization, runnable over any contiguous range of layers, that predicts before running the
+//! scale, bound and overflow of every layer.
+
+use crate::crypto::BfvParameters;
+use crate::layers::{EncodedLayer, HeBackend, LayerError};
+use crate::tensor::{EncryptedTensor, FloatTensor, IntTensor, ValueInfo};
+use serde::{Deserialize, Serialize};
+use std::ops::Range;
+use std::sync::Arc;
+
+/// How a model's values are turned into integers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quantization {
+    /// Inputs are held as round(x · 2^input_scale_bits).
+    pub input_scale_bits: u32,
+    /// Weights are held as round(w · 2^weight_scale_bits); biases at the accumulator's scale.
+    pub weight_scale_bits: u32,
+}
+
+/// Why a model could not be built or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// A layer refused.
+    #[error(transparent)]
+    Layer(#[from] LayerError),
+    /// The layer range is not usable.
+    #[error("layer range {start}..{end} is invalid: {reason}")]
+    Range {
+        /// Start.
+        start: usize,
+        /// End (exclusive).
+        end: usize,
+        /// Why.
+        reason: String,
+    },
+    /// A layer's values would exceed the plaintext modulus.
+    #[error(
+        "layer {index} ({name}) would overflow: its values reach 2^{bound_bits:.1}, over the \
+         plaintext capacity 2^{capacity_bits:.1} (t/2); use a larger plaintext modulus (or \
+         several, CRT), a smaller weight or input scale, or a re-encryption boundary with a \
+         rescale before it"
+    )]
+    Overflow {
+        /// Layer index.
+        index: usize,
+        /// Layer name.
+        name: String,
+        /// log2 of its bound.
+        bound_bits: f64,
+        /// log2 of the capacity.
+        capacity_bits: f64,
+    },
+    /// The input does not match what the range expects.
+    #[error("input mismatch: {0}")]
+    Input(String),
+}
+
+/// The prediction for one layer, made before anything runs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LayerPrediction {
+    /// Layer index.
+    pub index: usize,
+    /// Layer name.
+    pub name: String,
+    /// Kind and hyper-parameters.
+    pub description: String,
+    /// The output's facts.
+    pub output: ValueInfo,
+    /// Whether the output's bound reaches the plaintext capacity.
+    pub overflow: bool,
+    /// Ciphertext products since the last (re-)encryption, including this layer.
+    pub depth: usize,
+    /// Whether the server can run it.
+    pub encryptable: bool,
+}
+
+/// An ordered list of encoded layers for one parameter set and quantization.
+#[derive(Clone, Debug)]
+pub struct EncodedModel {
+    name: String,
+    params: Arc<BfvParameters>,
+    plaintext_moduli: Vec<u64>,
+    input: ValueInfo,
+    layers: Vec<EncodedLayer>,
+    infos: Vec<ValueInfo>,
+    quantization: Quantization,
+}
+
+impl EncodedModel {
+    /// Builds a model and predicts every layer's facts. `input` describes the quantized input
+    /// (shape, scale 2^s_in, the integer bound and the float range). `crt_moduli`, when the model
+    /// runs over several plaintext moduli at once, lists them all (this parameter set's t among
+    /// them); the capacity is then half their product.
+    pub fn new(
+        name: impl Into<String>,
+        params: &Arc<BfvParameters>,
+        input: ValueInfo,
+        layers: Vec<EncodedLayer>,
+        quantization: Quantization,
+        crt_moduli: Option<Vec<u64>>,
+    ) -> Result<Self, ModelError> {
+        let mut infos = Vec::with_capacity(layers.len());
+        let mut current = input.clone();
+        for layer in &layers {
+            current = layer.output_info(&current)?;
+            infos.push(current.clone());
+        }
+        let plaintext_moduli = match crt_moduli {
+            Some(m) if m.contains(&params.plain_modulus()) => m,
+            Some(m) => {
+                return Err(ModelError::Input(format!(
+                    "the CRT moduli {m:?} do not include this parameter set's t = {}",
+                    params.plain_modulus()
+                )))
+            }
+            None => vec![params.plain_modulus()],
+        };
+        Ok(Self {
+            name: name.into(),
+            params: params.clone(),
+            plaintext_moduli,
+            input,
+            layers,
+            infos,
+            quantization,
+        })
+    }
+
+    /// Model name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The parameter set.
+    pub fn parameters(&self) -> &Arc<BfvParameters> {
+        &self.params
+    }
+
+    /// The layers.
+    pub fn layers(&self) -> &[EncodedLayer] {
+        &self.layers
+    }
+
+    /// The quantization.
+    pub fn quantization(&self) -> &Quantization {
+        &self.quantization
+    }
+
+    /// The plaintext moduli the model's integers are spread over (one unless CRT).
+    pub fn plaintext_moduli(&self) -> &[u64] {
+        &self.plaintext_moduli
+    }
+
+    /// Largest |integer| representable: half the product of the plaintext moduli.
+    pub fn capacity(&self) -> u128 {
+        self.plaintext_moduli
+            .iter()
+            .fold(1u128, |a, &t| a.saturating_mul(t as u128))
+            / 2
+    }
+
+    /// The facts of the tensor entering layer i (i = len: the model's output).
+    pub fn info_before(&self, i: usize) -> &ValueInfo {
+        if i == 0 {
+            &self.input
+        } else {
+            &self.infos[(i - 1).min(self.infos.len() - 1)]
+        }
+    }
+
+    /// Per-layer predictions: scale, bound, overflow, depth.
+    pub fn predict(&self) -> Vec<LayerPrediction> {
+        let cap = self.capacity();
+        let mut depth = 0;
+        self.layers
+            .iter()
+            .zip(&self.infos)
+            .enumerate()
+            .map(|(index, (layer, info))| {
+                if matches!(layer, EncodedLayer::Reencrypt(_)) {
+                    depth = 0;
+                } else {
+                    depth += layer.depth();
+                }
+                LayerPrediction {
+                    index,
+                    name: layer.name().to_string(),
+                    description: layer.describe(),
+                    output: info.clone(),
+                    overflow: info.bound >= cap && layer.is_encryptable(),
+                    depth,
+                    encryptable: layer.is_encryptable(),
+                }
+            })
+            .collect()
+    }
+
+    /// The greatest multiplicative depth of any encrypted segment.
+    pub fn max_depth(&self) -> usize {
+        self.predict().iter().map(|p| p.depth).max().unwrap_or(0)
+    }
+
+    /// The prefix of layers the server can run from the start (up to the first layer that is
+    /// neither encryptable nor a re-encryption boundary).
+    pub fn encryptable_prefix(&self) -> usize {
+        self.layers
+            .iter()
+            .position(|l| matches!(l, EncodedLayer::PlaintextOnly(_)))
+            .unwrap_or(self.layers.len())
+    }
+
+    /// Checks that a range can run encrypted: in bounds, not empty, and made only of
+    /// encryptable layers. The error names the first offending layer.
+    pub fn check_range(&self, range: &Range<usize>) -> Result<(), ModelError> {
+        let err = |reason: String| ModelError::Range {
+            start: range.start,
+            end: range.end,
+            reason,
+        };
+        if range.start >= range.end {
+            return Err(err("the start must be before the end".into()));
+        }
+        if range.end > self.layers.len() {
+            return Err(err(format!("the model has {} layers", self.layers.len())));
+        }
+        for (i, layer) in self.layers[range.clone()].iter().enumerate() {
+            if !layer.is_encryptable() {
+                let index = range.start + i;
+                return Err(err(match layer {
+                    EncodedLayer::Reencrypt(_) => format!(
+                        "layer {index} ({}) is a re-encryption boundary that runs on the client; \
+                         end the range at {index} and start the next one at {}",
+                        layer.name(),
+                        index + 1
+                    ),
+                    _ => format!(
+                        "layer {index} ({}, {}) cannot run encrypted; end the range at {index} and \
+                         run the rest on the client",
+                        layer.name(),
+                        layer.describe()
+                    ),
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    /// The first layer in the range predicted to overflow, as an error.
+    pub fn check_overflow(&self, range: &Range<usize>) -> Result<(), ModelError> {
+        let cap = self.capacity();
+        for i in range.clone() {
+            let info = &self.infos[i];
+            if info.bound >= cap && self.layers[i].is_encryptable() {
+                return Err(ModelError::Overflow {
+                    index: i,
+                    name: self.layers[i].name().to_string(),
+                    bound_bits: (info.bound as f64).log2(),
+                    capacity_bits: (cap as f64).log2(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Quantizes float inputs (one tensor of the model's input shape per image) to integers at
+    /// the input scale. Values outside the model's input range are refused, since the
+    /// predicted bounds assume them.
+    pub fn quantize_input(&self, x: &FloatTensor) -> Result<IntTensor, ModelError> {
+        if x.shape() != self.input.shape.as_slice() {
+            return Err(ModelError::Input(format!(
+                "input shape {:?}, the model expects {:?}",
+                x.shape(),
+                self.input.shape
+            )));
+        }
+        let range = self.input.float_bound;
+        if let Some(v) = x.data().iter().find(|v| !v.is_finite() || v.abs() > range) {
+            return Err(ModelError::Input(format!(
+                "input value {v} is outside the model's input range ±{range}"
+            )));
+        }
+        Ok(x.map(|&v| (v * self.input.scale).round() as i128))
+    }
+
+    /// The integer mirror over a range of layers (any layers with an integer form).
+    pub fn run_int(&self, range: Range<usize>, x: &IntTensor) -> Result<IntTensor, ModelError> {
+        if range.start > range.end || range.end > self.layers.len() {
+            return Err(ModelError::Range {
+                start: range.start,
+                end: range.end,
+                reason: format!("the model has {} layers", self.layers.len()),
+            });
+        }
+        let mut cur = x.clone();
+        for layer in &self.layers[range] {
+            cur = layer.forward_int(&cur)?;
+        }
+        Ok(cur)
+    }
+
+    /// Runs a range of layers on ciphertexts. The range must be encryptable and free of
+    /// predicted overflow, and the input must have the shape and scale the range expects.
+    pub fn run_encrypted<B: HeBackend>(
+        &self,
+        range: Range<usize>,
+        x: EncryptedTensor<B::Ciphertext>,
+        backend: &B,
+    ) -> Result<EncryptedTensor<B::Ciphertext>, ModelError> {
+        self.check_overflow(&range)?;
+        self.danger_run_encrypted_despite_overflow(range, x, backend)
+    }
+
+    /// Like [`Self::run_encrypted`] but runs even when a layer is predicted to overflow, so
+    /// a parameter tester can show what the overflow does. The results are then garbage.
+    pub fn danger_run_encrypted_despite_overflow<B: HeBackend>(
+        &self,
+        range: Range<usize>,
+        x: EncryptedTensor<B::Ciphertext>,
+        backend: &B,
+    ) -> Result<EncryptedTensor<B::Ciphertext>, ModelError> {
+        self.check_range(&range)?;
+        let expect = self.info_before(range.start);
+        if x.shape != expect.shape || x.cts.len() != expect.len() {
+            return Err(ModelError::Input(format!(
+                "{} ciphertexts of shape {:?}; layer {} expects shape {:?}",
+                x.cts.len(),
+                x.shape,
+                range.start,
+                expect.shape
+            )));
+        }
+        if x.scale != expect.scale || x.bound > expect.bound {
+            return Err(ModelError::Input(format!(
+                "scale {} and bound {}; layer {} expects scale {} and bound ≤ {}",
+                x.scale, x.bound, range.start, expect.scale, expect.bound
+            )));
+        }
+        let mut cur = x;
+        for layer in &self.layers[range] {
+            cur = layer.forward_encrypted(&cur, backend)?;
+        }
+        Ok(cur)
+    }
+}
+
+/// Recombines residues modulo pairwise coprime moduli into the centered integer they encode
+/// (CRT), for models run over several plaintext moduli. `None` if the product overflows i128
+/// or the moduli are not coprime.
+pub fn crt_combine(residues: &[u64], moduli: &[u64]) -> Option<i128> {
+    let mut x: u128 = 0;
+    let mut m: u128 = 1;
+    for (&r, &t) in residues.iter().zip(moduli) {
+        // x' ≡ x mod m, x' ≡ r mod t: x' = x + m · ((r − x) · m^{-1} mod t).
+        let t128 = t as u128;
+        let inv = modinv((m % t128) as u64, t)? as u128;
+        let diff = (r as u128 + t128 - x % t128) % t128;
+        let k = diff * inv % t128;
+        x = x.checked_add(m.checked_mul(k)?)?;
+        m = m.checked_mul(t128)?;
+    }
+    let half = m / 2;
+    let v = if x > half {
+        x as i128 - m as i128
+    } else {
+        x as i128
+    };
+    Some(v)
+}
+
+fn modinv(a: u64, m: u64) -> Option<u64> {
+    let (mut r0, mut r1) = (m as i128, a as i128);
+    let (mut t0, mut t1) = (0i128, 1i128);
+    while r1 != 0 {
+        let q = r0 / r1;
+        (r0, r1) = (r1, r0 - q * r1);
+        (t0, t1) = (t1, t0 - q * t1);
+    }
+    (r0 == 1).then(|| t0.rem_euclid(m as i128) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crt_recombines_centered_integers() {
+        let moduli = [65537u64, 114689, 147457];
+        let big: i128 = 65537 * 114689 * 147457 / 2 - 3;
+        for v in [0i128, 1, -1, 123_456_789, -987_654_321_012, big, -big] {
+            let res: Vec<u64> = moduli
+                .iter()
+                .map(|&t| v.rem_euclid(t as i128) as u64)
+                .collect();
+            assert_eq!(crt_combine(&res, &moduli), Some(v));
+        }
+        assert_eq!(crt_combine(&[1, 1], &[6, 4]), None);
+    }
+}

@@ -1,0 +1,163 @@
+//! Tensors in the batch layout: one entry per activation, each holding a value for every image
+//! of the batch (for ciphertexts: slot j of every ciphertext belongs to image j).
+//!
+//! Three twins share the layout: [`EncryptedTensor`] (ciphertexts), [`IntTensor`] (the exact
+//! integer mirror, i128, no modulus) and [`FloatTensor`] (the float reference).
+
+use serde::{Deserialize, Serialize};
+
+/// What is known about a tensor before any data exists: its shape, its fixed-point scale, the
+/// exact worst-case magnitude of its integers, and how far its scaled integers may be from the
+/// float model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ValueInfo {
+    /// Shape of one image's activations (e.g. `[C, H, W]` or `[features]`).
+    pub shape: Vec<usize>,
+    /// Fixed-point scale: a value x is held as the integer round(x · scale).
+    pub scale: f64,
+    /// Exact worst-case |integer| over all inputs the model accepts.
+    pub bound: u128,
+    /// Worst-case |value| of the float model (weights as quantized, inputs in range).
+    pub float_bound: f64,
+    /// Worst-case |integer / scale − float value|: the quantization error so far.
+    pub error_bound: f64,
+}
+
+impl ValueInfo {
+    /// Number of activations per image.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Whether the tensor has no activations.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// log2 of the bound (for reports).
+    pub fn bound_bits(&self) -> f64 {
+        (self.bound as f64).log2()
+    }
+}
+
+/// A plaintext tensor in the batch layout: `data[activation * batch + image]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor<T> {
+    shape: Vec<usize>,
+    batch: usize,
+    data: Vec<T>,
+}
+
+/// The exact integer mirror of an encrypted tensor.
+pub type IntTensor = Tensor<i128>;
+/// The float reference.
+pub type FloatTensor = Tensor<f64>;
+
+impl<T: Clone> Tensor<T> {
+    /// A tensor from activation-major data; `None` if the sizes disagree.
+    pub fn from_data(shape: Vec<usize>, batch: usize, data: Vec<T>) -> Option<Self> {
+        (shape.iter().product::<usize>() * batch == data.len()).then_some(Self {
+            shape,
+            batch,
+            data,
+        })
+    }
+
+    /// A tensor from one vector of activations per image (each of `shape`'s size).
+    pub fn from_images(shape: Vec<usize>, images: &[Vec<T>]) -> Option<Self> {
+        let len: usize = shape.iter().product();
+        if images.iter().any(|im| im.len() != len) {
+            return None;
+        }
+        let batch = images.len();
+        let mut data = Vec::with_capacity(len * batch);
+        for a in 0..len {
+            for im in images {
+                data.push(im[a].clone());
+            }
+        }
+        Some(Self { shape, batch, data })
+    }
+
+    /// The activations of image j.
+    pub fn image(&self, j: usize) -> Vec<T> {
+        (0..self.len())
+            .map(|a| self.data[a * self.batch + j].clone())
+            .collect()
+    }
+
+    /// Activation a across the batch.
+    pub fn activation(&self, a: usize) -> &[T] {
+        &self.data[a * self.batch..(a + 1) * self.batch]
+    }
+
+    /// Shape of one image.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// Number of images.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// Activations per image.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Whether there are no activations.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The flat data.
+    pub fn data(&self) -> &[T] {
+        &self.data
+    }
+
+    /// The same data under another shape of equal size.
+    pub fn reshaped(mut self, shape: Vec<usize>) -> Option<Self> {
+        (shape.iter().product::<usize>() == self.len()).then(|| {
+            self.shape = shape;
+            self
+        })
+    }
+
+    /// Applies f to every value.
+    pub fn map<U>(&self, f: impl Fn(&T) -> U) -> Tensor<U> {
+        Tensor {
+            shape: self.shape.clone(),
+            batch: self.batch,
+            data: self.data.iter().map(f).collect(),
+        }
+    }
+}
+
+/// An encrypted tensor in the batch layout: one ciphertext per activation, slot j of each is
+/// image j. Carries its fixed-point facts so every layer can check and propagate them.
+#[derive(Clone, Debug)]
+pub struct EncryptedTensor<C> {
+    /// Shape of one image.
+    pub shape: Vec<usize>,
+    /// Number of images (used slots).
+    pub batch: usize,
+    /// One ciphertext per activation, row-major over `shape`.
+    pub cts: Vec<C>,
+    /// Fixed-point scale of the values.
+    pub scale: f64,
+    /// Exact worst-case |integer|.
+    pub bound: u128,
+}
+
+impl<C> EncryptedTensor<C> {
+    /// Activations per image.
+    pub fn len(&self) -> usize {
+        self.cts.len()
+    }
+
+    /// Whether there are no activations.
+    pub fn is_empty(&self) -> bool {
+        self.cts.is_empty()
+    }
+}
