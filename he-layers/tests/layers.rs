@@ -3,10 +3,7 @@
 //! reference. Then a whole model, end to end on a full batch, over CRT plaintext moduli.
 
 use he_layers::crypto::Ciphertext;
-use he_layers::crypto::{
-    BatchEncoder, BfvParameters, Decryptor, PublicKey, RelinearizationKey, SecretKey,
-    SymmetricEncryptor,
-};
+use he_layers::crypto::{BfvParameters, PublicKey, RelinearizationKey, SecretKey};
 use he_layers::layers::{
     BfvBackend, EncodedAvgPool2d, EncodedConv2d, EncodedLayer, EncodedLinear, Flatten,
     ReencryptBoundary, Square,
@@ -20,7 +17,6 @@ use std::sync::Arc;
 struct Keys {
     p: Arc<BfvParameters>,
     sk: SecretKey,
-    enc: BatchEncoder,
     backend: BfvBackend,
 }
 
@@ -30,7 +26,6 @@ impl Keys {
         let pk = PublicKey::generate(&sk);
         let rk = RelinearizationKey::generate(&sk);
         Self {
-            enc: BatchEncoder::try_new(&p).unwrap(),
             backend: BfvBackend::new(&pk, Some(rk)),
             p,
             sk,
@@ -38,39 +33,17 @@ impl Keys {
     }
 
     fn encrypt(&self, x: &IntTensor, info: &ValueInfo) -> EncryptedTensor<Ciphertext> {
-        let t = self.p.plain_modulus() as i128;
-        let sym = SymmetricEncryptor::new(&self.sk);
-        let cts = (0..x.len())
-            .map(|a| {
-                let vals: Vec<i64> = x
-                    .activation(a)
-                    .iter()
-                    .map(|&v| {
-                        let r = v.rem_euclid(t);
-                        (if r > t / 2 { r - t } else { r }) as i64
-                    })
-                    .collect();
-                sym.encrypt(&self.enc.encode(&vals).unwrap()).unwrap()
-            })
-            .collect();
-        EncryptedTensor {
-            shape: x.shape().to_vec(),
-            batch: x.batch(),
-            cts,
-            scale: info.scale,
-            bound: info.bound,
-        }
+        EncryptedTensor::encrypt(x, info.scale, info.bound, &self.sk).unwrap()
     }
 
     /// Decrypts to centered residues mod t (one value per activation and image).
     fn decrypt(&self, x: &EncryptedTensor<Ciphertext>) -> Vec<i64> {
-        let dec = Decryptor::new(&self.sk);
-        let mut out = vec![0i64; x.cts.len() * x.batch];
-        for (a, ct) in x.cts.iter().enumerate() {
-            let slots = self.enc.decode(&dec.decrypt(ct).unwrap());
-            out[a * x.batch..(a + 1) * x.batch].copy_from_slice(&slots[..x.batch]);
-        }
-        out
+        x.decrypt(&self.sk)
+            .unwrap()
+            .data()
+            .iter()
+            .map(|&v| v as i64)
+            .collect()
     }
 }
 
@@ -395,6 +368,7 @@ fn whole_model(input_scale: f64, r: &mut ChaCha8Rng) -> (Vec<EncodedLayer>, Valu
 
 #[test]
 fn whole_model_on_a_full_batch_equals_the_mirror_over_crt_moduli() {
+    he_layers::tune_allocator();
     let mut r = ChaCha8Rng::seed_from_u64(14);
     let n = 8192;
     let (layers, input) = whole_model(4.0, &mut r);

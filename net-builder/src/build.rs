@@ -1,0 +1,287 @@
+//! From a `ModelSpec`, a parameter set and a quantization to an `EncodedModel`.
+
+use crate::spec::{LayerSpec, ModelSpec, SpecError};
+use he_layers::crypto::BfvParameters;
+use he_layers::layers::{
+    EncodedAvgPool2d, EncodedConv2d, EncodedLayer, EncodedLinear, Flatten, LayerError,
+    PlaintextOnlyKind, PlaintextOnlyLayer, ReencryptBoundary, Square,
+};
+use he_layers::model::{EncodedModel, ModelError, Quantization};
+use he_layers::tensor::ValueInfo;
+use std::sync::Arc;
+
+/// The largest weight scale the automatic choice tries.
+pub const MAX_AUTO_WEIGHT_BITS: u32 = 16;
+
+/// How to quantize and split a model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BuildOptions {
+    /// Inputs are held as round(x · 2^input_scale_bits).
+    pub input_scale_bits: u32,
+    /// Weights are held as round(w · 2^bits); `None` picks the largest that keeps every
+    /// encrypted layer under t/2 (at most [`MAX_AUTO_WEIGHT_BITS`]).
+    pub weight_scale_bits: Option<u32>,
+    /// Largest |input value| the model accepts (1.0 for images in [0, 1]).
+    pub input_range: f64,
+    /// Indices of the (BatchNorm-folded) spec layers after which the client re-encrypts.
+    pub reencrypt_after: Vec<usize>,
+    /// Bits to divide by at each boundary; `None` brings the scale back to about the input
+    /// scale.
+    pub rescale_bits: Option<Vec<u32>>,
+    /// When several plaintext moduli are used at once (CRT), all of them.
+    pub crt_moduli: Option<Vec<u64>>,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        Self {
+            input_scale_bits: 8,
+            weight_scale_bits: None,
+            input_range: 1.0,
+            reencrypt_after: Vec::new(),
+            rescale_bits: None,
+            crt_moduli: None,
+        }
+    }
+}
+
+/// Why a model could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The spec is invalid.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// A layer could not be encoded.
+    #[error(transparent)]
+    Layer(#[from] LayerError),
+    /// The model could not be assembled.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// No weight scale keeps the model under t/2.
+    #[error("even at weight scale 2^{bits} the model overflows: {detail}")]
+    NoWeightScale {
+        /// The smallest scale tried.
+        bits: u32,
+        /// The overflow.
+        detail: String,
+    },
+    /// Options that do not fit the model.
+    #[error("{0}")]
+    Options(String),
+}
+
+/// A built model and how it was built.
+#[derive(Debug)]
+pub struct BuiltModel {
+    /// The encoded model.
+    pub model: EncodedModel,
+    /// The weight scale used.
+    pub weight_scale_bits: u32,
+    /// Whether it was chosen automatically.
+    pub weight_scale_auto: bool,
+    /// For each encoded layer, the index of the spec layer it comes from (`None` for inserted
+    /// re-encryption boundaries).
+    pub spec_index: Vec<Option<usize>>,
+}
+
+/// Builds the encoded model, choosing the weight scale when it is not given.
+pub fn build_model(
+    spec: &ModelSpec,
+    params: &Arc<BfvParameters>,
+    opts: &BuildOptions,
+) -> Result<BuiltModel, BuildError> {
+    let spec = spec.fold_batchnorm()?;
+    spec.validate()?;
+    if let Some(&i) = opts
+        .reencrypt_after
+        .iter()
+        .find(|&&i| i + 1 >= spec.layers.len())
+    {
+        return Err(BuildError::Options(format!(
+            "re-encryption after layer {i}: the model has {} layers, so a boundary must come after \
+             layer 0 to {}",
+            spec.layers.len(),
+            spec.layers.len().saturating_sub(2)
+        )));
+    }
+    if let Some(r) = &opts.rescale_bits {
+        if r.len() != opts.reencrypt_after.len() {
+            return Err(BuildError::Options(format!(
+                "{} rescale values for {} re-encryption positions",
+                r.len(),
+                opts.reencrypt_after.len()
+            )));
+        }
+    }
+    match opts.weight_scale_bits {
+        Some(bits) => {
+            let (model, spec_index) = build_at(&spec, params, opts, bits)?;
+            Ok(BuiltModel {
+                model,
+                weight_scale_bits: bits,
+                weight_scale_auto: false,
+                spec_index,
+            })
+        }
+        None => {
+            let mut last_err = None;
+            for bits in (1..=MAX_AUTO_WEIGHT_BITS).rev() {
+                let (model, spec_index) = match build_at(&spec, params, opts, bits) {
+                    Ok(m) => m,
+                    // A bias too large to quantize at this scale: try a smaller one.
+                    Err(BuildError::Layer(LayerError::Input(e))) => {
+                        last_err = Some(e);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                let all = 0..model.layers().len();
+                match model.check_overflow(&all) {
+                    Ok(()) => {
+                        return Ok(BuiltModel {
+                            model,
+                            weight_scale_bits: bits,
+                            weight_scale_auto: true,
+                            spec_index,
+                        })
+                    }
+                    Err(e) => last_err = Some(e.to_string()),
+                }
+            }
+            Err(BuildError::NoWeightScale {
+                bits: 1,
+                detail: last_err.unwrap_or_default(),
+            })
+        }
+    }
+}
+
+fn build_at(
+    spec: &ModelSpec,
+    params: &Arc<BfvParameters>,
+    opts: &BuildOptions,
+    weight_bits: u32,
+) -> Result<(EncodedModel, Vec<Option<usize>>), BuildError> {
+    let in_scale = (opts.input_scale_bits as f64).exp2();
+    let input = ValueInfo {
+        shape: spec.input_shape.clone(),
+        scale: in_scale,
+        bound: (opts.input_range * in_scale).round() as u128,
+        float_bound: opts.input_range,
+        error_bound: 0.5 / in_scale,
+    };
+    let mut info = input.clone();
+    let mut layers = Vec::new();
+    let mut spec_index = Vec::new();
+    let to64 = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
+    for (i, l) in spec.layers.iter().enumerate() {
+        let layer = match l {
+            LayerSpec::Conv2d {
+                name,
+                in_channels,
+                out_channels,
+                kernel,
+                stride,
+                padding,
+                weight,
+                bias,
+            } => EncodedLayer::Conv2d(EncodedConv2d::quantize(
+                name.clone(),
+                *in_channels,
+                *out_channels,
+                *kernel,
+                *stride,
+                *padding,
+                &to64(weight),
+                bias.as_deref().map(to64).as_deref(),
+                info.scale,
+                weight_bits,
+            )?),
+            LayerSpec::Linear {
+                name,
+                in_features,
+                out_features,
+                weight,
+                bias,
+            } => EncodedLayer::Linear(EncodedLinear::quantize(
+                name.clone(),
+                *in_features,
+                *out_features,
+                &to64(weight),
+                bias.as_deref().map(to64).as_deref(),
+                info.scale,
+                weight_bits,
+            )?),
+            LayerSpec::AvgPool2d {
+                name,
+                kernel,
+                stride,
+                padding,
+            } => EncodedLayer::AvgPool2d(EncodedAvgPool2d {
+                name: name.clone(),
+                kernel: *kernel,
+                stride: *stride,
+                padding: *padding,
+            }),
+            LayerSpec::Flatten { name } => EncodedLayer::Flatten(Flatten { name: name.clone() }),
+            LayerSpec::Square { name } => EncodedLayer::Square(Square { name: name.clone() }),
+            LayerSpec::Relu { name } => EncodedLayer::PlaintextOnly(PlaintextOnlyLayer {
+                name: name.clone(),
+                kind: PlaintextOnlyKind::Relu,
+            }),
+            LayerSpec::Tanh { name } => EncodedLayer::PlaintextOnly(PlaintextOnlyLayer {
+                name: name.clone(),
+                kind: PlaintextOnlyKind::Tanh,
+            }),
+            LayerSpec::MaxPool2d {
+                name,
+                kernel,
+                stride,
+                padding,
+            } => EncodedLayer::PlaintextOnly(PlaintextOnlyLayer {
+                name: name.clone(),
+                kind: PlaintextOnlyKind::MaxPool2d {
+                    kernel: *kernel,
+                    stride: *stride,
+                    padding: *padding,
+                },
+            }),
+            LayerSpec::BatchNorm { name, .. } => {
+                return Err(BuildError::Options(format!(
+                    "BatchNorm {name} was not folded; fold_batchnorm runs first"
+                )))
+            }
+        };
+        info = layer.output_info(&info)?;
+        layers.push(layer);
+        spec_index.push(Some(i));
+        if let Some(pos) = opts.reencrypt_after.iter().position(|&p| p == i) {
+            let bits = match &opts.rescale_bits {
+                Some(r) => r[pos],
+                // Back to about the input scale: the integers keep the input's precision.
+                None => {
+                    (info.scale.log2().floor() as i64 - opts.input_scale_bits as i64).max(0) as u32
+                }
+            };
+            let boundary = EncodedLayer::Reencrypt(ReencryptBoundary {
+                name: format!("reencrypt-after-{}", l.name()),
+                rescale_bits: bits,
+            });
+            info = boundary.output_info(&info)?;
+            layers.push(boundary);
+            spec_index.push(None);
+        }
+    }
+    let model = EncodedModel::new(
+        spec.name.clone(),
+        params,
+        input,
+        layers,
+        Quantization {
+            input_scale_bits: opts.input_scale_bits,
+            weight_scale_bits: weight_bits,
+        },
+        opts.crt_moduli.clone(),
+    )?;
+    Ok((model, spec_index))
+}

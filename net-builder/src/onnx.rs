@@ -1,0 +1,785 @@
+//! ONNX import in pure Rust: the few onnx.proto messages we need, decoded with `prost`, and a
+//! mapping of the node patterns `torch.onnx.export` emits for a Sequential of supported layers
+//! (both the TorchScript exporter, `dynamo=False`, and the dynamo exporter, whose weights may sit
+//! in `model.onnx.data` beside the model).
+
+use crate::spec::{LayerSpec, ModelSpec};
+use crate::ImportError;
+use prost::Message;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Largest ONNX file or external-data file read.
+pub const MAX_ONNX_BYTES: u64 = 512 << 20;
+
+/// The op types this importer maps, for error messages.
+pub const SUPPORTED_OPS: &str = "Conv, Gemm, MatMul+Add, AveragePool, Pad (zeros, before a pool), \
+    Flatten, Reshape (to [N, features]), Mul(x, x), Pow(x, 2), BatchNormalization, Identity, \
+    Constant, and as plaintext-only layers Relu, Tanh, MaxPool";
+
+#[allow(missing_docs)]
+mod proto {
+    //! The subset of onnx.proto (field numbers as in the ONNX repository).
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ModelProto {
+        #[prost(int64, optional, tag = "1")]
+        pub ir_version: Option<i64>,
+        #[prost(string, optional, tag = "2")]
+        pub producer_name: Option<String>,
+        #[prost(message, optional, tag = "7")]
+        pub graph: Option<GraphProto>,
+        #[prost(message, repeated, tag = "8")]
+        pub opset_import: Vec<OperatorSetIdProto>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct OperatorSetIdProto {
+        #[prost(string, optional, tag = "1")]
+        pub domain: Option<String>,
+        #[prost(int64, optional, tag = "2")]
+        pub version: Option<i64>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct GraphProto {
+        #[prost(message, repeated, tag = "1")]
+        pub node: Vec<NodeProto>,
+        #[prost(string, optional, tag = "2")]
+        pub name: Option<String>,
+        #[prost(message, repeated, tag = "5")]
+        pub initializer: Vec<TensorProto>,
+        #[prost(message, repeated, tag = "11")]
+        pub input: Vec<ValueInfoProto>,
+        #[prost(message, repeated, tag = "12")]
+        pub output: Vec<ValueInfoProto>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct NodeProto {
+        #[prost(string, repeated, tag = "1")]
+        pub input: Vec<String>,
+        #[prost(string, repeated, tag = "2")]
+        pub output: Vec<String>,
+        #[prost(string, optional, tag = "3")]
+        pub name: Option<String>,
+        #[prost(string, optional, tag = "4")]
+        pub op_type: Option<String>,
+        #[prost(message, repeated, tag = "5")]
+        pub attribute: Vec<AttributeProto>,
+        #[prost(string, optional, tag = "7")]
+        pub domain: Option<String>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct AttributeProto {
+        #[prost(string, optional, tag = "1")]
+        pub name: Option<String>,
+        #[prost(float, optional, tag = "2")]
+        pub f: Option<f32>,
+        #[prost(int64, optional, tag = "3")]
+        pub i: Option<i64>,
+        #[prost(bytes = "vec", optional, tag = "4")]
+        pub s: Option<Vec<u8>>,
+        #[prost(message, optional, tag = "5")]
+        pub t: Option<TensorProto>,
+        #[prost(float, repeated, tag = "7")]
+        pub floats: Vec<f32>,
+        #[prost(int64, repeated, tag = "8")]
+        pub ints: Vec<i64>,
+        #[prost(int32, optional, tag = "20")]
+        pub r#type: Option<i32>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct TensorProto {
+        #[prost(int64, repeated, tag = "1")]
+        pub dims: Vec<i64>,
+        #[prost(int32, optional, tag = "2")]
+        pub data_type: Option<i32>,
+        #[prost(float, repeated, tag = "4")]
+        pub float_data: Vec<f32>,
+        #[prost(int32, repeated, tag = "5")]
+        pub int32_data: Vec<i32>,
+        #[prost(int64, repeated, tag = "7")]
+        pub int64_data: Vec<i64>,
+        #[prost(string, optional, tag = "8")]
+        pub name: Option<String>,
+        #[prost(bytes = "vec", optional, tag = "9")]
+        pub raw_data: Option<Vec<u8>>,
+        #[prost(double, repeated, tag = "10")]
+        pub double_data: Vec<f64>,
+        #[prost(message, repeated, tag = "13")]
+        pub external_data: Vec<StringStringEntryProto>,
+        #[prost(int32, optional, tag = "14")]
+        pub data_location: Option<i32>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct StringStringEntryProto {
+        #[prost(string, optional, tag = "1")]
+        pub key: Option<String>,
+        #[prost(string, optional, tag = "2")]
+        pub value: Option<String>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ValueInfoProto {
+        #[prost(string, optional, tag = "1")]
+        pub name: Option<String>,
+        #[prost(message, optional, tag = "2")]
+        pub r#type: Option<TypeProto>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct TypeProto {
+        #[prost(message, optional, tag = "1")]
+        pub tensor_type: Option<TypeTensor>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct TypeTensor {
+        #[prost(int32, optional, tag = "1")]
+        pub elem_type: Option<i32>,
+        #[prost(message, optional, tag = "2")]
+        pub shape: Option<TensorShapeProto>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct TensorShapeProto {
+        #[prost(message, repeated, tag = "1")]
+        pub dim: Vec<Dimension>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Dimension {
+        #[prost(int64, optional, tag = "1")]
+        pub dim_value: Option<i64>,
+        #[prost(string, optional, tag = "2")]
+        pub dim_param: Option<String>,
+    }
+}
+
+use proto::{AttributeProto, NodeProto, TensorProto};
+
+const FLOAT: i32 = 1;
+const INT32: i32 = 6;
+const INT64: i32 = 7;
+const DOUBLE: i32 = 11;
+
+/// A constant tensor: shape and values as f64 (weights, shapes and exponents all fit).
+#[derive(Clone, Debug)]
+struct Constant {
+    dims: Vec<usize>,
+    values: Vec<f64>,
+}
+
+fn bad(node: &str, op: &str, what: impl Into<String>) -> ImportError {
+    ImportError::Onnx(format!("node {node} ({op}): {}", what.into()))
+}
+
+fn read_capped(path: &Path) -> Result<Vec<u8>, ImportError> {
+    let meta =
+        std::fs::metadata(path).map_err(|e| ImportError::Io(path.display().to_string(), e))?;
+    if meta.len() > MAX_ONNX_BYTES {
+        return Err(ImportError::Onnx(format!(
+            "{} is {} bytes, over the {MAX_ONNX_BYTES}-byte limit",
+            path.display(),
+            meta.len()
+        )));
+    }
+    std::fs::read(path).map_err(|e| ImportError::Io(path.display().to_string(), e))
+}
+
+/// Decodes a tensor's values, reading external data relative to `dir`.
+fn tensor_values(t: &TensorProto, dir: &Path) -> Result<Constant, ImportError> {
+    let name = t.name.clone().unwrap_or_default();
+    let dims: Vec<usize> = t
+        .dims
+        .iter()
+        .map(|&d| {
+            usize::try_from(d)
+                .map_err(|_| ImportError::Onnx(format!("tensor {name}: negative dimension")))
+        })
+        .collect::<Result<_, _>>()?;
+    let count = dims
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| ImportError::Onnx(format!("tensor {name}: size overflows")))?;
+    let dtype = t.data_type.unwrap_or(0);
+    let width = match dtype {
+        FLOAT | INT32 => 4,
+        INT64 | DOUBLE => 8,
+        other => {
+            return Err(ImportError::Onnx(format!(
+                "tensor {name}: element type {other} is not supported (float, double, int32, int64 are)"
+            )))
+        }
+    };
+    let external;
+    let raw: Option<&[u8]> = if t.data_location == Some(1) {
+        let get = |k: &str| {
+            t.external_data
+                .iter()
+                .find(|e| e.key.as_deref() == Some(k))
+                .and_then(|e| e.value.clone())
+        };
+        let location = get("location").ok_or_else(|| {
+            ImportError::Onnx(format!("tensor {name}: external data without a location"))
+        })?;
+        let rel = Path::new(&location);
+        if rel.is_absolute()
+            || rel
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(ImportError::Onnx(format!(
+                "tensor {name}: external data location {location:?} must be a file beside the model"
+            )));
+        }
+        let offset: usize = get("offset")
+            .map_or(Ok(0), |v| v.parse())
+            .map_err(|_| ImportError::Onnx(format!("tensor {name}: bad offset")))?;
+        let length: usize = match get("length") {
+            Some(v) => v
+                .parse()
+                .map_err(|_| ImportError::Onnx(format!("tensor {name}: bad length")))?,
+            None => count * width,
+        };
+        let file = read_capped(&dir.join(rel))?;
+        let end = offset
+            .checked_add(length)
+            .filter(|&e| e <= file.len())
+            .ok_or_else(|| {
+                ImportError::Onnx(format!(
+                    "tensor {name}: external data {location} is shorter than offset + length"
+                ))
+            })?;
+        external = file[offset..end].to_vec();
+        Some(&external)
+    } else {
+        t.raw_data.as_deref()
+    };
+    let values: Vec<f64> = match raw {
+        Some(bytes) => {
+            if bytes.len() != count * width {
+                return Err(ImportError::Onnx(format!(
+                    "tensor {name}: {} bytes for {count} elements of {width} bytes",
+                    bytes.len()
+                )));
+            }
+            bytes
+                .chunks_exact(width)
+                .map(|c| match dtype {
+                    FLOAT => f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64,
+                    INT32 => i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64,
+                    INT64 => {
+                        i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f64
+                    }
+                    _ => f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]),
+                })
+                .collect()
+        }
+        None => match dtype {
+            FLOAT => t.float_data.iter().map(|&v| v as f64).collect(),
+            INT32 => t.int32_data.iter().map(|&v| v as f64).collect(),
+            INT64 => t.int64_data.iter().map(|&v| v as f64).collect(),
+            _ => t.double_data.clone(),
+        },
+    };
+    if values.len() != count {
+        return Err(ImportError::Onnx(format!(
+            "tensor {name}: {} values for shape {dims:?}",
+            values.len()
+        )));
+    }
+    Ok(Constant { dims, values })
+}
+
+fn attr<'a>(n: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
+    n.attribute.iter().find(|a| a.name.as_deref() == Some(name))
+}
+
+fn attr_ints(n: &NodeProto, name: &str) -> Option<Vec<i64>> {
+    attr(n, name).map(|a| a.ints.clone())
+}
+
+fn attr_int(n: &NodeProto, name: &str) -> Option<i64> {
+    attr(n, name).and_then(|a| a.i)
+}
+
+fn pair(v: &[i64], node: &str, op: &str, what: &str) -> Result<[usize; 2], ImportError> {
+    match v {
+        &[a, b] if a >= 0 && b >= 0 => Ok([a as usize, b as usize]),
+        _ => Err(bad(
+            node,
+            op,
+            format!("{what} {v:?} is not two non-negative numbers"),
+        )),
+    }
+}
+
+/// [top, left, bottom, right] → symmetric [h, w].
+fn pads(n: &NodeProto, node: &str, op: &str) -> Result<[usize; 2], ImportError> {
+    if let Some(a) = attr(n, "auto_pad").and_then(|a| a.s.as_deref()) {
+        if !a.is_empty() && a != b"NOTSET" {
+            return Err(bad(
+                node,
+                op,
+                format!("auto_pad {} is not supported", String::from_utf8_lossy(a)),
+            ));
+        }
+    }
+    match attr_ints(n, "pads").as_deref() {
+        None | Some([]) => Ok([0, 0]),
+        Some(&[t, l, b, r]) if t == b && l == r && t >= 0 && l >= 0 => Ok([t as usize, l as usize]),
+        Some(p) => Err(bad(
+            node,
+            op,
+            format!("asymmetric padding {p:?} is not supported"),
+        )),
+    }
+}
+
+/// Reads an ONNX model file (and its external data beside it) into a `ModelSpec`.
+pub fn load_onnx(path: &Path) -> Result<ModelSpec, ImportError> {
+    let bytes = read_capped(path)?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().trim_end_matches(".dynamo").to_string())
+        .unwrap_or_else(|| "model".into());
+    read_onnx(&bytes, dir, &name)
+}
+
+/// Reads ONNX bytes; external data is looked up in `dir`.
+pub fn read_onnx(bytes: &[u8], dir: &Path, name: &str) -> Result<ModelSpec, ImportError> {
+    let model = proto::ModelProto::decode(bytes)
+        .map_err(|e| ImportError::Onnx(format!("not a valid ONNX protobuf: {e}")))?;
+    let graph = model
+        .graph
+        .ok_or_else(|| ImportError::Onnx("the model has no graph".into()))?;
+    let mut constants: HashMap<String, Constant> = HashMap::new();
+    for t in &graph.initializer {
+        let c = tensor_values(t, dir)?;
+        constants.insert(t.name.clone().unwrap_or_default(), c);
+    }
+    // The data input: the first graph input that is not an initializer.
+    let input = graph
+        .input
+        .iter()
+        .find(|i| !constants.contains_key(i.name.as_deref().unwrap_or_default()))
+        .ok_or_else(|| ImportError::Onnx("the graph has no data input".into()))?;
+    let dims: Vec<Option<usize>> = input
+        .r#type
+        .as_ref()
+        .and_then(|t| t.tensor_type.as_ref())
+        .and_then(|t| t.shape.as_ref())
+        .map(|s| {
+            s.dim
+                .iter()
+                .map(|d| d.dim_value.filter(|&v| v > 0).map(|v| v as usize))
+                .collect()
+        })
+        .unwrap_or_default();
+    if dims.len() < 2 || dims[1..].iter().any(Option::is_none) {
+        return Err(ImportError::Onnx(format!(
+            "the input's shape {dims:?} is not [batch, …] with known sizes"
+        )));
+    }
+    let input_shape: Vec<usize> = dims[1..].iter().map(|d| d.unwrap_or(0)).collect();
+
+    let mut current = input.name.clone().unwrap_or_default();
+    let mut layers: Vec<LayerSpec> = Vec::new();
+    let mut pending_pad: Option<(String, [usize; 2])> = None;
+    let mut pending_matmul: Option<(String, usize, usize, Vec<f32>)> = None;
+    for n in &graph.node {
+        let op = n.op_type.clone().unwrap_or_default();
+        let node = n
+            .name
+            .clone()
+            .filter(|s| !s.is_empty())
+            .or_else(|| n.output.first().cloned())
+            .unwrap_or_else(|| op.clone());
+        if n.domain
+            .as_deref()
+            .is_some_and(|d| !d.is_empty() && d != "ai.onnx")
+        {
+            return Err(bad(
+                &node,
+                &op,
+                format!("custom domain {:?} is not supported", n.domain),
+            ));
+        }
+        let out = n.output.first().cloned().unwrap_or_default();
+        if op == "Constant" {
+            let t = attr(n, "value")
+                .and_then(|a| a.t.as_ref())
+                .map(|t| tensor_values(t, dir))
+                .transpose()?
+                .or_else(|| {
+                    attr(n, "value_float").and_then(|a| a.f).map(|f| Constant {
+                        dims: vec![],
+                        values: vec![f as f64],
+                    })
+                })
+                .or_else(|| {
+                    attr(n, "value_ints").map(|a| Constant {
+                        dims: vec![a.ints.len()],
+                        values: a.ints.iter().map(|&v| v as f64).collect(),
+                    })
+                })
+                .ok_or_else(|| bad(&node, &op, "a constant without a tensor value"))?;
+            constants.insert(out, t);
+            continue;
+        }
+        // Every other node takes the current activation as its data input.
+        let data_inputs: Vec<&String> = n
+            .input
+            .iter()
+            .filter(|i| !i.is_empty() && !constants.contains_key(*i))
+            .collect();
+        let uses_current = data_inputs.iter().all(|i| **i == current) && !data_inputs.is_empty();
+        if !uses_current {
+            return Err(bad(
+                &node,
+                &op,
+                format!(
+                    "its inputs {:?} are not the output of the previous layer ({current}); only a chain of layers (a Sequential) is supported",
+                    n.input
+                ),
+            ));
+        }
+        let constant = |i: usize| -> Result<&Constant, ImportError> {
+            n.input
+                .get(i)
+                .and_then(|name| constants.get(name))
+                .ok_or_else(|| {
+                    bad(
+                        &node,
+                        &op,
+                        format!("input {i} must be a constant (weights)"),
+                    )
+                })
+        };
+        let to_f32 = |c: &Constant| c.values.iter().map(|&v| v as f32).collect::<Vec<f32>>();
+        if op != "Add" {
+            // A MatMul not followed by a bias Add is a Linear without bias.
+            if let Some((name, in_features, out_features, weight)) = pending_matmul.take() {
+                layers.push(LayerSpec::Linear {
+                    name,
+                    in_features,
+                    out_features,
+                    weight,
+                    bias: None,
+                });
+            }
+        }
+        if pending_pad.is_some() && !matches!(op.as_str(), "AveragePool" | "MaxPool") {
+            return Err(bad(
+                &node,
+                &op,
+                "a Pad is supported only right before a pool",
+            ));
+        }
+        match op.as_str() {
+            "Identity" => {}
+            "Conv" => {
+                if attr_int(n, "group").unwrap_or(1) != 1 {
+                    return Err(bad(&node, &op, "grouped convolution is not supported"));
+                }
+                if attr_ints(n, "dilations").is_some_and(|d| d.iter().any(|&x| x != 1)) {
+                    return Err(bad(&node, &op, "dilated convolution is not supported"));
+                }
+                let w = constant(1)?;
+                let &[oc, ic, kh, kw] = w.dims.as_slice() else {
+                    return Err(bad(
+                        &node,
+                        &op,
+                        format!("weight shape {:?} is not 4-D", w.dims),
+                    ));
+                };
+                let bias = if n.input.len() > 2 && !n.input[2].is_empty() {
+                    Some(to_f32(constant(2)?))
+                } else {
+                    None
+                };
+                let stride = pair(
+                    &attr_ints(n, "strides").unwrap_or(vec![1, 1]),
+                    &node,
+                    &op,
+                    "strides",
+                )?;
+                layers.push(LayerSpec::Conv2d {
+                    name: node.clone(),
+                    in_channels: ic,
+                    out_channels: oc,
+                    kernel: [kh, kw],
+                    stride,
+                    padding: pads(n, &node, &op)?,
+                    weight: to_f32(w),
+                    bias,
+                });
+            }
+            "Gemm" => {
+                let alpha = attr(n, "alpha").and_then(|a| a.f).unwrap_or(1.0);
+                let beta = attr(n, "beta").and_then(|a| a.f).unwrap_or(1.0);
+                if attr_int(n, "transA").unwrap_or(0) != 0 {
+                    return Err(bad(&node, &op, "transA is not supported"));
+                }
+                let w = constant(1)?;
+                let &[d0, d1] = w.dims.as_slice() else {
+                    return Err(bad(
+                        &node,
+                        &op,
+                        format!("weight shape {:?} is not 2-D", w.dims),
+                    ));
+                };
+                let trans_b = attr_int(n, "transB").unwrap_or(0) != 0;
+                let (outf, inf) = if trans_b { (d0, d1) } else { (d1, d0) };
+                let mut weight = vec![0f32; outf * inf];
+                for o in 0..outf {
+                    for i in 0..inf {
+                        let v = if trans_b {
+                            w.values[o * inf + i]
+                        } else {
+                            w.values[i * outf + o]
+                        };
+                        weight[o * inf + i] = (v * alpha as f64) as f32;
+                    }
+                }
+                let bias = if n.input.len() > 2 && !n.input[2].is_empty() {
+                    let b = constant(2)?;
+                    if b.values.len() != outf {
+                        return Err(bad(
+                            &node,
+                            &op,
+                            "only a per-output bias vector is supported",
+                        ));
+                    }
+                    Some(b.values.iter().map(|&v| (v * beta as f64) as f32).collect())
+                } else {
+                    None
+                };
+                layers.push(LayerSpec::Linear {
+                    name: node.clone(),
+                    in_features: inf,
+                    out_features: outf,
+                    weight,
+                    bias,
+                });
+            }
+            "MatMul" => {
+                let w = constant(1)?;
+                let &[inf, outf] = w.dims.as_slice() else {
+                    return Err(bad(
+                        &node,
+                        &op,
+                        format!("weight shape {:?} is not 2-D", w.dims),
+                    ));
+                };
+                let mut weight = vec![0f32; outf * inf];
+                for o in 0..outf {
+                    for i in 0..inf {
+                        weight[o * inf + i] = w.values[i * outf + o] as f32;
+                    }
+                }
+                pending_matmul = Some((node.clone(), inf, outf, weight));
+            }
+            "Add" => {
+                let Some((mname, inf, outf, weight)) = pending_matmul.take() else {
+                    return Err(bad(
+                        &node,
+                        &op,
+                        "an Add is supported only as the bias of a MatMul",
+                    ));
+                };
+                let b = n
+                    .input
+                    .iter()
+                    .find_map(|i| constants.get(i))
+                    .ok_or_else(|| bad(&node, &op, "the bias must be a constant"))?;
+                if b.values.len() != outf {
+                    return Err(bad(
+                        &node,
+                        &op,
+                        "only a per-output bias vector is supported",
+                    ));
+                }
+                layers.push(LayerSpec::Linear {
+                    name: mname,
+                    in_features: inf,
+                    out_features: outf,
+                    weight,
+                    bias: Some(to_f32(b)),
+                });
+            }
+            "Pad" => {
+                let mode = attr(n, "mode")
+                    .and_then(|a| a.s.clone())
+                    .unwrap_or_else(|| b"constant".to_vec());
+                let p: Vec<i64> = match attr_ints(n, "pads") {
+                    Some(p) => p,
+                    None => constant(1)?.values.iter().map(|&v| v as i64).collect(),
+                };
+                let value = n
+                    .input
+                    .get(2)
+                    .and_then(|i| constants.get(i))
+                    .map_or(0.0, |c| c.values.first().copied().unwrap_or(0.0));
+                // NCHW pads: [n0, c0, h0, w0, n1, c1, h1, w1].
+                match p.as_slice() {
+                    &[0, 0, h0, w0, 0, 0, h1, w1]
+                        if mode == b"constant"
+                            && value == 0.0
+                            && h0 == h1
+                            && w0 == w1
+                            && h0 >= 0
+                            && w0 >= 0 =>
+                    {
+                        pending_pad = Some((node.clone(), [h0 as usize, w0 as usize]));
+                    }
+                    _ => {
+                        return Err(bad(
+                            &node,
+                            &op,
+                            format!(
+                                "only symmetric zero padding of H and W is supported, got {p:?}"
+                            ),
+                        ))
+                    }
+                }
+            }
+            "AveragePool" | "MaxPool" => {
+                if attr_int(n, "ceil_mode").unwrap_or(0) != 0 {
+                    return Err(bad(&node, &op, "ceil_mode is not supported"));
+                }
+                let kernel = pair(
+                    &attr_ints(n, "kernel_shape").unwrap_or_default(),
+                    &node,
+                    &op,
+                    "kernel_shape",
+                )?;
+                let stride = pair(
+                    &attr_ints(n, "strides").unwrap_or(vec![1, 1]),
+                    &node,
+                    &op,
+                    "strides",
+                )?;
+                let mut padding = pads(n, &node, &op)?;
+                if let Some((_, p)) = pending_pad.take() {
+                    if padding != [0, 0] {
+                        return Err(bad(
+                            &node,
+                            &op,
+                            "a Pad followed by a padded pool is not supported",
+                        ));
+                    }
+                    padding = p;
+                } else if op == "AveragePool"
+                    && padding != [0, 0]
+                    && attr_int(n, "count_include_pad").unwrap_or(0) == 0
+                {
+                    return Err(bad(&node, &op, "padding without count_include_pad has a varying divisor; export with count_include_pad=True"));
+                }
+                layers.push(if op == "AveragePool" {
+                    LayerSpec::AvgPool2d {
+                        name: node.clone(),
+                        kernel,
+                        stride,
+                        padding,
+                    }
+                } else {
+                    LayerSpec::MaxPool2d {
+                        name: node.clone(),
+                        kernel,
+                        stride,
+                        padding,
+                    }
+                });
+            }
+            "Flatten" => {
+                if attr_int(n, "axis").unwrap_or(1) != 1 {
+                    return Err(bad(&node, &op, "only Flatten with axis 1 is supported"));
+                }
+                layers.push(LayerSpec::Flatten { name: node.clone() });
+            }
+            "Reshape" => {
+                let shape = constant(1)?;
+                if shape.values.len() != 2 {
+                    return Err(bad(
+                        &node,
+                        &op,
+                        format!(
+                            "only a reshape to [batch, features] is supported, got {:?}",
+                            shape.values
+                        ),
+                    ));
+                }
+                layers.push(LayerSpec::Flatten { name: node.clone() });
+            }
+            "Mul" => {
+                if n.input.len() != 2 || n.input[0] != n.input[1] {
+                    return Err(bad(&node, &op, "only Mul(x, x), a square, is supported"));
+                }
+                layers.push(LayerSpec::Square { name: node.clone() });
+            }
+            "Pow" => {
+                let e = constant(1)?;
+                if e.values != [2.0] {
+                    return Err(bad(
+                        &node,
+                        &op,
+                        format!("only the exponent 2 is supported, got {:?}", e.values),
+                    ));
+                }
+                layers.push(LayerSpec::Square { name: node.clone() });
+            }
+            "BatchNormalization" => {
+                if attr_int(n, "training_mode").unwrap_or(0) != 0 {
+                    return Err(bad(
+                        &node,
+                        &op,
+                        "training-mode batch normalization is not supported",
+                    ));
+                }
+                let eps = attr(n, "epsilon").and_then(|a| a.f).unwrap_or(1e-5);
+                layers.push(LayerSpec::BatchNorm {
+                    name: node.clone(),
+                    gamma: to_f32(constant(1)?),
+                    beta: to_f32(constant(2)?),
+                    mean: to_f32(constant(3)?),
+                    var: to_f32(constant(4)?),
+                    eps,
+                });
+            }
+            "Relu" => layers.push(LayerSpec::Relu { name: node.clone() }),
+            "Tanh" => layers.push(LayerSpec::Tanh { name: node.clone() }),
+            other => {
+                return Err(ImportError::Unsupported {
+                    node,
+                    op: other.to_string(),
+                    supported: SUPPORTED_OPS,
+                })
+            }
+        }
+        current = out;
+    }
+    if let Some((name, in_features, out_features, weight)) = pending_matmul {
+        layers.push(LayerSpec::Linear {
+            name,
+            in_features,
+            out_features,
+            weight,
+            bias: None,
+        });
+    }
+    if pending_pad.is_some() {
+        return Err(ImportError::Onnx("the graph ends with a Pad".into()));
+    }
+    Ok(ModelSpec {
+        name: name.to_string(),
+        input_shape,
+        layers,
+    })
+}
