@@ -14,8 +14,11 @@ use std::sync::Arc;
 pub struct Quantization {
     /// Inputs are held as round(x · 2^input_scale_bits).
     pub input_scale_bits: u32,
-    /// Weights are held as round(w · 2^weight_scale_bits); biases at the accumulator's scale.
-    pub weight_scale_bits: u32,
+    /// Weights are signed integers of about this many bits: each layer's weights are scaled by
+    /// a power of two that maps its largest |weight| to at most 2^weight_bits (per-layer scales,
+    /// so layers with small weights keep their precision). Biases sit at the accumulator's
+    /// scale.
+    pub weight_bits: u32,
 }
 
 /// Why a model could not be built or run.
@@ -188,7 +191,7 @@ impl EncodedModel {
                     name: layer.name().to_string(),
                     description: layer.describe(),
                     output: info.clone(),
-                    overflow: info.bound >= cap && layer.is_encryptable(),
+                    overflow: info.bound() >= cap && layer.is_encryptable(),
                     depth,
                     encryptable: layer.is_encryptable(),
                 }
@@ -251,11 +254,11 @@ impl EncodedModel {
         let cap = self.capacity();
         for i in range.clone() {
             let info = &self.infos[i];
-            if info.bound >= cap && self.layers[i].is_encryptable() {
+            if info.bound() >= cap && self.layers[i].is_encryptable() {
                 return Err(ModelError::Overflow {
                     index: i,
                     name: self.layers[i].name().to_string(),
-                    bound_bits: (info.bound as f64).log2(),
+                    bound_bits: (info.bound() as f64).log2(),
                     capacity_bits: (cap as f64).log2(),
                 });
             }
@@ -274,13 +277,21 @@ impl EncodedModel {
                 self.input.shape
             )));
         }
-        let range = self.input.float_bound;
-        if let Some(v) = x.data().iter().find(|v| !v.is_finite() || v.abs() > range) {
-            return Err(ModelError::Input(format!(
-                "input value {v} is outside the model's input range ±{range}"
-            )));
+        let (lo, hi, scale) = (self.input.lo, self.input.hi, self.input.scale);
+        let mut out = Vec::with_capacity(x.data().len());
+        for &v in x.data() {
+            let q = (v * scale).round();
+            if !q.is_finite() || q < lo as f64 || q > hi as f64 {
+                return Err(ModelError::Input(format!(
+                    "input value {v} is outside the model's input range [{}, {}]",
+                    lo as f64 / scale,
+                    hi as f64 / scale
+                )));
+            }
+            out.push(q as i128);
         }
-        Ok(x.map(|&v| (v * self.input.scale).round() as i128))
+        IntTensor::from_data(x.shape().to_vec(), x.batch(), out)
+            .ok_or_else(|| ModelError::Input("inconsistent input size".into()))
     }
 
     /// The integer mirror over a range of layers (any layers with an integer form).
@@ -330,10 +341,10 @@ impl EncodedModel {
                 expect.shape
             )));
         }
-        if x.scale != expect.scale || x.bound > expect.bound {
+        if x.scale != expect.scale || x.lo < expect.lo || x.hi > expect.hi {
             return Err(ModelError::Input(format!(
-                "scale {} and bound {}; layer {} expects scale {} and bound ≤ {}",
-                x.scale, x.bound, range.start, expect.scale, expect.bound
+                "scale {} and values in [{}, {}]; layer {} expects scale {} and values in [{}, {}]",
+                x.scale, x.lo, x.hi, range.start, expect.scale, expect.lo, expect.hi
             )));
         }
         let mut cur = x;

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 /// What is known about a tensor before any data exists: its shape, its fixed-point scale, the
-/// exact worst-case magnitude of its integers, and how far its scaled integers may be from the
+/// exact worst-case interval of its integers, and how far its scaled integers may be from the
 /// float model.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ValueInfo {
@@ -15,8 +15,10 @@ pub struct ValueInfo {
     pub shape: Vec<usize>,
     /// Fixed-point scale: a value x is held as the integer round(x · scale).
     pub scale: f64,
-    /// Exact worst-case |integer| over all inputs the model accepts.
-    pub bound: u128,
+    /// Exact worst-case smallest integer over all inputs the model accepts (saturating).
+    pub lo: i128,
+    /// Exact worst-case largest integer (saturating).
+    pub hi: i128,
     /// Worst-case |value| of the float model (weights as quantized, inputs in range).
     pub float_bound: f64,
     /// Worst-case |integer / scale − float value|: the quantization error so far.
@@ -34,9 +36,14 @@ impl ValueInfo {
         self.len() == 0
     }
 
+    /// The worst-case |integer|: max(|lo|, |hi|).
+    pub fn bound(&self) -> u128 {
+        self.lo.unsigned_abs().max(self.hi.unsigned_abs())
+    }
+
     /// log2 of the bound (for reports).
     pub fn bound_bits(&self) -> f64 {
-        (self.bound as f64).log2()
+        (self.bound() as f64).log2()
     }
 }
 
@@ -146,11 +153,25 @@ pub struct EncryptedTensor<C> {
     pub cts: Vec<C>,
     /// Fixed-point scale of the values.
     pub scale: f64,
-    /// Exact worst-case |integer|.
-    pub bound: u128,
+    /// Worst-case smallest integer.
+    pub lo: i128,
+    /// Worst-case largest integer.
+    pub hi: i128,
 }
 
 impl<C> EncryptedTensor<C> {
+    /// The tensor's facts (float bounds unknown here, so zero).
+    pub fn info(&self) -> ValueInfo {
+        ValueInfo {
+            shape: self.shape.clone(),
+            scale: self.scale,
+            lo: self.lo,
+            hi: self.hi,
+            float_bound: 0.0,
+            error_bound: 0.0,
+        }
+    }
+
     /// Activations per image.
     pub fn len(&self) -> usize {
         self.cts.len()
@@ -168,8 +189,7 @@ impl EncryptedTensor<crate::crypto::Ciphertext> {
     /// taken centered mod t (so a value beyond t/2 becomes its residue, as CRT needs).
     pub fn encrypt(
         x: &IntTensor,
-        scale: f64,
-        bound: u128,
+        info: &ValueInfo,
         sk: &crate::crypto::SecretKey,
     ) -> Result<Self, crate::crypto::Error> {
         use crate::crypto::{BatchEncoder, SymmetricEncryptor};
@@ -200,8 +220,9 @@ impl EncryptedTensor<crate::crypto::Ciphertext> {
             shape: x.shape().to_vec(),
             batch: x.batch(),
             cts,
-            scale,
-            bound,
+            scale: info.scale,
+            lo: info.lo,
+            hi: info.hi,
         })
     }
 

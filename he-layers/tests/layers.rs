@@ -33,7 +33,7 @@ impl Keys {
     }
 
     fn encrypt(&self, x: &IntTensor, info: &ValueInfo) -> EncryptedTensor<Ciphertext> {
-        EncryptedTensor::encrypt(x, info.scale, info.bound, &self.sk).unwrap()
+        EncryptedTensor::encrypt(x, info, &self.sk).unwrap()
     }
 
     /// Decrypts to centered residues mod t (one value per activation and image).
@@ -53,10 +53,12 @@ fn preset(n: usize, bits: u32) -> Arc<BfvParameters> {
 
 fn input_info(shape: Vec<usize>, scale_bits: u32, range: f64) -> ValueInfo {
     let scale = (scale_bits as f64).exp2();
+    let b = (range * scale).round() as i128;
     ValueInfo {
         shape,
         scale,
-        bound: (range * scale).round() as u128,
+        lo: -b,
+        hi: b,
         float_bound: range,
         error_bound: 0.5 / scale,
     }
@@ -143,15 +145,15 @@ fn check_layer(
     let y_int = layer.forward_int(&x_q).unwrap();
     assert_eq!(y_int.shape(), info.shape.as_slice());
     assert!(
-        info.bound < keys.p.plain_modulus() as u128 / 2,
+        info.bound() < keys.p.plain_modulus() as u128 / 2,
         "test setup overflows: {}",
         layer.describe()
     );
     for (j, f) in float_out.iter().enumerate() {
         for (a, (&m, &fv)) in y_int.image(j).iter().zip(f).enumerate() {
             assert!(
-                m.unsigned_abs() <= info.bound,
-                "{}: bound",
+                info.lo <= m && m <= info.hi,
+                "{}: interval",
                 layer.describe()
             );
             let err = (m as f64 / info.scale - fv).abs();
@@ -376,7 +378,7 @@ fn whole_model_on_a_full_batch_equals_the_mirror_over_crt_moduli() {
     let primes: Vec<u64> = he_layers::crypto::arith::generate_primes(20, n, 3, &[]).unwrap();
     let quant = Quantization {
         input_scale_bits: 2,
-        weight_scale_bits: 2,
+        weight_bits: 2,
     };
     let single = EncodedModel::new(
         "m",
@@ -438,7 +440,7 @@ fn overflow_is_predicted_before_encryption() {
     let p = preset(4096, 20);
     let wt = random_floats(&mut r, 8 * 64, 1.0);
     let input = input_info(vec![64], 8, 1.0);
-    let make = |bits: u32| {
+    let make = |bits: i32| {
         let fc = EncodedLinear::quantize("fc", 64, 8, &wt, None, input.scale, bits).unwrap();
         EncodedModel::new(
             "m",
@@ -447,7 +449,7 @@ fn overflow_is_predicted_before_encryption() {
             vec![EncodedLayer::Linear(fc)],
             Quantization {
                 input_scale_bits: 8,
-                weight_scale_bits: bits,
+                weight_bits: bits as u32,
             },
             None,
         )

@@ -10,7 +10,7 @@ use he_layers::model::{EncodedModel, ModelError, Quantization};
 use he_layers::tensor::ValueInfo;
 use std::sync::Arc;
 
-/// The largest weight scale the automatic choice tries.
+/// The most weight bits the automatic choice tries.
 pub const MAX_AUTO_WEIGHT_BITS: u32 = 16;
 
 /// How to quantize and split a model.
@@ -18,11 +18,14 @@ pub const MAX_AUTO_WEIGHT_BITS: u32 = 16;
 pub struct BuildOptions {
     /// Inputs are held as round(x · 2^input_scale_bits).
     pub input_scale_bits: u32,
-    /// Weights are held as round(w · 2^bits); `None` picks the largest that keeps every
-    /// encrypted layer under t/2 (at most [`MAX_AUTO_WEIGHT_BITS`]).
-    pub weight_scale_bits: Option<u32>,
-    /// Largest |input value| the model accepts (1.0 for images in [0, 1]).
-    pub input_range: f64,
+    /// Weight precision: each layer's largest |weight| maps to at most 2^bits (per-layer
+    /// power-of-two scales). `None` picks the largest that keeps every encrypted layer under
+    /// t/2 (at most [`MAX_AUTO_WEIGHT_BITS`]).
+    pub weight_bits: Option<u32>,
+    /// Smallest input value the model accepts (0 for images in [0, 1]).
+    pub input_min: f64,
+    /// Largest input value the model accepts (1 for images in [0, 1]).
+    pub input_max: f64,
     /// Indices of the (BatchNorm-folded) spec layers after which the client re-encrypts.
     pub reencrypt_after: Vec<usize>,
     /// Bits to divide by at each boundary; `None` brings the scale back to about the input
@@ -36,8 +39,9 @@ impl Default for BuildOptions {
     fn default() -> Self {
         Self {
             input_scale_bits: 8,
-            weight_scale_bits: None,
-            input_range: 1.0,
+            weight_bits: None,
+            input_min: 0.0,
+            input_max: 1.0,
             reencrypt_after: Vec::new(),
             rescale_bits: None,
             crt_moduli: None,
@@ -58,9 +62,9 @@ pub enum BuildError {
     #[error(transparent)]
     Model(#[from] ModelError),
     /// No weight scale keeps the model under t/2.
-    #[error("even at weight scale 2^{bits} the model overflows: {detail}")]
+    #[error("even with {bits}-bit weights the model overflows: {detail}")]
     NoWeightScale {
-        /// The smallest scale tried.
+        /// The fewest weight bits tried.
         bits: u32,
         /// The overflow.
         detail: String,
@@ -75,10 +79,10 @@ pub enum BuildError {
 pub struct BuiltModel {
     /// The encoded model.
     pub model: EncodedModel,
-    /// The weight scale used.
-    pub weight_scale_bits: u32,
+    /// The weight precision used.
+    pub weight_bits: u32,
     /// Whether it was chosen automatically.
-    pub weight_scale_auto: bool,
+    pub weight_bits_auto: bool,
     /// For each encoded layer, the index of the spec layer it comes from (`None` for inserted
     /// re-encryption boundaries).
     pub spec_index: Vec<Option<usize>>,
@@ -113,13 +117,22 @@ pub fn build_model(
             )));
         }
     }
-    match opts.weight_scale_bits {
+    if !(opts.input_min <= opts.input_max
+        && opts.input_min.is_finite()
+        && opts.input_max.is_finite())
+    {
+        return Err(BuildError::Options(format!(
+            "input range [{}, {}] is not a finite interval",
+            opts.input_min, opts.input_max
+        )));
+    }
+    match opts.weight_bits {
         Some(bits) => {
             let (model, spec_index) = build_at(&spec, params, opts, bits)?;
             Ok(BuiltModel {
                 model,
-                weight_scale_bits: bits,
-                weight_scale_auto: false,
+                weight_bits: bits,
+                weight_bits_auto: false,
                 spec_index,
             })
         }
@@ -140,8 +153,8 @@ pub fn build_model(
                     Ok(()) => {
                         return Ok(BuiltModel {
                             model,
-                            weight_scale_bits: bits,
-                            weight_scale_auto: true,
+                            weight_bits: bits,
+                            weight_bits_auto: true,
                             spec_index,
                         })
                     }
@@ -166,9 +179,20 @@ fn build_at(
     let input = ValueInfo {
         shape: spec.input_shape.clone(),
         scale: in_scale,
-        bound: (opts.input_range * in_scale).round() as u128,
-        float_bound: opts.input_range,
+        lo: (opts.input_min * in_scale).round() as i128,
+        hi: (opts.input_max * in_scale).round() as i128,
+        float_bound: opts.input_min.abs().max(opts.input_max.abs()),
         error_bound: 0.5 / in_scale,
+    };
+    // Per-layer scale: 2^(bits − ⌈log2 max|w|⌉) maps the largest |weight| to at most 2^bits.
+    let layer_bits = |w: &[f32]| -> i32 {
+        let max = w.iter().fold(0.0f64, |m, &x| m.max((x as f64).abs()));
+        let e = if max > 0.0 {
+            max.log2().ceil() as i32
+        } else {
+            0
+        };
+        weight_bits as i32 - e
     };
     let mut info = input.clone();
     let mut layers = Vec::new();
@@ -195,7 +219,7 @@ fn build_at(
                 &to64(weight),
                 bias.as_deref().map(to64).as_deref(),
                 info.scale,
-                weight_bits,
+                layer_bits(weight),
             )?),
             LayerSpec::Linear {
                 name,
@@ -210,7 +234,7 @@ fn build_at(
                 &to64(weight),
                 bias.as_deref().map(to64).as_deref(),
                 info.scale,
-                weight_bits,
+                layer_bits(weight),
             )?),
             LayerSpec::AvgPool2d {
                 name,
@@ -279,7 +303,7 @@ fn build_at(
         layers,
         Quantization {
             input_scale_bits: opts.input_scale_bits,
-            weight_scale_bits: weight_bits,
+            weight_bits,
         },
         opts.crt_moduli.clone(),
     )?;

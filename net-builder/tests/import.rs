@@ -206,7 +206,7 @@ fn run_encrypted_prefix(model: &EncodedModel, images: &FloatTensor) {
             .find(|&i| !model.layers()[i].is_encryptable())
             .unwrap_or(end);
         let info = model.info_before(start);
-        let enc = EncryptedTensor::encrypt(&x, info.scale, info.bound, &sk).unwrap();
+        let enc = EncryptedTensor::encrypt(&x, info, &sk).unwrap();
         let out = model.run_encrypted(start..stop, enc, &backend).unwrap();
         assert!(out.min_noise_budget(&sk).unwrap() > 0);
         let dec = out.decrypt(&sk).unwrap();
@@ -291,15 +291,15 @@ fn automatic_weight_scale_is_the_largest_without_overflow() {
     )
     .unwrap();
     let auto = build_model(&spec, &params, &BuildOptions::default()).unwrap();
-    assert!(auto.weight_scale_auto);
-    let bits = auto.weight_scale_bits;
+    assert!(auto.weight_bits_auto);
+    let bits = auto.weight_bits;
     let all = 0..auto.model.layers().len();
     assert!(auto.model.check_overflow(&all).is_ok());
     let over = build_model(
         &spec,
         &params,
         &BuildOptions {
-            weight_scale_bits: Some(bits + 1),
+            weight_bits: Some(bits + 1),
             ..Default::default()
         },
     )

@@ -23,7 +23,7 @@ fn info<A: Affine>(a: &A, input: &ValueInfo) -> Result<ValueInfo, LayerError> {
     let sw = a.weight_scale();
     let eps_w = 0.5 / sw;
     let scale = input.scale * sw;
-    let mut bound = 0u128;
+    let (mut lo, mut hi) = (i128::MAX, i128::MIN);
     let mut float_bound = 0.0f64;
     let mut error_bound = 0.0f64;
     let mut conns = Vec::new();
@@ -31,24 +31,33 @@ fn info<A: Affine>(a: &A, input: &ValueInfo) -> Result<ValueInfo, LayerError> {
         conns.clear();
         a.connections(&input.shape, o, &mut conns);
         let b = a.bias_of(&input.shape, o);
-        let mut bo = b.unsigned_abs();
+        // Exact worst case per output: each term at the end of the input interval that
+        // pushes the sum furthest (padding contributes exactly zero and is not a connection).
+        let (mut lo_o, mut hi_o) = (b, b);
         let mut fo = b.unsigned_abs() as f64 / scale + 0.5 / scale;
         let mut eo = 0.5 / scale;
         for &(_, w) in &conns {
-            let wa = w.unsigned_abs();
-            bo = bo.saturating_add((wa as u128).saturating_mul(input.bound));
-            let wf = wa as f64 / sw;
+            let w = w as i128;
+            let (p, q) = (w.saturating_mul(input.lo), w.saturating_mul(input.hi));
+            lo_o = lo_o.saturating_add(p.min(q));
+            hi_o = hi_o.saturating_add(p.max(q));
+            let wf = w.unsigned_abs() as f64 / sw;
             fo += (wf + eps_w) * input.float_bound;
             eo += eps_w * input.float_bound + wf * input.error_bound;
         }
-        bound = bound.max(bo);
+        lo = lo.min(lo_o);
+        hi = hi.max(hi_o);
         float_bound = float_bound.max(fo);
         error_bound = error_bound.max(eo);
+    }
+    if out_len == 0 {
+        (lo, hi) = (0, 0);
     }
     Ok(ValueInfo {
         shape,
         scale,
-        bound,
+        lo,
+        hi,
         float_bound,
         error_bound,
     })
@@ -81,24 +90,9 @@ fn forward_encrypted<A: Affine + Sync, B: HeBackend>(
     a: &A,
     x: &EncryptedTensor<B::Ciphertext>,
     backend: &B,
-) -> Result<EncryptedTensor<B::Ciphertext>, LayerError> {
-    let input = ValueInfo {
-        shape: x.shape.clone(),
-        scale: x.scale,
-        bound: x.bound,
-        float_bound: 0.0,
-        error_bound: 0.0,
-    };
-    if x.cts.len() != input.len() {
-        return Err(shape_error(
-            a.layer_name(),
-            format!("{} ciphertexts", input.len()),
-            &x.shape,
-        ));
-    }
-    let out = info(a, &input)?;
-    let out_len = out.len();
-    let cts = (0..out_len)
+) -> Result<Vec<B::Ciphertext>, LayerError> {
+    let out_len: usize = a.out_shape(&x.shape)?.iter().product();
+    (0..out_len)
         .into_par_iter()
         .map(|o| {
             let mut conns = Vec::new();
@@ -119,25 +113,19 @@ fn forward_encrypted<A: Affine + Sync, B: HeBackend>(
                 None => backend.encrypt_constant(bias),
             }
         })
-        .collect::<Result<Vec<_>, LayerError>>()?;
-    Ok(EncryptedTensor {
-        shape: out.shape,
-        batch: x.batch,
-        cts,
-        scale: out.scale,
-        bound: out.bound,
-    })
+        .collect()
 }
 
-/// Quantizes float weights to round(w · 2^bits) and biases to round(b · input_scale · 2^bits).
+/// Quantizes float weights to round(w · 2^bits) and biases to round(b · input_scale · 2^bits);
+/// `bits` may be negative for layers with large weights.
 fn quantize(
     name: &str,
     weights: &[f64],
     bias: &[f64],
     input_scale: f64,
-    weight_scale_bits: u32,
+    weight_scale_bits: i32,
 ) -> Result<(Vec<i64>, Vec<i128>, f64), LayerError> {
-    let sw = (weight_scale_bits.min(62) as f64).exp2();
+    let sw = (weight_scale_bits.clamp(-62, 62) as f64).exp2();
     let bad = |what: &str, v: f64| {
         LayerError::Input(format!(
             "{name}: {what} {v} cannot be quantized at weight scale 2^{weight_scale_bits}"
@@ -205,7 +193,7 @@ impl EncodedConv2d {
         weights: &[f64],
         bias: Option<&[f64]>,
         input_scale: f64,
-        weight_scale_bits: u32,
+        weight_scale_bits: i32,
     ) -> Result<Self, LayerError> {
         let name = name.into();
         let n_w = out_channels * in_channels * kernel[0] * kernel[1];
@@ -275,12 +263,12 @@ impl EncodedConv2d {
         forward_int(self, x)
     }
 
-    /// Encrypted forward.
+    /// Encrypted forward: one fused dot product per output, in parallel.
     pub fn forward_encrypted<B: HeBackend>(
         &self,
         x: &EncryptedTensor<B::Ciphertext>,
         backend: &B,
-    ) -> Result<EncryptedTensor<B::Ciphertext>, LayerError> {
+    ) -> Result<Vec<B::Ciphertext>, LayerError> {
         forward_encrypted(self, x, backend)
     }
 }
@@ -374,7 +362,7 @@ impl EncodedLinear {
         weights: &[f64],
         bias: Option<&[f64]>,
         input_scale: f64,
-        weight_scale_bits: u32,
+        weight_scale_bits: i32,
     ) -> Result<Self, LayerError> {
         let name = name.into();
         if weights.len() != in_features * out_features
@@ -418,12 +406,12 @@ impl EncodedLinear {
         forward_int(self, x)
     }
 
-    /// Encrypted forward.
+    /// Encrypted forward: one fused dot product per output, in parallel.
     pub fn forward_encrypted<B: HeBackend>(
         &self,
         x: &EncryptedTensor<B::Ciphertext>,
         backend: &B,
-    ) -> Result<EncryptedTensor<B::Ciphertext>, LayerError> {
+    ) -> Result<Vec<B::Ciphertext>, LayerError> {
         forward_encrypted(self, x, backend)
     }
 }

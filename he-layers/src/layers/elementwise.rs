@@ -16,14 +16,6 @@ fn int_tensor(
         .ok_or_else(|| LayerError::Input(format!("{name}: inconsistent output size")))
 }
 
-fn check_len<C>(name: &str, x: &EncryptedTensor<C>) -> Result<(), LayerError> {
-    let len: usize = x.shape.iter().product();
-    if x.cts.len() != len {
-        return Err(shape_error(name, format!("{len} ciphertexts"), &x.shape));
-    }
-    Ok(())
-}
-
 /// x² on every activation (one ciphertext product each).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Square {
@@ -37,12 +29,21 @@ impl Square {
         "Square".into()
     }
 
-    /// The output facts: scale and bound squared.
+    /// The output facts: scale squared; the interval of x² for x in [lo, hi].
     pub fn output_info(&self, input: &ValueInfo) -> Result<ValueInfo, LayerError> {
+        let sq = |v: i128| v.saturating_mul(v);
+        let (lo, hi) = if input.lo >= 0 {
+            (sq(input.lo), sq(input.hi))
+        } else if input.hi <= 0 {
+            (sq(input.hi), sq(input.lo))
+        } else {
+            (0, sq(input.lo).max(sq(input.hi)))
+        };
         Ok(ValueInfo {
             shape: input.shape.clone(),
             scale: input.scale * input.scale,
-            bound: input.bound.saturating_mul(input.bound),
+            lo,
+            hi,
             float_bound: input.float_bound * input.float_bound,
             // (f + δ)² − f² = 2 f δ + δ².
             error_bound: 2.0 * input.float_bound * input.error_bound
@@ -60,20 +61,8 @@ impl Square {
         &self,
         x: &EncryptedTensor<B::Ciphertext>,
         backend: &B,
-    ) -> Result<EncryptedTensor<B::Ciphertext>, LayerError> {
-        check_len(&self.name, x)?;
-        let cts = x
-            .cts
-            .par_iter()
-            .map(|c| backend.square(c))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(EncryptedTensor {
-            shape: x.shape.clone(),
-            batch: x.batch,
-            cts,
-            scale: x.scale * x.scale,
-            bound: x.bound.saturating_mul(x.bound),
-        })
+    ) -> Result<Vec<B::Ciphertext>, LayerError> {
+        x.cts.par_iter().map(|c| backend.square(c)).collect()
     }
 }
 
@@ -157,23 +146,40 @@ impl EncodedAvgPool2d {
         )
     }
 
-    fn area(&self) -> u128 {
-        (self.kernel[0] * self.kernel[1]) as u128
+    fn area(&self) -> usize {
+        self.kernel[0] * self.kernel[1]
     }
 
-    /// The output facts: scale and bound times the window area.
+    /// The output facts: scale times the window area; the interval of a sum of m inputs, m
+    /// ranging over the window sizes (windows over padding hold fewer inputs).
     pub fn output_info(&self, input: &ValueInfo) -> Result<ValueInfo, LayerError> {
-        let [c, _, _, oh, ow] = pool_out(
+        let dims = pool_out(
             &self.name,
             &input.shape,
             self.kernel,
             self.stride,
             self.padding,
         )?;
+        let [c, _, _, oh, ow] = dims;
+        let sizes =
+            (0..oh * ow).map(|o| window(dims, self.kernel, self.stride, self.padding, o).len());
+        let (m_min, m_max) = sizes.fold((usize::MAX, 0), |(a, b), m| (a.min(m), b.max(m)));
+        let (m_min, m_max) = if oh * ow == 0 || c == 0 {
+            (0, 0)
+        } else {
+            (m_min as i128, m_max as i128)
+        };
         Ok(ValueInfo {
             shape: vec![c, oh, ow],
             scale: input.scale * self.area() as f64,
-            bound: input.bound.saturating_mul(self.area()),
+            lo: input
+                .lo
+                .saturating_mul(m_min)
+                .min(input.lo.saturating_mul(m_max)),
+            hi: input
+                .hi
+                .saturating_mul(m_min)
+                .max(input.hi.saturating_mul(m_max)),
             float_bound: input.float_bound,
             error_bound: input.error_bound,
         })
@@ -208,11 +214,10 @@ impl EncodedAvgPool2d {
         &self,
         x: &EncryptedTensor<B::Ciphertext>,
         backend: &B,
-    ) -> Result<EncryptedTensor<B::Ciphertext>, LayerError> {
-        check_len(&self.name, x)?;
+    ) -> Result<Vec<B::Ciphertext>, LayerError> {
         let dims = pool_out(&self.name, &x.shape, self.kernel, self.stride, self.padding)?;
         let [c, _, _, oh, ow] = dims;
-        let cts = (0..c * oh * ow)
+        (0..c * oh * ow)
             .into_par_iter()
             .map(|o| {
                 let idx = window(dims, self.kernel, self.stride, self.padding, o);
@@ -222,14 +227,7 @@ impl EncodedAvgPool2d {
                     None => backend.encrypt_constant(0),
                 }
             })
-            .collect::<Result<Vec<_>, LayerError>>()?;
-        Ok(EncryptedTensor {
-            shape: vec![c, oh, ow],
-            batch: x.batch,
-            cts,
-            scale: x.scale * self.area() as f64,
-            bound: x.bound.saturating_mul(self.area()),
-        })
+            .collect()
     }
 }
 
@@ -260,18 +258,6 @@ impl Flatten {
             .reshaped(vec![x.len()])
             .ok_or_else(|| LayerError::Input(format!("{}: reshape failed", self.name)))
     }
-
-    /// Encrypted forward (a reshape; no ciphertext is touched).
-    pub fn forward_encrypted<C: Clone>(
-        &self,
-        x: &EncryptedTensor<C>,
-    ) -> Result<EncryptedTensor<C>, LayerError> {
-        check_len(&self.name, x)?;
-        Ok(EncryptedTensor {
-            shape: vec![x.cts.len()],
-            ..x.clone()
-        })
-    }
 }
 
 /// A re-encryption boundary: the server stops before it; the client decrypts, divides by
@@ -298,7 +284,8 @@ impl ReencryptBoundary {
         Ok(ValueInfo {
             shape: input.shape.clone(),
             scale,
-            bound: rescale_round(input.bound.min(i128::MAX as u128) as i128, k) as u128,
+            lo: rescale_round(input.lo, k),
+            hi: rescale_round(input.hi, k),
             float_bound: input.float_bound,
             error_bound: input.error_bound + if k > 0 { 0.5 / scale } else { 0.0 },
         })
@@ -362,7 +349,11 @@ impl PlaintextOnlyLayer {
     /// The output facts.
     pub fn output_info(&self, input: &ValueInfo) -> Result<ValueInfo, LayerError> {
         match &self.kind {
-            PlaintextOnlyKind::Relu => Ok(input.clone()),
+            PlaintextOnlyKind::Relu => Ok(ValueInfo {
+                lo: input.lo.max(0),
+                hi: input.hi.max(0),
+                ..input.clone()
+            }),
             PlaintextOnlyKind::Tanh => Ok(ValueInfo {
                 float_bound: input.float_bound.min(1.0),
                 ..input.clone()

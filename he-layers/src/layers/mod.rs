@@ -153,18 +153,28 @@ impl EncodedLayer {
         dispatch!(self, l => l.forward_int(x))
     }
 
-    /// The encrypted forward.
+    /// The encrypted forward: the layer's ciphertexts, with the shape, scale and interval its
+    /// `output_info` predicts.
     pub fn forward_encrypted<B: HeBackend>(
         &self,
         x: &EncryptedTensor<B::Ciphertext>,
         backend: &B,
     ) -> Result<EncryptedTensor<B::Ciphertext>, LayerError> {
-        let result = match self {
+        let out = self.output_info(&x.info())?;
+        let expected: usize = x.shape.iter().product();
+        if x.cts.len() != expected {
+            return Err(shape_error(
+                self.name(),
+                format!("{expected} ciphertexts"),
+                &x.shape,
+            ));
+        }
+        let cts = match self {
             Self::Conv2d(l) => l.forward_encrypted(x, backend),
             Self::Linear(l) => l.forward_encrypted(x, backend),
             Self::Square(l) => l.forward_encrypted(x, backend),
             Self::AvgPool2d(l) => l.forward_encrypted(x, backend),
-            Self::Flatten(l) => l.forward_encrypted(x),
+            Self::Flatten(_) => Ok(x.cts.clone()),
             Self::Reencrypt(l) => Err(LayerError::ClientOnly {
                 layer: l.name.clone(),
             }),
@@ -172,8 +182,16 @@ impl EncodedLayer {
                 layer: l.name.clone(),
                 kind: l.kind.to_string(),
             }),
-        };
-        result.map_err(|e| e.in_layer(self.name()))
+        }
+        .map_err(|e| e.in_layer(self.name()))?;
+        Ok(EncryptedTensor {
+            shape: out.shape,
+            batch: x.batch,
+            cts,
+            scale: out.scale,
+            lo: out.lo,
+            hi: out.hi,
+        })
     }
 }
 

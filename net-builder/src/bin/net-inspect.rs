@@ -24,12 +24,16 @@ struct Args {
     /// Input scale: inputs are held as round(x · 2^bits).
     #[arg(long, default_value_t = 8)]
     input_scale_bits: u32,
-    /// Weight scale bits; default: the largest that keeps every layer under t/2.
+    /// Weight precision: each layer's largest |weight| maps to at most 2^bits; default: the
+    /// largest that keeps every layer under t/2.
     #[arg(long)]
-    weight_scale_bits: Option<u32>,
-    /// Largest |input| the model accepts.
-    #[arg(long, default_value_t = 1.0)]
-    input_range: f64,
+    weight_bits: Option<u32>,
+    /// Smallest input value the model accepts.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    input_min: f64,
+    /// Largest input value the model accepts.
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    input_max: f64,
     /// Re-encrypt after these layer indices (comma-separated), as PyCrCNN's rencrypt_positions.
     #[arg(long, value_delimiter = ',')]
     reencrypt_after: Vec<usize>,
@@ -67,8 +71,9 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         &params,
         &BuildOptions {
             input_scale_bits: args.input_scale_bits,
-            weight_scale_bits: args.weight_scale_bits,
-            input_range: args.input_range,
+            weight_bits: args.weight_bits,
+            input_min: args.input_min,
+            input_max: args.input_max,
             reencrypt_after: args.reencrypt_after.clone(),
             ..Default::default()
         },
@@ -85,11 +90,11 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         params.fingerprint_hex()
     );
     println!(
-        "quantization: input 2^{}, weights 2^{}{}; capacity t/2 = 2^{:.1}",
+        "quantization: inputs × 2^{}, weights of {} bits per layer{}; capacity t/2 = 2^{:.1}",
         args.input_scale_bits,
-        built.weight_scale_bits,
-        if built.weight_scale_auto {
-            " (chosen: the largest without overflow)"
+        built.weight_bits,
+        if built.weight_bits_auto {
+            " (chosen: the most without overflow)"
         } else {
             ""
         },
