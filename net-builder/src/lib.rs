@@ -4,8 +4,11 @@
 #![warn(missing_docs)]
 
 pub mod build;
+pub mod data;
+pub mod eval;
 pub mod onnx;
 pub mod pickle;
+pub mod pipeline;
 pub mod spec;
 pub mod torch;
 
@@ -37,6 +40,9 @@ pub enum ImportError {
     /// A malformed or unsupported pickle.
     #[error("PyTorch pickle: {0}")]
     Pickle(String),
+    /// An image or label file is unusable.
+    #[error("data: {0}")]
+    Data(String),
     /// The imported model does not hold together.
     #[error(transparent)]
     Spec(#[from] SpecError),

@@ -345,10 +345,15 @@ fn pads(n: &NodeProto, node: &str, op: &str) -> Result<[usize; 2], ImportError> 
 pub fn load_onnx(path: &Path) -> Result<ModelSpec, ImportError> {
     let bytes = read_capped(path)?;
     let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
+    // models/<net>/model.onnx is named after its folder.
+    let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().trim_end_matches(".dynamo").to_string())
         .unwrap_or_else(|| "model".into());
+    let name = match (stem.as_str(), dir.file_name()) {
+        ("model", Some(d)) => d.to_string_lossy().into_owned(),
+        _ => stem,
+    };
     read_onnx(&bytes, dir, &name)
 }
 

@@ -2,6 +2,7 @@
 //! folding, and the float reference forward (ndarray).
 
 use ndarray::{ArrayD, Axis, IxDyn};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// One layer of an imported model, with float weights.
@@ -446,17 +447,19 @@ impl ModelSpec {
                         return Err(fail(format!("input {:?} does not fit", cur.shape())));
                     }
                     let n = cur.shape()[0];
-                    let mut y = ArrayD::zeros(IxDyn(&[n, *out_features]));
-                    for b in 0..n {
-                        for o in 0..*out_features {
-                            let mut s = bias.as_ref().map_or(0.0, |v| v[o] as f64);
-                            for i in 0..*in_features {
-                                s += weight[o * in_features + i] as f64 * cur[[b, i]];
-                            }
-                            y[[b, o]] = s;
+                    let x = cur.as_standard_layout();
+                    let xs = x.as_slice().unwrap_or_default();
+                    let (inf, outf) = (*in_features, *out_features);
+                    let mut y = vec![0.0; n * outf];
+                    y.par_chunks_mut(outf).enumerate().for_each(|(b, row)| {
+                        let xb = &xs[b * inf..(b + 1) * inf];
+                        for (o, r) in row.iter_mut().enumerate() {
+                            let wo = &weight[o * inf..(o + 1) * inf];
+                            let dot: f64 = wo.iter().zip(xb).map(|(&w, &v)| w as f64 * v).sum();
+                            *r = dot + bias.as_ref().map_or(0.0, |v| v[o] as f64);
                         }
-                    }
-                    y
+                    });
+                    ArrayD::from_shape_vec(IxDyn(&[n, outf]), y).map_err(|e| fail(e.to_string()))?
                 }
                 LayerSpec::AvgPool2d {
                     kernel,
@@ -522,34 +525,40 @@ fn conv2d(
         return None;
     }
     let (oh, ow) = pool_hw(h, wd, k, s, p)?;
-    let mut y = ArrayD::zeros(IxDyn(&[n, oc, oh, ow]));
-    for bi in 0..n {
-        for o in 0..oc {
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let mut acc = b.map_or(0.0, |b| b[o] as f64);
-                    for ci in 0..c {
-                        for ky in 0..k[0] {
-                            let iy = (oy * s[0] + ky) as isize - p[0] as isize;
-                            if iy < 0 || iy >= h as isize {
-                                continue;
-                            }
-                            for kx in 0..k[1] {
-                                let ix = (ox * s[1] + kx) as isize - p[1] as isize;
-                                if ix < 0 || ix >= wd as isize {
+    let x = x.as_standard_layout();
+    let xs = x.as_slice()?;
+    let mut y = vec![0.0; n * oc * oh * ow];
+    y.par_chunks_mut(oc * oh * ow)
+        .enumerate()
+        .for_each(|(bi, yb)| {
+            let xb = &xs[bi * c * h * wd..(bi + 1) * c * h * wd];
+            for o in 0..oc {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut acc = b.map_or(0.0, |b| b[o] as f64);
+                        for ci in 0..c {
+                            for ky in 0..k[0] {
+                                let iy = (oy * s[0] + ky) as isize - p[0] as isize;
+                                if iy < 0 || iy >= h as isize {
                                     continue;
                                 }
-                                acc += w[((o * c + ci) * k[0] + ky) * k[1] + kx] as f64
-                                    * x[[bi, ci, iy as usize, ix as usize]];
+                                let r0 = (ci * h + iy as usize) * wd;
+                                let row = &xb[r0..r0 + wd];
+                                let w0 = ((o * c + ci) * k[0] + ky) * k[1];
+                                for (kx, &wv) in w[w0..w0 + k[1]].iter().enumerate() {
+                                    let ix = (ox * s[1] + kx) as isize - p[1] as isize;
+                                    if ix >= 0 && ix < wd as isize {
+                                        acc += wv as f64 * row[ix as usize];
+                                    }
+                                }
                             }
                         }
+                        yb[(o * oh + oy) * ow + ox] = acc;
                     }
-                    y[[bi, o, oy, ox]] = acc;
                 }
             }
-        }
-    }
-    Some(y)
+        });
+    ArrayD::from_shape_vec(IxDyn(&[n, oc, oh, ow]), y).ok()
 }
 
 fn pool(
@@ -563,30 +572,31 @@ fn pool(
         return None;
     };
     let (oh, ow) = pool_hw(h, w, k, s, p)?;
-    let mut y = ArrayD::zeros(IxDyn(&[n, c, oh, ow]));
-    for bi in 0..n {
-        for ci in 0..c {
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let mut acc = if max { f64::NEG_INFINITY } else { 0.0 };
-                    for ky in 0..k[0] {
-                        let iy = (oy * s[0] + ky) as isize - p[0] as isize;
-                        if iy < 0 || iy >= h as isize {
+    let x = x.as_standard_layout();
+    let xs = x.as_slice()?;
+    let mut y = vec![0.0; n * c * oh * ow];
+    for (plane, out) in y.chunks_mut(oh * ow).enumerate() {
+        let xp = &xs[plane * h * w..(plane + 1) * h * w];
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut acc = if max { f64::NEG_INFINITY } else { 0.0 };
+                for ky in 0..k[0] {
+                    let iy = (oy * s[0] + ky) as isize - p[0] as isize;
+                    if iy < 0 || iy >= h as isize {
+                        continue;
+                    }
+                    for kx in 0..k[1] {
+                        let ix = (ox * s[1] + kx) as isize - p[1] as isize;
+                        if ix < 0 || ix >= w as isize {
                             continue;
                         }
-                        for kx in 0..k[1] {
-                            let ix = (ox * s[1] + kx) as isize - p[1] as isize;
-                            if ix < 0 || ix >= w as isize {
-                                continue;
-                            }
-                            let v = x[[bi, ci, iy as usize, ix as usize]];
-                            acc = if max { acc.max(v) } else { acc + v };
-                        }
+                        let v = xp[iy as usize * w + ix as usize];
+                        acc = if max { acc.max(v) } else { acc + v };
                     }
-                    y[[bi, ci, oy, ox]] = if max { acc } else { acc / (k[0] * k[1]) as f64 };
                 }
+                out[oy * ow + ox] = if max { acc } else { acc / (k[0] * k[1]) as f64 };
             }
         }
     }
-    Some(y)
+    ArrayD::from_shape_vec(IxDyn(&[n, c, oh, ow]), y).ok()
 }

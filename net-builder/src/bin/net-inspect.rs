@@ -43,6 +43,15 @@ struct Args {
     /// Extra class names of custom modules computing x² (pickles only).
     #[arg(long)]
     square_class: Vec<String>,
+    /// Measure accuracy on an IDX image file (e.g. models/data/mnist-t10k-images-idx3-ubyte.gz).
+    #[arg(long, requires = "labels")]
+    images: Option<PathBuf>,
+    /// The matching IDX label file.
+    #[arg(long, requires = "images")]
+    labels: Option<PathBuf>,
+    /// How many images to evaluate (from the first).
+    #[arg(long, default_value_t = 10_000)]
+    count: usize,
 }
 
 fn main() -> ExitCode {
@@ -136,6 +145,18 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         model.encryptable_prefix(),
         model.max_depth()
     );
+    if let (Some(images), Some(labels)) = (&args.images, &args.labels) {
+        let x = net_builder::data::idx_images(images, 0, args.count)?;
+        let y = net_builder::data::idx_labels(labels, 0, args.count)?;
+        let acc = net_builder::eval::accuracy(&spec, &built, &x, &y, 1000)?;
+        println!(
+            "accuracy on {} images: float {:.2}%, integer mirror {:.2}% (labels agree on {:.2}%)",
+            acc.images,
+            100.0 * acc.float,
+            100.0 * acc.mirror,
+            100.0 * acc.agreement
+        );
+    }
     Ok(())
 }
 

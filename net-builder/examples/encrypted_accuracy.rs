@@ -1,0 +1,99 @@
+//! Runs a shipped model encrypted (batch layout, CRT over several plaintext moduli) on a test
+//! set and checks every label against the integer mirror.
+//!
+//! cargo run --release -p net-builder --example encrypted_accuracy -- \
+//!     models/mnist-cryptonets 10000 3 25 3 5
+//! (model folder, images, number of plaintext moduli, their bits, input scale bits, weight bits)
+
+use he_layers::crypto::arith::generate_primes;
+use net_builder::data::{idx_images, idx_labels};
+use net_builder::eval::argmax;
+use net_builder::pipeline::{build_crt, run_local, ClientKeys};
+use net_builder::{load_model, BuildOptions, PickleOptions};
+use std::path::Path;
+use std::time::Instant;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    he_layers::tune_allocator();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize, d: &str| args.get(i).cloned().unwrap_or_else(|| d.to_string());
+    let dir = arg(0, "models/mnist-cryptonets");
+    let count: usize = arg(1, "10000").parse()?;
+    let k: usize = arg(2, "3").parse()?;
+    let bits: u32 = arg(3, "25").parse()?;
+    let input_bits: u32 = arg(4, "3").parse()?;
+    let weight_bits: u32 = arg(5, "5").parse()?;
+    let n = 8192;
+    let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+        Path::new(&dir).join("manifest.json"),
+    )?)?;
+    let test = manifest["test_set"]
+        .as_str()
+        .ok_or("manifest without test_set")?;
+    let labels_path = test.replace("images-idx3", "labels-idx1");
+    let spec = load_model(
+        &Path::new(&dir).join("model.onnx"),
+        &PickleOptions::default(),
+    )?;
+    let moduli = generate_primes(bits, n, k, &[]).ok_or("no such primes")?;
+    let crt = build_crt(
+        &spec,
+        n,
+        &moduli,
+        &BuildOptions {
+            input_scale_bits: input_bits,
+            weight_bits: Some(weight_bits),
+            ..Default::default()
+        },
+    )?;
+    let model = crt.model();
+    model.check_overflow(&(0..model.layers().len()))?;
+    println!(
+        "{}: N={n}, t = {moduli:?} (CRT, capacity 2^{:.1}), log q = {}, inputs × 2^{input_bits}, {weight_bits}-bit weights",
+        spec.name,
+        (model.capacity() as f64).log2(),
+        model.parameters().total_modulus_bits()
+    );
+    let keys: Vec<ClientKeys> = crt
+        .components
+        .iter()
+        .map(|c| ClientKeys::generate(c.model.parameters()))
+        .collect();
+    let (mut correct, mut agree, mut done) = (0usize, 0usize, 0usize);
+    let start = Instant::now();
+    let mut compute = 0.0;
+    while done < count {
+        let batch = (count - done).min(n);
+        let x = idx_images(Path::new(test), done, batch)?;
+        let y = idx_labels(Path::new(&labels_path), done, batch)?;
+        let q = model.quantize_input(&x)?;
+        let mirror = model.run_int(0..model.encryptable_prefix(), &q)?;
+        let run = run_local(&crt, &keys, &q)?;
+        compute += run.segments.iter().map(|s| s.compute_seconds).sum::<f64>();
+        for j in 0..batch {
+            let enc = run.output.image(j);
+            agree += (enc == mirror.image(j)) as usize;
+            correct += (argmax(&enc) == y[j]) as usize;
+        }
+        let s = &run.segments[0];
+        println!(
+            "  images {done}..{}: min noise budget {:?} bits, encrypt {:.1} s, server {:.1} s, decrypt {:.1} s",
+            done + batch, s.noise_budget, s.encrypt_seconds, s.compute_seconds, s.decrypt_seconds
+        );
+        done += batch;
+    }
+    let wall = start.elapsed().as_secs_f64();
+    println!(
+        "encrypted accuracy {:.2}% on {count} images; {agree}/{count} outputs equal the integer mirror exactly",
+        100.0 * correct as f64 / count as f64
+    );
+    println!(
+        "wall {wall:.1} s ({:.2} ms/image), server compute {compute:.1} s ({:.2} ms/image)",
+        1000.0 * wall / count as f64,
+        1000.0 * compute / count as f64
+    );
+    if agree != count {
+        return Err("some encrypted outputs differ from the mirror".into());
+    }
+    Ok(())
+}
