@@ -70,10 +70,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mirror = model.run_int(0..model.encryptable_prefix(), &q)?;
         let run = run_local(&crt, &keys, &q)?;
         compute += run.segments.iter().map(|s| s.compute_seconds).sum::<f64>();
-        for j in 0..batch {
+        for (j, &label) in y.iter().enumerate() {
             let enc = run.output.image(j);
             agree += (enc == mirror.image(j)) as usize;
-            correct += (argmax(&enc) == y[j]) as usize;
+            correct += (argmax(&enc) == label) as usize;
         }
         let s = &run.segments[0];
         println!(
