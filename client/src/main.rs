@@ -1,6 +1,280 @@
-//! `client`: not built yet; see the open issues.
+//! `client`: keys, encrypted inference against a server, and a one-command demo.
 
-fn main() {
-    eprintln!("client: not built yet");
-    std::process::exit(2);
+use clap::{Parser, Subcommand};
+use client::{load_pngs, load_test_set, run_compute, ClientConfig, ClientError, Images, KeySet};
+use he_layers::protocol::EncryptionParameters;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Encrypted inference client: your images and labels stay here; the server only ever sees
+/// ciphertexts, and only this client holds the secret key.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Generate keys for encryption parameters: the secret key (file mode 0600), public key and
+    /// relinearization key, one set per plaintext modulus. Refuses insecure parameters.
+    Keygen {
+        /// Parameters: a JSON file holding encryption parameters, or a client config (its
+        /// "encryption_parameters" are used).
+        #[arg(long)]
+        params: PathBuf,
+        /// Folder to write the keys to.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Classify images encrypted: encrypt, send each encrypted segment to the server, decrypt,
+    /// re-encrypt at the configured positions. Prints JSON to stdout, progress to stderr.
+    Compute {
+        /// Client config: address, net, encryption_parameters, quantization, layers,
+        /// reencrypt_positions (PyCrCNN's m, p, sec, rencrypt_positions accepted).
+        #[arg(long)]
+        config: PathBuf,
+        /// Keys from `client keygen`; default: fresh keys for this run only.
+        #[arg(long)]
+        keys: Option<PathBuf>,
+        /// An IDX image file (e.g. models/data/mnist-t10k-images-idx3-ubyte.gz) instead of PNGs.
+        #[arg(long, conflicts_with = "images")]
+        test_set: Option<PathBuf>,
+        /// First image of the test set.
+        #[arg(long, default_value_t = 0, requires = "test_set")]
+        index: usize,
+        /// Number of test-set images (one batch holds up to N).
+        #[arg(long, default_value_t = 16, requires = "test_set")]
+        count: usize,
+        /// No progress bars.
+        #[arg(long)]
+        quiet: bool,
+        /// PNG images (grayscale or RGB, as the model expects).
+        images: Vec<PathBuf>,
+    },
+    /// List the server's models.
+    Models {
+        /// Server base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8000")]
+        address: String,
+    },
+    /// Start a server on a free loopback port with the shipped models, classify the 16 sample
+    /// images of mnist-cryptonets encrypted, and print predicted against true labels. Exits 0
+    /// only if every encrypted prediction equals the plaintext model's.
+    Demo {
+        /// The models folder.
+        #[arg(long, default_value = "models")]
+        models: PathBuf,
+        /// The model to demonstrate.
+        #[arg(long, default_value = "mnist-cryptonets")]
+        net: String,
+    },
+}
+
+fn main() -> ExitCode {
+    he_layers::tune_allocator();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn read_params(path: &Path) -> Result<EncryptionParameters, ClientError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ClientError::Io(path.display().to_string(), e))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| ClientError::Config(format!("{}: {e}", path.display())))?;
+    let inner = value.get("encryption_parameters").cloned().unwrap_or(value);
+    serde_json::from_value(inner)
+        .map_err(|e| ClientError::Config(format!("{}: {e}", path.display())))
+}
+
+async fn run(command: Command) -> Result<ExitCode, ClientError> {
+    match command {
+        Command::Keygen { params, out } => {
+            let p = read_params(&params)?;
+            let keys = KeySet::generate(&p)?;
+            keys.save(&out)?;
+            for c in &keys.components {
+                eprintln!(
+                    "keys for N={}, t={}, log q={} ({}) written to {}/t{} (secret.key is mode 0600)",
+                    c.params.degree(),
+                    c.params.plain_modulus(),
+                    c.params.total_modulus_bits(),
+                    c.params.achieved_security(),
+                    out.display(),
+                    c.params.plain_modulus()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Compute {
+            config,
+            keys,
+            test_set,
+            index,
+            count,
+            quiet,
+            images,
+        } => {
+            let cfg = ClientConfig::load(&config)?;
+            let keys = match keys {
+                Some(dir) => KeySet::load(&dir)?,
+                None => KeySet::generate(&cfg.encryption_parameters)?,
+            };
+            let imgs = match test_set {
+                Some(path) => load_test_set(&path, index, count)?,
+                None => load_pngs(&images)?,
+            };
+            let report = run_compute(&cfg, &keys, &imgs, quiet).await?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report)
+                    .map_err(|e| ClientError::Protocol(e.to_string()))?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Models { address } => {
+            let api = client::Api::new(&address)?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&api.models().await?)
+                    .map_err(|e| ClientError::Protocol(e.to_string()))?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { models, net } => demo(&models, &net).await,
+    }
+}
+
+async fn demo(models: &Path, net: &str) -> Result<ExitCode, ClientError> {
+    let dir = models.join(net);
+    if !dir.join("model.onnx").is_file() {
+        return Err(ClientError::Config(format!(
+            "{} not found: run the demo from the repository root, or pass --models",
+            dir.join("model.onnx").display()
+        )));
+    }
+    // The embedded server, on a free loopback port.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| ClientError::Io("127.0.0.1:0".into(), e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| ClientError::Io("listener".into(), e))?;
+    let server_cfg = server::ServerConfig {
+        models_dir: models.to_path_buf(),
+        ..Default::default()
+    };
+    tokio::spawn(async move {
+        if let Err(e) = server::serve(listener, server_cfg).await {
+            eprintln!("embedded server stopped: {e}");
+        }
+    });
+    eprintln!("embedded server on http://{addr}");
+
+    // The shipped client config, pointed at the embedded server.
+    let cfg_path = models.join("configs").join(format!("{net}.client.json"));
+    let mut cfg = ClientConfig::load(&cfg_path)?;
+    cfg.address = format!("http://{addr}");
+    cfg.model = Some(dir.join("model.onnx"));
+
+    // The 16 samples, their labels, and the plaintext model's predictions.
+    let meta_path = dir.join("samples/labels.json");
+    let meta: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&meta_path)
+            .map_err(|e| ClientError::Io(meta_path.display().to_string(), e))?,
+    )
+    .map_err(|e| ClientError::Config(e.to_string()))?;
+    let samples = meta["samples"].as_array().cloned().unwrap_or_default();
+    let paths: Vec<PathBuf> = samples
+        .iter()
+        .filter_map(|s| s["file"].as_str().map(|f| dir.join("samples").join(f)))
+        .collect();
+    let mut imgs: Images = load_pngs(&paths)?;
+    imgs.labels = samples
+        .iter()
+        .map(|s| s["label"].as_u64().map(|l| l as usize))
+        .collect();
+    let spec = net_builder::load_model(
+        &dir.join("model.onnx"),
+        &net_builder::PickleOptions::default(),
+    )
+    .map_err(|e| ClientError::Config(e.to_string()))?;
+    let plain = net_builder::eval::float_outputs(&spec, &imgs.tensor)
+        .map_err(|e| ClientError::Config(e.to_string()))?;
+
+    eprintln!("generating keys…");
+    let keys = KeySet::generate(&cfg.encryption_parameters)?;
+    let report = run_compute(&cfg, &keys, &imgs, false).await?;
+
+    println!(
+        "{net}: {} sample images, encrypted end to end (N={}, plaintext moduli {:?})",
+        imgs.names.len(),
+        keys.components[0].params.degree(),
+        report.plain_moduli
+    );
+    println!();
+    println!(
+        "{:<8} {:>6} {:>10} {:>10}",
+        "sample", "true", "plaintext", "encrypted"
+    );
+    let mut all_equal = true;
+    for (j, r) in report.images.iter().enumerate() {
+        let p = net_builder::eval::argmax(&plain[j]);
+        let ok = p == r.label;
+        all_equal &= ok;
+        let name = Path::new(&r.source)
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        println!(
+            "{:<8} {:>6} {:>10} {:>10}  {}",
+            name,
+            r.true_label.map_or("?".into(), |l| l.to_string()),
+            p,
+            r.label,
+            if ok { "ok" } else { "DIFFERS" }
+        );
+    }
+    let correct = report
+        .images
+        .iter()
+        .filter(|r| r.true_label == Some(r.label))
+        .count();
+    println!();
+    for s in &report.segments {
+        println!(
+            "layers {}..{}: encrypt {:.0} ms, server {:.0} ms, round trip {:.0} ms, decrypt {:.0} ms; up {:.1} MB, down {:.1} MB; noise budget left {:?} bits",
+            s.layers[0], s.layers[1], s.encrypt_ms, s.server_ms, s.round_trip_ms, s.decrypt_ms,
+            s.bytes_up as f64 / 1e6, s.bytes_down as f64 / 1e6, s.noise_budget
+        );
+    }
+    println!(
+        "keys uploaded: {:.1} MB; total {:.1} s; {correct}/{} correct; encrypted predictions {} the plaintext model's",
+        report.keys_upload_bytes as f64 / 1e6,
+        report.total_ms / 1000.0,
+        report.images.len(),
+        if all_equal { "all equal" } else { "do NOT all equal" }
+    );
+    Ok(if all_equal {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

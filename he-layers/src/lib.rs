@@ -5,6 +5,7 @@
 pub mod crypto;
 pub mod layers;
 pub mod model;
+pub mod protocol;
 pub mod tensor;
 
 /// Tunes glibc's allocator for ciphertext workloads; call once at program start.

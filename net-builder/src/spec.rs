@@ -600,3 +600,11 @@ fn pool(
     }
     ArrayD::from_shape_vec(IxDyn(&[n, c, oh, ow]), y).ok()
 }
+
+/// A batch of float activations `[N, …shape]`, as the float reference takes them.
+pub type Array = ArrayD<f64>;
+
+/// A batch array from a shape and row-major data; `None` if the sizes disagree.
+pub fn array(shape: &[usize], data: Vec<f64>) -> Option<Array> {
+    ArrayD::from_shape_vec(IxDyn(shape), data).ok()
+}

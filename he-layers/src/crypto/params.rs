@@ -20,9 +20,10 @@ const AUX_PRIME_BITS: u32 = 50;
 
 /// Requested security level, in bits, against the HE standard's table for a ternary secret
 /// and σ = 3.2.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum SecurityLevel {
-    /// 128-bit classical security.
+    /// 128-bit classical security (the default).
+    #[default]
     #[serde(rename = "128")]
     Bits128,
     /// 192-bit classical security.

@@ -1,0 +1,402 @@
+//! The serde types client, server and parameter tester share: encryption parameters as users
+//! write them (PyCrCNN's keys `m`, `p`, `sec` accepted as aliases), the model configuration,
+//! and the JSON halves of the REST messages. Ciphertexts and keys never travel in JSON: they go
+//! in binary multipart parts in the format of [`crate::crypto::serial`].
+
+use crate::crypto::{BfvParameters, ParameterError, SecurityLevel};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::sync::Arc;
+
+/// Security level as written in JSON: 128, 192, 256, or "none".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Security(pub SecurityLevel);
+
+impl Serialize for Security {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            SecurityLevel::DangerNone => s.serialize_str("none"),
+            other => s.serialize_u32(other.bits()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Security {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Num(u32),
+            Str(String),
+        }
+        let level = match Raw::deserialize(d)? {
+            Raw::Num(128) => SecurityLevel::Bits128,
+            Raw::Num(192) => SecurityLevel::Bits192,
+            Raw::Num(256) => SecurityLevel::Bits256,
+            Raw::Str(s) if s == "128" => SecurityLevel::Bits128,
+            Raw::Str(s) if s == "192" => SecurityLevel::Bits192,
+            Raw::Str(s) if s == "256" => SecurityLevel::Bits256,
+            Raw::Str(s) if s == "none" => SecurityLevel::DangerNone,
+            other => {
+                let shown = match other {
+                    Raw::Num(n) => n.to_string(),
+                    Raw::Str(s) => format!("{s:?}"),
+                };
+                return Err(serde::de::Error::custom(format!(
+                    "security {shown} is not one of 128, 192, 256, \"none\""
+                )));
+            }
+        };
+        Ok(Security(level))
+    }
+}
+
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        One(u64),
+        Many(Vec<u64>),
+    }
+    Ok(match Raw::deserialize(d)? {
+        Raw::One(v) => vec![v],
+        Raw::Many(v) => v,
+    })
+}
+
+/// Encryption parameters as a config file writes them.
+///
+/// `{"degree": 8192, "plain_moduli": [33538049, 33292289, 33177601], "security": 128}`, or with
+/// PyCrCNN's names `{"m": 8192, "p": 65537, "sec": 128}`, or by size
+/// `{"degree": 8192, "plain_modulus_bits": 25, "plain_moduli_count": 3}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptionParameters {
+    /// Ring degree N (PyCrCNN: `m`).
+    #[serde(alias = "m", alias = "n")]
+    pub degree: usize,
+    /// Plaintext moduli t: one, or several for CRT (PyCrCNN: `p`; also `t`, `plain_modulus`).
+    #[serde(
+        default,
+        alias = "p",
+        alias = "t",
+        alias = "plain_modulus",
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub plain_moduli: Vec<u64>,
+    /// Instead of values: the size of each plaintext modulus (the largest batching primes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plain_modulus_bits: Option<u32>,
+    /// With `plain_modulus_bits`: how many moduli (CRT); default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plain_moduli_count: Option<usize>,
+    /// Ciphertext prime sizes in bits, the key-switching prime last; default: the 128-bit
+    /// preset for the degree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coeff_bits: Option<Vec<u32>>,
+    /// Security level: 128 (default), 192, 256 or "none" (PyCrCNN: `sec`).
+    #[serde(default, alias = "sec")]
+    pub security: Security,
+}
+
+/// Why encryption parameters could not be resolved.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ProtocolError {
+    /// The parameter set is refused (insecure, bad primes, …).
+    #[error(transparent)]
+    Parameters(#[from] ParameterError),
+    /// The fields do not describe a parameter set.
+    #[error("encryption parameters: {0}")]
+    Invalid(String),
+}
+
+/// At most this many plaintext moduli (CRT components).
+pub const MAX_PLAIN_MODULI: usize = 8;
+
+impl EncryptionParameters {
+    /// The plaintext moduli these parameters name.
+    pub fn plain_moduli(&self) -> Result<Vec<u64>, ProtocolError> {
+        let moduli = match (self.plain_moduli.is_empty(), self.plain_modulus_bits) {
+            (false, None) => self.plain_moduli.clone(),
+            (true, Some(bits)) => {
+                let k = self.plain_moduli_count.unwrap_or(1);
+                if k == 0 || k > MAX_PLAIN_MODULI {
+                    return Err(ProtocolError::Invalid(format!(
+                        "plain_moduli_count {k} is not between 1 and {MAX_PLAIN_MODULI}"
+                    )));
+                }
+                crate::crypto::arith::generate_primes(bits, self.degree, k, &[]).ok_or_else(
+                    || {
+                        ProtocolError::Invalid(format!(
+                            "there are not {k} batching primes of {bits} bits for N = {}",
+                            self.degree
+                        ))
+                    },
+                )?
+            }
+            (true, None) => {
+                return Err(ProtocolError::Invalid(
+                    "give the plaintext modulus: plain_moduli (or p, t) or plain_modulus_bits"
+                        .into(),
+                ))
+            }
+            (false, Some(_)) => {
+                return Err(ProtocolError::Invalid(
+                    "give either plain_moduli or plain_modulus_bits, not both".into(),
+                ))
+            }
+        };
+        if moduli.len() > MAX_PLAIN_MODULI {
+            return Err(ProtocolError::Invalid(format!(
+                "{} plaintext moduli; at most {MAX_PLAIN_MODULI}",
+                moduli.len()
+            )));
+        }
+        Ok(moduli)
+    }
+
+    /// One validated parameter set per plaintext modulus (same ring and ciphertext primes).
+    pub fn resolve(&self) -> Result<Vec<Arc<BfvParameters>>, ProtocolError> {
+        self.plain_moduli()?
+            .into_iter()
+            .map(|t| self.for_modulus(t))
+            .collect()
+    }
+
+    /// The parameter set for one plaintext modulus.
+    pub fn for_modulus(&self, t: u64) -> Result<Arc<BfvParameters>, ProtocolError> {
+        let level = self.security.0;
+        match &self.coeff_bits {
+            None if level == SecurityLevel::Bits128 => Ok(BfvParameters::preset(self.degree, t)?),
+            None => Err(ProtocolError::Invalid(format!(
+                "security {level} needs coeff_bits (presets are 128-bit)"
+            ))),
+            Some(bits) => {
+                let (&special, moduli) = bits.split_last().ok_or_else(|| {
+                    ProtocolError::Invalid("coeff_bits needs at least two sizes".into())
+                })?;
+                if moduli.is_empty() || bits.len() > 64 {
+                    return Err(ProtocolError::Invalid(
+                        "coeff_bits needs 2 to 64 sizes (ciphertext primes, then the special prime)"
+                            .into(),
+                    ));
+                }
+                Ok(BfvParameters::with_bit_sizes(
+                    self.degree,
+                    t,
+                    moduli,
+                    special,
+                    level,
+                )?)
+            }
+        }
+    }
+}
+
+/// How the model's values are quantized, as requested.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuantizationConfig {
+    /// Inputs are held as round(x · 2^input_scale_bits).
+    pub input_scale_bits: u32,
+    /// Weight precision per layer; absent: the server picks the most that cannot overflow.
+    #[serde(default, alias = "weight_scale_bits")]
+    pub weight_bits: Option<u32>,
+}
+
+/// Which model, for which parameters, quantized and split how.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Model name (a folder under the server's model directory).
+    pub net: String,
+    /// The encryption parameters (all CRT moduli).
+    pub encryption_parameters: EncryptionParameters,
+    /// The quantization.
+    pub quantization: QuantizationConfig,
+    /// Indices of model layers after which the client re-encrypts (PyCrCNN:
+    /// `rencrypt_positions`).
+    #[serde(default, alias = "rencrypt_positions")]
+    pub reencrypt_positions: Vec<usize>,
+}
+
+/// Facts of a tensor that travel with its ciphertexts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TensorInfo {
+    /// Shape of one image.
+    pub shape: Vec<usize>,
+    /// Images in the batch (used slots).
+    pub batch: usize,
+    /// Fixed-point scale.
+    pub scale: f64,
+    /// Worst-case smallest integer.
+    pub lo: i128,
+    /// Worst-case largest integer.
+    pub hi: i128,
+}
+
+/// One layer of a plan.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LayerPlan {
+    /// Index in the encoded model.
+    pub index: usize,
+    /// Name.
+    pub name: String,
+    /// Kind and hyper-parameters.
+    pub description: String,
+    /// "encrypted", "reencrypt" (client) or "plaintext" (client, after decryption).
+    pub runs: String,
+    /// Output shape.
+    pub shape: Vec<usize>,
+    /// Output scale.
+    pub scale: f64,
+    /// Output worst-case interval.
+    pub lo: i128,
+    /// Output worst-case interval.
+    pub hi: i128,
+    /// Whether the output may exceed the plaintext capacity.
+    pub overflow: bool,
+    /// Multiplicative depth since the last (re-)encryption.
+    pub depth: usize,
+    /// For a re-encryption boundary: bits the client divides by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rescale_bits: Option<u32>,
+}
+
+/// What the server will do with a model configuration: answered by `POST /plan`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Model name.
+    pub net: String,
+    /// Class names.
+    pub classes: Vec<String>,
+    /// The input the first layer expects (batch 0).
+    pub input: TensorInfo,
+    /// Smallest and largest input value accepted.
+    pub input_range: [f64; 2],
+    /// Every encoded layer.
+    pub layers: Vec<LayerPlan>,
+    /// Encrypted segments `[start, end)` the client sends, in order.
+    pub segments: Vec<[usize; 2]>,
+    /// End of the encryptable prefix; layers after it run on the client in plaintext.
+    pub encryptable_prefix: usize,
+    /// Weight precision in use (chosen by the server if the request left it open).
+    pub weight_bits: u32,
+    /// The plaintext moduli.
+    pub plain_moduli: Vec<u64>,
+    /// log2 of the plaintext capacity (half the product of the moduli).
+    pub capacity_bits: f64,
+}
+
+/// The JSON part of `POST /compute`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComputeRequest {
+    /// The model configuration (as for `/plan`; `weight_bits` must be set).
+    #[serde(flatten)]
+    pub model: ModelConfig,
+    /// The plaintext modulus of this request's ciphertexts (one of the configuration's).
+    pub plain_modulus: u64,
+    /// The keys uploaded with `POST /keys`.
+    pub key_id: String,
+    /// Layers to run, `[start, end)`.
+    pub layers: [usize; 2],
+    /// The input's facts (must match what layer `start` expects).
+    pub input: TensorInfo,
+}
+
+/// The JSON part of the `/compute` answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ComputeResponse {
+    /// Layers run.
+    pub layers: [usize; 2],
+    /// The output's facts.
+    pub output: TensorInfo,
+    /// Server compute time, milliseconds.
+    pub compute_ms: f64,
+    /// Ciphertexts in the binary part.
+    pub ciphertexts: usize,
+}
+
+/// The answer of `POST /keys`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KeysResponse {
+    /// Content address of the key set.
+    pub key_id: String,
+    /// Parameter fingerprint (hex prefix) the keys belong to.
+    pub fingerprint: String,
+}
+
+/// One entry of `GET /models`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// Name.
+    pub name: String,
+    /// Input shape of one image.
+    pub input_shape: Vec<usize>,
+    /// Accepted input range.
+    pub input_range: [f64; 2],
+    /// Class names.
+    pub classes: Vec<String>,
+    /// Layer descriptions.
+    pub layers: Vec<String>,
+    /// Layers the server can run encrypted from the start.
+    pub encryptable_prefix: usize,
+    /// Re-encryption positions its manifest recommends.
+    pub reencrypt_positions: Vec<usize>,
+}
+
+/// An error answer: `{"error": {"kind": …, "message": …}}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// Kind and message of an error.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// A stable machine-readable kind (`bad_request`, `not_found`, `too_large`, …).
+    pub kind: String,
+    /// What went wrong and what to change.
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pycrcnn_aliases_and_sizes_resolve() {
+        let p: EncryptionParameters =
+            serde_json::from_str(r#"{"m": 4096, "p": 65537, "sec": 128}"#).unwrap();
+        assert_eq!(p.degree, 4096);
+        assert_eq!(p.plain_moduli().unwrap(), vec![65537]);
+        assert_eq!(p.resolve().unwrap()[0].plain_modulus(), 65537);
+        let q: EncryptionParameters = serde_json::from_str(
+            r#"{"degree": 8192, "plain_modulus_bits": 25, "plain_moduli_count": 3}"#,
+        )
+        .unwrap();
+        let sets = q.resolve().unwrap();
+        assert_eq!(sets.len(), 3);
+        assert!(sets
+            .iter()
+            .all(|s| s.degree() == 8192 && s.supports_batching()));
+        let err = serde_json::from_str::<EncryptionParameters>(r#"{"m": 4096, "p": 3, "x": 1}"#)
+            .unwrap_err();
+        assert!(err.to_string().contains("unknown field `x`"), "{err}");
+        let err =
+            serde_json::from_str::<EncryptionParameters>(r#"{"m": 4096, "p": 3, "sec": 100}"#)
+                .unwrap_err();
+        assert!(err.to_string().contains("128, 192, 256"), "{err}");
+        // An insecure custom set is refused with the standard's bound.
+        let bad: EncryptionParameters =
+            serde_json::from_str(r#"{"degree": 4096, "t": 65537, "coeff_bits": [50, 50, 50]}"#)
+                .unwrap();
+        assert!(matches!(
+            bad.resolve(),
+            Err(ProtocolError::Parameters(ParameterError::Insecure { .. }))
+        ));
+    }
+}

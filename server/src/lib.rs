@@ -1,0 +1,495 @@
+//! The encrypted-inference REST server: `GET /health`, `GET /models`, `POST /plan`,
+//! `POST /keys`, `POST /compute` (DESIGN.md §6).
+//!
+//! Every request is parsed into typed values and checked before any work; errors are
+//! `{"error": {"kind", "message"}}` with 400/404/413/422/500. Heavy work runs on the blocking
+//! pool (and rayon inside it), so `/health` answers while a request computes. No log line
+//! carries a ciphertext or a key.
+#![warn(missing_docs)]
+
+pub mod cache;
+pub mod error;
+pub mod keys;
+pub mod registry;
+
+use axum::body::Body;
+use axum::extract::multipart::{Multipart, MultipartRejection};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use error::ApiError;
+use he_layers::crypto::{BfvParameters, Ciphertext, GaloisKeys, PublicKey, RelinearizationKey};
+use he_layers::protocol::{ComputeRequest, ComputeResponse, KeysResponse, ModelConfig, TensorInfo};
+use he_layers::tensor::EncryptedTensor;
+use keys::{KeyCache, KeyEntry};
+use registry::Registry;
+use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Server settings.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Folder holding `<net>/model.onnx` and `<net>/manifest.json`.
+    pub models_dir: PathBuf,
+    /// Largest request body, bytes; larger bodies are refused with 413 before they are read.
+    pub max_body_bytes: usize,
+    /// Most key sets kept.
+    pub max_cached_keys: usize,
+    /// Most bytes of serialized keys kept.
+    pub max_cached_key_bytes: usize,
+    /// Most encoded models (per configuration) kept.
+    pub max_cached_models: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            models_dir: PathBuf::from("models"),
+            max_body_bytes: 512 << 20,
+            max_cached_keys: 64,
+            max_cached_key_bytes: 1 << 30,
+            max_cached_models: 32,
+        }
+    }
+}
+
+/// Shared state.
+#[derive(Debug)]
+pub struct AppState {
+    /// The models.
+    pub registry: Registry,
+    /// Uploaded keys.
+    pub keys: KeyCache,
+    /// Request counter for log lines.
+    next_id: AtomicU64,
+    /// Largest key set accepted (the key cache's byte limit).
+    max_key_bytes: usize,
+}
+
+impl AppState {
+    /// Loads the models and prepares empty caches.
+    pub fn new(config: &ServerConfig) -> std::io::Result<Self> {
+        Ok(Self {
+            registry: Registry::load(&config.models_dir, config.max_cached_models)?,
+            keys: KeyCache::new(config.max_cached_keys, config.max_cached_key_bytes),
+            next_id: AtomicU64::new(1),
+            max_key_bytes: config.max_cached_key_bytes,
+        })
+    }
+
+    fn request_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// The router with every route and the body limit.
+pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/models", get(models))
+        .route("/plan", post(plan))
+        .route("/keys", post(upload_keys))
+        .route("/compute", post(compute))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+/// Serves plain HTTP on an already bound listener until the future is dropped.
+pub async fn serve(listener: tokio::net::TcpListener, config: ServerConfig) -> std::io::Result<()> {
+    let state = Arc::new(AppState::new(&config)?);
+    axum::serve(listener, router(state, config.max_body_bytes)).await
+}
+
+/// Serves HTTPS with a PEM certificate chain and key (rustls).
+pub async fn serve_tls(
+    addr: SocketAddr,
+    config: ServerConfig,
+    cert: PathBuf,
+    key: PathBuf,
+) -> std::io::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let state = Arc::new(AppState::new(&config)?);
+    let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await?;
+    axum_server::bind_rustls(addr, tls)
+        .serve(router(state, config.max_body_bytes).into_make_service())
+        .await
+}
+
+async fn health(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    Json(serde_json::json!({
+        "status": "ok",
+        "models": state.registry.len(),
+        "cached_keys": state.keys.len(),
+    }))
+}
+
+async fn models(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    Json(state.registry.infos())
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("{what}: {e}")))
+}
+
+async fn plan(
+    State(state): State<Arc<AppState>>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let cfg: ModelConfig = parse_json(&body, "model configuration")?;
+    let state2 = state.clone();
+    let plan = tokio::task::spawn_blocking(move || state2.registry.plan(&cfg))
+        .await
+        .map_err(|e| ApiError::internal(format!("plan task failed: {e}")))??;
+    Ok(Json(plan).into_response())
+}
+
+/// Reads every part of a multipart body into (name, bytes), with errors as JSON.
+async fn read_parts(
+    multipart: Result<Multipart, MultipartRejection>,
+    allowed: &[&str],
+) -> Result<Vec<(String, axum::body::Bytes)>, ApiError> {
+    let mut mp = multipart.map_err(|e| {
+        ApiError::bad_request(
+            "bad_multipart",
+            format!("expected multipart/form-data: {e}"),
+        )
+    })?;
+    let mut parts = Vec::new();
+    loop {
+        let field = match mp.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(ApiError::too_large(format!(
+                    "request body over the limit: {e}"
+                )))
+            }
+            Err(e) => return Err(ApiError::bad_request("bad_multipart", e.body_text())),
+        };
+        let name = field.name().unwrap_or_default().to_string();
+        if !allowed.contains(&name.as_str()) {
+            return Err(ApiError::bad_request(
+                "bad_multipart",
+                format!(
+                    "unexpected part {name:?}; the parts are {}",
+                    allowed.join(", ")
+                ),
+            ));
+        }
+        if parts.iter().any(|(n, _)| *n == name) {
+            return Err(ApiError::bad_request(
+                "bad_multipart",
+                format!("part {name:?} appears twice"),
+            ));
+        }
+        let bytes = field.bytes().await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::too_large(format!("request body over the limit: {e}"))
+            } else {
+                ApiError::bad_request("bad_multipart", e.body_text())
+            }
+        })?;
+        parts.push((name, bytes));
+    }
+    Ok(parts)
+}
+
+fn part<'a>(parts: &'a [(String, axum::body::Bytes)], name: &str) -> Result<&'a [u8], ApiError> {
+    parts
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, b)| b.as_ref())
+        .ok_or_else(|| ApiError::bad_request("bad_multipart", format!("missing part {name:?}")))
+}
+
+fn serial(kind: &'static str) -> impl Fn(he_layers::crypto::SerialError) -> ApiError {
+    move |e| match e {
+        he_layers::crypto::SerialError::FingerprintMismatch { .. } => {
+            ApiError::unprocessable("parameter_mismatch", format!("{kind}: {e}"))
+        }
+        he_layers::crypto::SerialError::Parameters(_) => {
+            ApiError::unprocessable("invalid_parameters", format!("{kind}: {e}"))
+        }
+        _ => ApiError::bad_request("malformed_binary", format!("{kind}: {e}")),
+    }
+}
+
+async fn upload_keys(
+    State(state): State<Arc<AppState>>,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<Response, ApiError> {
+    let id = state.request_id();
+    let parts = read_parts(
+        multipart,
+        &[
+            "parameters",
+            "public_key",
+            "relinearization_key",
+            "galois_keys",
+        ],
+    )
+    .await?;
+    let total: usize = parts.iter().map(|(_, b)| b.len()).sum();
+    if total > state.max_key_bytes {
+        return Err(ApiError::too_large(format!(
+            "the key set is {total} bytes, over the server's key cache of {} bytes",
+            state.max_key_bytes
+        )));
+    }
+    let mut h = Sha256::new();
+    for name in [
+        "parameters",
+        "public_key",
+        "relinearization_key",
+        "galois_keys",
+    ] {
+        if let Some((_, b)) = parts.iter().find(|(n, _)| n == name) {
+            h.update((name.len() as u64).to_le_bytes());
+            h.update(name.as_bytes());
+            h.update((b.len() as u64).to_le_bytes());
+            h.update(b);
+        }
+    }
+    let key_id: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    if let Some(existing) = state.keys.get(&key_id) {
+        return Ok(Json(KeysResponse {
+            key_id,
+            fingerprint: existing.params.fingerprint_hex(),
+        })
+        .into_response());
+    }
+    let params_bytes = part(&parts, "parameters")?.to_vec();
+    let pk_bytes = part(&parts, "public_key")?.to_vec();
+    let rk_bytes = parts
+        .iter()
+        .find(|(n, _)| n == "relinearization_key")
+        .map(|(_, b)| b.to_vec());
+    let gk_bytes = parts
+        .iter()
+        .find(|(n, _)| n == "galois_keys")
+        .map(|(_, b)| b.to_vec());
+    let entry = tokio::task::spawn_blocking(move || -> Result<KeyEntry, ApiError> {
+        let params = BfvParameters::from_bytes(&params_bytes).map_err(serial("parameters"))?;
+        let pk = PublicKey::from_bytes(&pk_bytes, &params).map_err(serial("public key"))?;
+        let rk = rk_bytes
+            .map(|b| {
+                RelinearizationKey::from_bytes(&b, &params).map_err(serial("relinearization key"))
+            })
+            .transpose()?;
+        let gk = gk_bytes
+            .map(|b| GaloisKeys::from_bytes(&b, &params).map_err(serial("Galois keys")))
+            .transpose()?;
+        Ok(KeyEntry::new(params, pk, rk, gk, total))
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("key task failed: {e}")))??;
+    let fingerprint = entry.params.fingerprint_hex();
+    tracing::info!(request = id, key_id = %&key_id[..16], fingerprint = %fingerprint, bytes = total, "keys stored");
+    let (_, evicted) = state.keys.insert(key_id.clone(), entry, total);
+    for old in evicted {
+        tracing::info!(key_id = %&old[..16.min(old.len())], "key set evicted");
+    }
+    Ok(Json(KeysResponse {
+        key_id,
+        fingerprint,
+    })
+    .into_response())
+}
+
+/// A multipart/form-data answer: a JSON part and a binary part.
+fn multipart_response(json: &[u8], binary: &[u8]) -> Response {
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    let boundary = loop {
+        let b: String = (0..32)
+            .map(|_| format!("{:x}", rng.gen_range(0..16u8)))
+            .collect();
+        let marker = format!("--{b}");
+        if !binary.windows(marker.len()).any(|w| w == marker.as_bytes()) {
+            break b;
+        }
+    };
+    let mut body = Vec::with_capacity(binary.len() + json.len() + 400);
+    body.extend_from_slice(
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"result\"\r\nContent-Type: application/json\r\n\r\n").as_bytes(),
+    );
+    body.extend_from_slice(json);
+    body.extend_from_slice(
+        format!("\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"ciphertexts\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes(),
+    );
+    body.extend_from_slice(binary);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(
+            header::CONTENT_TYPE,
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(Body::from(body))
+        .unwrap_or_else(|_| ApiError::internal("could not build the response").into_response())
+}
+
+async fn compute(
+    State(state): State<Arc<AppState>>,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<Response, ApiError> {
+    let id = state.request_id();
+    let started = Instant::now();
+    let parts = read_parts(multipart, &["request", "ciphertexts"]).await?;
+    let req: ComputeRequest = parse_json(part(&parts, "request")?, "request")?;
+    let cts_bytes = part(&parts, "ciphertexts")?.to_vec();
+    let bytes_in = cts_bytes.len();
+    let net = req.model.net.clone();
+    let [start, end] = req.layers;
+
+    // Keys, parameters, model, range and input: all checked before any ciphertext work.
+    if req.key_id.len() != 64 || !req.key_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::bad_request(
+            "invalid_key_id",
+            "key_id must be 64 hex digits, as POST /keys returns",
+        ));
+    }
+    let keys = state.keys.get(&req.key_id).ok_or_else(|| {
+        ApiError::not_found(
+            "unknown_key",
+            "no keys with this key_id (never uploaded, or evicted): upload them with POST /keys",
+        )
+    })?;
+    state.registry.get(&net)?;
+    if req.model.quantization.weight_bits.is_none() {
+        return Err(ApiError::unprocessable(
+            "invalid_quantization",
+            "quantization.weight_bits must be set for /compute (POST /plan reports the value to use)",
+        ));
+    }
+    let params = req
+        .model
+        .encryption_parameters
+        .for_modulus(req.plain_modulus)
+        .map_err(|e| ApiError::unprocessable("invalid_parameters", e.to_string()))?;
+    if params.fingerprint() != keys.params.fingerprint() {
+        return Err(ApiError::unprocessable(
+            "parameter_mismatch",
+            format!(
+                "the keys are for parameters {}, the request names {}",
+                keys.params.fingerprint_hex(),
+                params.fingerprint_hex()
+            ),
+        ));
+    }
+    let registry_state = state.clone();
+    let model_cfg = req.model.clone();
+    let t = req.plain_modulus;
+    let built = tokio::task::spawn_blocking(move || registry_state.registry.built(&model_cfg, t))
+        .await
+        .map_err(|e| ApiError::internal(format!("model task failed: {e}")))??;
+    let model = &built.model;
+    let range = start..end;
+    model
+        .check_range(&range)
+        .map_err(|e| ApiError::unprocessable("invalid_layers", e.to_string()))?;
+    model
+        .check_overflow(&range)
+        .map_err(|e| ApiError::unprocessable("overflow", e.to_string()))?;
+    let expect = model.info_before(start);
+    let input = &req.input;
+    if input.shape != expect.shape
+        || input.scale != expect.scale
+        || input.lo < expect.lo
+        || input.hi > expect.hi
+    {
+        return Err(ApiError::unprocessable(
+            "input_mismatch",
+            format!(
+                "layer {start} expects shape {:?}, scale {}, values in [{}, {}]; the request has shape {:?}, scale {}, [{}, {}]",
+                expect.shape, expect.scale, expect.lo, expect.hi, input.shape, input.scale, input.lo, input.hi
+            ),
+        ));
+    }
+    if input.batch == 0 || input.batch > params.degree() {
+        return Err(ApiError::unprocessable(
+            "input_mismatch",
+            format!(
+                "batch {} must be between 1 and N = {}",
+                input.batch,
+                params.degree()
+            ),
+        ));
+    }
+    if model.layers()[range.clone()].iter().any(|l| l.depth() > 0) && !keys.has_relin {
+        return Err(ApiError::unprocessable(
+            "missing_key",
+            "the layers square ciphertexts: upload a relinearization key with the keys",
+        ));
+    }
+    let expected = expect.len();
+    let params2 = params.clone();
+    let cts = tokio::task::spawn_blocking(move || {
+        Ciphertext::batch_from_bytes(&cts_bytes, &params2, expected).map_err(serial("ciphertexts"))
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("decode task failed: {e}")))??;
+    if cts.len() != expected {
+        return Err(ApiError::unprocessable(
+            "input_mismatch",
+            format!(
+                "{} ciphertexts; layer {start} expects {expected} (one per activation)",
+                cts.len()
+            ),
+        ));
+    }
+    let tensor = EncryptedTensor {
+        shape: input.shape.clone(),
+        batch: input.batch,
+        cts,
+        scale: input.scale,
+        lo: input.lo,
+        hi: input.hi,
+    };
+
+    let t0 = Instant::now();
+    let built2 = built.clone();
+    let keys2 = keys.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        built2.model.run_encrypted(range, tensor, &keys2.backend)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("compute task failed: {e}")))?
+    .map_err(|e| ApiError::unprocessable("compute_refused", e.to_string()))?;
+    let compute_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    let binary = Ciphertext::batch_to_bytes(&out.cts, &params);
+    let result = ComputeResponse {
+        layers: [start, end],
+        output: TensorInfo {
+            shape: out.shape.clone(),
+            batch: out.batch,
+            scale: out.scale,
+            lo: out.lo,
+            hi: out.hi,
+        },
+        compute_ms,
+        ciphertexts: out.cts.len(),
+    };
+    let json = serde_json::to_vec(&result).map_err(|e| ApiError::internal(e.to_string()))?;
+    tracing::info!(
+        request = id,
+        net = %net,
+        layers = ?[start, end],
+        plain_modulus = t,
+        ciphertexts_in = expected,
+        ciphertexts_out = out.cts.len(),
+        bytes_in,
+        bytes_out = binary.len(),
+        compute_ms = compute_ms as u64,
+        total_ms = started.elapsed().as_millis() as u64,
+        "compute"
+    );
+    Ok(multipart_response(&json, &binary))
+}

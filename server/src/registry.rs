@@ -1,0 +1,277 @@
+//! The models the server serves, and the encoded models built from them per configuration.
+
+use crate::cache::BoundedCache;
+use crate::error::ApiError;
+use he_layers::layers::EncodedLayer;
+use he_layers::protocol::{LayerPlan, ModelConfig, ModelInfo, Plan, TensorInfo};
+use net_builder::{build_model, BuildOptions, BuiltModel, ModelSpec, PickleOptions};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+/// The parts of a model's manifest.json the server uses.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Manifest {
+    /// Class names.
+    #[serde(default)]
+    pub classes: Vec<String>,
+    /// Accepted input range.
+    #[serde(default = "unit_range")]
+    pub input_range: [f64; 2],
+    /// Recommended re-encryption positions.
+    #[serde(default)]
+    pub reencrypt_positions: Vec<usize>,
+}
+
+fn unit_range() -> [f64; 2] {
+    [0.0, 1.0]
+}
+
+/// A served model: its float spec (weights stay here) and manifest.
+#[derive(Debug)]
+pub struct ServedModel {
+    /// The imported, validated, BatchNorm-folded spec.
+    pub spec: ModelSpec,
+    /// Its manifest.
+    pub manifest: Manifest,
+}
+
+/// Every model found under the models directory, by name.
+#[derive(Debug)]
+pub struct Registry {
+    models: HashMap<String, Arc<ServedModel>>,
+    /// Built encoded models, by configuration.
+    built: BoundedCache<BuiltModel>,
+}
+
+impl Registry {
+    /// Loads every `<dir>/<net>/model.onnx` (with its `manifest.json`). A model that fails to
+    /// load is reported and skipped; the others are served.
+    pub fn load(dir: &Path, max_built: usize) -> std::io::Result<Self> {
+        let mut models = HashMap::new();
+        let mut entries: Vec<_> = std::fs::read_dir(dir)?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.join("model.onnx").is_file())
+            .collect();
+        entries.sort();
+        for path in entries {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let spec = match net_builder::load_model(
+                &path.join("model.onnx"),
+                &PickleOptions::default(),
+            ) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(model = %name, error = %e, "model skipped");
+                    continue;
+                }
+            };
+            let manifest: Manifest = match std::fs::read_to_string(path.join("manifest.json")) {
+                Ok(text) => match serde_json::from_str(&text) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::error!(model = %name, error = %e, "manifest.json unreadable; model skipped");
+                        continue;
+                    }
+                },
+                Err(_) => Manifest {
+                    classes: Vec::new(),
+                    input_range: unit_range(),
+                    reencrypt_positions: Vec::new(),
+                },
+            };
+            tracing::info!(
+                model = %name,
+                input = ?spec.input_shape,
+                layers = spec.layers.len(),
+                classes = manifest.classes.len(),
+                "model loaded"
+            );
+            models.insert(name, Arc::new(ServedModel { spec, manifest }));
+        }
+        Ok(Self {
+            models,
+            built: BoundedCache::new(max_built, usize::MAX),
+        })
+    }
+
+    /// Number of models.
+    pub fn len(&self) -> usize {
+        self.models.len()
+    }
+
+    /// Whether no model is served.
+    pub fn is_empty(&self) -> bool {
+        self.models.is_empty()
+    }
+
+    /// A model by name.
+    pub fn get(&self, net: &str) -> Result<&Arc<ServedModel>, ApiError> {
+        self.models.get(net).ok_or_else(|| {
+            let mut names: Vec<&str> = self.models.keys().map(String::as_str).collect();
+            names.sort_unstable();
+            ApiError::not_found(
+                "unknown_net",
+                format!("no model named {net:?}; served: {}", names.join(", ")),
+            )
+        })
+    }
+
+    /// Summaries for `GET /models`.
+    pub fn infos(&self) -> Vec<ModelInfo> {
+        let mut v: Vec<ModelInfo> = self
+            .models
+            .iter()
+            .map(|(name, m)| ModelInfo {
+                name: name.clone(),
+                input_shape: m.spec.input_shape.clone(),
+                input_range: m.manifest.input_range,
+                classes: m.manifest.classes.clone(),
+                layers: m.spec.layers.iter().map(|l| l.describe()).collect(),
+                encryptable_prefix: m
+                    .spec
+                    .layers
+                    .iter()
+                    .position(|l| !l.is_encryptable())
+                    .unwrap_or(m.spec.layers.len()),
+                reencrypt_positions: m.manifest.reencrypt_positions.clone(),
+            })
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// The encoded model for a configuration and one of its plaintext moduli, built once and
+    /// cached. With several moduli the capacity is their product and `weight_bits` is chosen
+    /// (if open) against it.
+    pub fn built(
+        &self,
+        cfg: &ModelConfig,
+        plain_modulus: u64,
+    ) -> Result<Arc<BuiltModel>, ApiError> {
+        let served = self.get(&cfg.net)?;
+        let moduli = cfg
+            .encryption_parameters
+            .plain_moduli()
+            .map_err(|e| ApiError::unprocessable("invalid_parameters", e.to_string()))?;
+        if !moduli.contains(&plain_modulus) {
+            return Err(ApiError::unprocessable(
+                "invalid_parameters",
+                format!(
+                    "plain modulus {plain_modulus} is not one of the configuration's {moduli:?}"
+                ),
+            ));
+        }
+        let params = cfg
+            .encryption_parameters
+            .for_modulus(plain_modulus)
+            .map_err(|e| ApiError::unprocessable("invalid_parameters", e.to_string()))?;
+        let key = format!(
+            "{}|{}|{:?}|{:?}|{:?}",
+            cfg.net,
+            params.fingerprint_hex(),
+            cfg.quantization,
+            cfg.reencrypt_positions,
+            moduli
+        );
+        if let Some(b) = self.built.get(&key) {
+            return Ok(b);
+        }
+        let opts = BuildOptions {
+            input_scale_bits: cfg.quantization.input_scale_bits,
+            weight_bits: cfg.quantization.weight_bits,
+            input_min: served.manifest.input_range[0],
+            input_max: served.manifest.input_range[1],
+            reencrypt_after: cfg.reencrypt_positions.clone(),
+            rescale_bits: None,
+            crt_moduli: (moduli.len() > 1).then(|| moduli.clone()),
+        };
+        if opts.input_scale_bits > 30 {
+            return Err(ApiError::unprocessable(
+                "invalid_quantization",
+                "input_scale_bits must be at most 30",
+            ));
+        }
+        let built = build_model(&served.spec, &params, &opts)
+            .map_err(|e| ApiError::unprocessable("invalid_model_config", e.to_string()))?;
+        Ok(self.built.insert(key, built, 1).0)
+    }
+
+    /// The plan for a configuration.
+    pub fn plan(&self, cfg: &ModelConfig) -> Result<Plan, ApiError> {
+        let served = self.get(&cfg.net)?;
+        let moduli = cfg
+            .encryption_parameters
+            .plain_moduli()
+            .map_err(|e| ApiError::unprocessable("invalid_parameters", e.to_string()))?;
+        let first = *moduli
+            .first()
+            .ok_or_else(|| ApiError::unprocessable("invalid_parameters", "no plaintext modulus"))?;
+        let built = self.built(cfg, first)?;
+        let model = &built.model;
+        let input = model.info_before(0);
+        let prefix = model.encryptable_prefix();
+        let layers: Vec<LayerPlan> = model
+            .predict()
+            .into_iter()
+            .zip(model.layers())
+            .map(|(p, l)| LayerPlan {
+                index: p.index,
+                name: p.name,
+                description: p.description,
+                runs: match l {
+                    EncodedLayer::Reencrypt(_) => "reencrypt",
+                    _ if p.index >= prefix => "plaintext",
+                    _ => "encrypted",
+                }
+                .into(),
+                shape: p.output.shape.clone(),
+                scale: p.output.scale,
+                lo: p.output.lo,
+                hi: p.output.hi,
+                overflow: p.overflow,
+                depth: p.depth,
+                rescale_bits: match l {
+                    EncodedLayer::Reencrypt(r) => Some(r.rescale_bits),
+                    _ => None,
+                },
+            })
+            .collect();
+        let mut segments = Vec::new();
+        let mut start = 0;
+        for (i, l) in layers.iter().enumerate().take(prefix) {
+            if l.runs == "reencrypt" {
+                if start < i {
+                    segments.push([start, i]);
+                }
+                start = i + 1;
+            }
+        }
+        if start < prefix {
+            segments.push([start, prefix]);
+        }
+        Ok(Plan {
+            net: cfg.net.clone(),
+            classes: served.manifest.classes.clone(),
+            input: TensorInfo {
+                shape: input.shape.clone(),
+                batch: 0,
+                scale: input.scale,
+                lo: input.lo,
+                hi: input.hi,
+            },
+            input_range: served.manifest.input_range,
+            layers,
+            segments,
+            encryptable_prefix: prefix,
+            weight_bits: built.weight_bits,
+            plain_moduli: moduli,
+            capacity_bits: (model.capacity() as f64).log2(),
+        })
+    }
+}
