@@ -608,12 +608,6 @@ pub async fn run_compute(
     let mut model_cfg = config.model_config();
     let plan = api.plan(&model_cfg).await?;
     model_cfg.quantization.weight_bits = Some(plan.weight_bits);
-    if let Some(l) = plan.layers.iter().find(|l| l.overflow) {
-        return Err(ClientError::Config(format!(
-            "layer {} ({}) could overflow the plaintext modulus (capacity 2^{:.1}): use larger or more plaintext moduli, a lower input_scale_bits or weight_bits, or a re-encryption position before it",
-            l.index, l.name, plan.capacity_bits
-        )));
-    }
     let batch = images.tensor.batch();
     let slots = keys.components[0].params.degree();
     if batch == 0 || batch > slots {
@@ -673,6 +667,17 @@ pub async fn run_compute(
         return Err(ClientError::Config(format!(
             "layers {first}..{last} contain no encrypted segment of this plan ({:?})",
             plan.segments
+        )));
+    }
+    // Overflow is predicted before anything is encrypted, for the layers this run covers.
+    if let Some(l) = segments
+        .iter()
+        .flat_map(|&[s, e]| &plan.layers[s..e])
+        .find(|l| l.overflow)
+    {
+        return Err(ClientError::Config(format!(
+            "layer {} ({}) could overflow the plaintext modulus (capacity 2^{:.1}): use larger or more plaintext moduli, a lower input_scale_bits or weight_bits, or a re-encryption position before it",
+            l.index, l.name, plan.capacity_bits
         )));
     }
     let moduli = plan.plain_moduli.clone();

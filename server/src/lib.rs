@@ -150,18 +150,24 @@ async fn plan(
     Ok(Json(plan).into_response())
 }
 
-/// Reads every part of a multipart body into (name, bytes), with errors as JSON.
+/// Reads every part of a multipart body into (name, bytes), with errors as JSON. The whole
+/// body (within the size limit) is read before the parts are judged, so a client still
+/// sending gets the error answer rather than a closed connection.
 async fn read_parts(
     multipart: Result<Multipart, MultipartRejection>,
     allowed: &[&str],
 ) -> Result<Vec<(String, axum::body::Bytes)>, ApiError> {
     let mut mp = multipart.map_err(|e| {
-        ApiError::bad_request(
-            "bad_multipart",
-            format!("expected multipart/form-data: {e}"),
-        )
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::too_large(format!("request body over the limit: {e}"))
+        } else {
+            ApiError::bad_request(
+                "bad_multipart",
+                format!("expected multipart/form-data: {e}"),
+            )
+        }
     })?;
-    let mut parts = Vec::new();
+    let mut parts: Vec<(String, axum::body::Bytes)> = Vec::new();
     loop {
         let field = match mp.next_field().await {
             Ok(Some(f)) => f,
@@ -174,6 +180,16 @@ async fn read_parts(
             Err(e) => return Err(ApiError::bad_request("bad_multipart", e.body_text())),
         };
         let name = field.name().unwrap_or_default().to_string();
+        let bytes = field.bytes().await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::too_large(format!("request body over the limit: {e}"))
+            } else {
+                ApiError::bad_request("bad_multipart", e.body_text())
+            }
+        })?;
+        parts.push((name, bytes));
+    }
+    for (i, (name, _)) in parts.iter().enumerate() {
         if !allowed.contains(&name.as_str()) {
             return Err(ApiError::bad_request(
                 "bad_multipart",
@@ -183,20 +199,12 @@ async fn read_parts(
                 ),
             ));
         }
-        if parts.iter().any(|(n, _)| *n == name) {
+        if parts[..i].iter().any(|(n, _)| n == name) {
             return Err(ApiError::bad_request(
                 "bad_multipart",
                 format!("part {name:?} appears twice"),
             ));
         }
-        let bytes = field.bytes().await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::too_large(format!("request body over the limit: {e}"))
-            } else {
-                ApiError::bad_request("bad_multipart", e.body_text())
-            }
-        })?;
-        parts.push((name, bytes));
     }
     Ok(parts)
 }
@@ -367,6 +375,20 @@ async fn compute(
         return Err(ApiError::unprocessable(
             "invalid_quantization",
             "quantization.weight_bits must be set for /compute (POST /plan reports the value to use)",
+        ));
+    }
+    let moduli = req
+        .model
+        .encryption_parameters
+        .plain_moduli()
+        .map_err(|e| ApiError::unprocessable("invalid_parameters", e.to_string()))?;
+    if !moduli.contains(&req.plain_modulus) {
+        return Err(ApiError::unprocessable(
+            "invalid_parameters",
+            format!(
+                "plain_modulus {} is not one of the configuration's {moduli:?}",
+                req.plain_modulus
+            ),
         ));
     }
     let params = req

@@ -1,0 +1,697 @@
+//! The real server on a loopback port, driven over HTTP by the real client code.
+
+use client::{load_pngs, load_test_set, run_compute, Api, ClientConfig, KeySet};
+use he_layers::crypto::Ciphertext;
+use he_layers::protocol::{
+    ComputeRequest, EncryptionParameters, ModelConfig, QuantizationConfig, TensorInfo,
+};
+use he_layers::tensor::{EncryptedTensor, IntTensor};
+use net_builder::pipeline::build_crt;
+use net_builder::{load_model, BuildOptions, PickleOptions};
+use std::path::{Path, PathBuf};
+
+fn models() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../models")
+}
+
+async fn start_server(max_body_bytes: usize) -> String {
+    he_layers::tune_allocator();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let cfg = server::ServerConfig {
+        models_dir: models(),
+        max_body_bytes,
+        ..Default::default()
+    };
+    tokio::spawn(async move { server::serve(listener, cfg).await });
+    format!("http://{addr}")
+}
+
+fn params(json: &str) -> EncryptionParameters {
+    serde_json::from_str(json).unwrap()
+}
+
+/// The mirror of the same configuration, built locally from the model file.
+fn local_mirror(
+    net: &str,
+    cfg: &ClientConfig,
+    weight_bits: u32,
+    x: &IntTensor,
+    end: usize,
+) -> IntTensor {
+    let spec = load_model(
+        &models().join(net).join("model.onnx"),
+        &PickleOptions::default(),
+    )
+    .unwrap();
+    let moduli = cfg.encryption_parameters.plain_moduli().unwrap();
+    let opts = BuildOptions {
+        input_scale_bits: cfg.quantization.input_scale_bits,
+        weight_bits: Some(weight_bits),
+        reencrypt_after: cfg.reencrypt_positions.clone(),
+        ..Default::default()
+    };
+    let crt = build_crt(&spec, cfg.encryption_parameters.degree, &moduli, &opts).unwrap();
+    crt.model().run_int(0..end, x).unwrap()
+}
+
+fn quantize(x: &he_layers::tensor::FloatTensor, bits: u32) -> IntTensor {
+    x.map(|&v| (v * (bits as f64).exp2()).round() as i128)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cryptonets_over_http_equals_the_mirror() {
+    let address = start_server(1 << 30).await;
+    let mut cfg =
+        ClientConfig::load(&models().join("configs/mnist-cryptonets.client.json")).unwrap();
+    cfg.address = address;
+    let keys = KeySet::generate(&cfg.encryption_parameters).unwrap();
+    let images = load_test_set(
+        &models().join("data/mnist-t10k-images-idx3-ubyte.gz"),
+        0,
+        100,
+    )
+    .unwrap();
+    let report = run_compute(&cfg, &keys, &images, true).await.unwrap();
+    assert_eq!(report.segments.len(), 1);
+    assert!(report.segments[0].noise_budget.iter().all(|&b| b > 10));
+    let q = quantize(&images.tensor, cfg.quantization.input_scale_bits);
+    let mirror = local_mirror("mnist-cryptonets", &cfg, report.weight_bits, &q, 6);
+    assert_eq!(
+        report.integers.as_ref().unwrap(),
+        &mirror,
+        "decrypted integers equal the mirror"
+    );
+    let correct = report
+        .images
+        .iter()
+        .filter(|r| r.true_label == Some(r.label))
+        .count();
+    assert!(correct >= 97, "{correct}/100");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lenet1_with_a_reencryption_gives_the_plaintext_labels() {
+    let address = start_server(1 << 30).await;
+    let cfg = ClientConfig {
+        address,
+        net: "mnist-lenet1-square".into(),
+        encryption_parameters: params(r#"{"m": 8192, "plain_modulus_bits": 40, "sec": 128}"#),
+        quantization: QuantizationConfig {
+            input_scale_bits: 4,
+            weight_bits: None,
+        },
+        layers: None,
+        reencrypt_positions: vec![2],
+        model: None,
+    };
+    let dir = models().join("mnist-lenet1-square/samples");
+    let paths: Vec<PathBuf> = (0..16).map(|i| dir.join(format!("{i:02}.png"))).collect();
+    let images = load_pngs(&paths).unwrap();
+    let keys = KeySet::generate(&cfg.encryption_parameters).unwrap();
+    let report = run_compute(&cfg, &keys, &images, true).await.unwrap();
+    // Two segments, a noise budget reported at the boundary and at the end.
+    assert_eq!(report.segments.len(), 2);
+    assert_eq!(report.segments[0].layers, [0, 3]);
+    assert_eq!(report.segments[1].layers, [4, 8]);
+    for s in &report.segments {
+        assert!(s.noise_budget[0] > 0, "{:?}", s.noise_budget);
+    }
+    let spec = load_model(
+        &models().join("mnist-lenet1-square/model.onnx"),
+        &PickleOptions::default(),
+    )
+    .unwrap();
+    let plain = net_builder::eval::float_outputs(&spec, &images.tensor).unwrap();
+    for (r, p) in report.images.iter().zip(&plain) {
+        assert_eq!(r.label, net_builder::eval::argmax(p), "{}", r.source);
+    }
+}
+
+fn tiny_config(address: &str) -> ClientConfig {
+    ClientConfig {
+        address: address.to_string(),
+        net: "mnist-tiny".into(),
+        encryption_parameters: params(r#"{"degree": 4096, "plain_modulus_bits": 20}"#),
+        quantization: QuantizationConfig {
+            input_scale_bits: 3,
+            weight_bits: Some(4),
+        },
+        layers: Some([0, 1]),
+        reencrypt_positions: vec![],
+        model: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_concurrent_clients_with_their_own_keys() {
+    let address = start_server(1 << 30).await;
+    let cfg = tiny_config(&address);
+    let test_set = models().join("data/mnist-t10k-images-idx3-ubyte.gz");
+    let runs = (0..8).map(|c| {
+        let cfg = cfg.clone();
+        let test_set = test_set.clone();
+        tokio::spawn(async move {
+            let keys = KeySet::generate(&cfg.encryption_parameters).unwrap();
+            let images = load_test_set(&test_set, 10 * c, 10).unwrap();
+            let report = run_compute(&cfg, &keys, &images, true).await.unwrap();
+            (images, report)
+        })
+    });
+    let results = futures_util::future::join_all(runs).await;
+    let mut sources = std::collections::HashSet::new();
+    for r in results {
+        let (images, report) = r.unwrap();
+        let q = quantize(&images.tensor, 3);
+        let mirror = local_mirror("mnist-tiny", &cfg, 4, &q, 1);
+        assert_eq!(report.integers.as_ref().unwrap(), &mirror);
+        sources.insert(report.images[0].source.clone());
+    }
+    assert_eq!(sources.len(), 8, "each client ran its own images");
+    assert_eq!(
+        Api::new(&address).unwrap().health().await.unwrap()["status"],
+        "ok"
+    );
+}
+
+/// Sends a raw multipart /compute and returns (status, error kind).
+async fn post_compute(
+    http: &reqwest::Client,
+    address: &str,
+    parts: Vec<(&str, Vec<u8>)>,
+) -> (u16, String) {
+    let mut form = reqwest::multipart::Form::new();
+    for (name, bytes) in parts {
+        form = form.part(name.to_string(), reqwest::multipart::Part::bytes(bytes));
+    }
+    let resp = http
+        .post(format!("{address}/compute"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    kind_of(resp).await
+}
+
+async fn kind_of(resp: reqwest::Response) -> (u16, String) {
+    let status = resp.status().as_u16();
+    let bytes = resp.bytes().await.unwrap_or_default();
+    let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    let kind = body["error"]["kind"]
+        .as_str()
+        .unwrap_or("<no JSON error>")
+        .to_string();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    (status, kind)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_get_json_errors_and_the_server_survives() {
+    let limit = 40 << 20;
+    let address = start_server(limit).await;
+    let api = Api::new(&address).unwrap();
+    let http = reqwest::Client::new();
+    let cfg = tiny_config(&address);
+    let keys = KeySet::generate(&cfg.encryption_parameters).unwrap();
+    let c = &keys.components[0];
+    let (kr, _) = api.upload_keys(c).await.unwrap();
+    let images =
+        load_test_set(&models().join("data/mnist-t10k-images-idx3-ubyte.gz"), 0, 4).unwrap();
+    let mut model = ModelConfig {
+        net: cfg.net.clone(),
+        encryption_parameters: cfg.encryption_parameters.clone(),
+        quantization: cfg.quantization.clone(),
+        reencrypt_positions: vec![],
+    };
+    let plan = api.plan(&model).await.unwrap();
+    model.quantization.weight_bits = Some(plan.weight_bits);
+    let input = TensorInfo {
+        batch: 4,
+        ..plan.input.clone()
+    };
+    let good = ComputeRequest {
+        model: model.clone(),
+        plain_modulus: c.params.plain_modulus(),
+        key_id: kr.key_id.clone(),
+        layers: [0, 1],
+        input: input.clone(),
+    };
+    let q = quantize(&images.tensor, 3);
+    let info = he_layers::tensor::ValueInfo {
+        shape: input.shape.clone(),
+        scale: input.scale,
+        lo: input.lo,
+        hi: input.hi,
+        float_bound: 1.0,
+        error_bound: 0.0,
+    };
+    let enc = EncryptedTensor::encrypt(&q, &info, &c.sk).unwrap();
+    let cts = Ciphertext::batch_to_bytes(&enc.cts, &c.params);
+    let json = |r: &ComputeRequest| serde_json::to_vec(r).unwrap();
+
+    // The good request works (the baseline the bad ones deviate from).
+    let (resp, out, _) = api.compute(&good, &c.params, cts.clone()).await.unwrap();
+    assert_eq!(resp.ciphertexts, out.len());
+
+    let mut cases: Vec<(&str, u16, &str, (u16, String))> = Vec::new();
+    macro_rules! case {
+        ($name:expr, $status:expr, $kind:expr, $got:expr) => {
+            cases.push(($name, $status, $kind, $got));
+        };
+    }
+    // 1. Not multipart at all.
+    let r = http
+        .post(format!("{address}/compute"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    case!("not multipart", 400, "bad_multipart", kind_of(r).await);
+    // 2. A truncated multipart body.
+    let body =
+        b"--XYZ\r\nContent-Disposition: form-data; name=\"request\"\r\n\r\n{\"net\": \"mnist-ti"
+            .to_vec();
+    let r = http
+        .post(format!("{address}/compute"))
+        .header("content-type", "multipart/form-data; boundary=XYZ")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    case!("truncated body", 400, "bad_multipart", kind_of(r).await);
+    // 3. Wrong part name.
+    case!(
+        "wrong part name",
+        400,
+        "bad_multipart",
+        post_compute(
+            &http,
+            &address,
+            vec![("req", json(&good)), ("ciphertexts", cts.clone())]
+        )
+        .await
+    );
+    // 4. Missing ciphertexts part.
+    case!(
+        "missing part",
+        400,
+        "bad_multipart",
+        post_compute(&http, &address, vec![("request", json(&good))]).await
+    );
+    // 5. A part twice.
+    case!(
+        "duplicate part",
+        400,
+        "bad_multipart",
+        post_compute(
+            &http,
+            &address,
+            vec![
+                ("request", json(&good)),
+                ("request", json(&good)),
+                ("ciphertexts", cts.clone())
+            ]
+        )
+        .await
+    );
+    // 6. Invalid JSON.
+    case!(
+        "invalid JSON",
+        400,
+        "invalid_json",
+        post_compute(
+            &http,
+            &address,
+            vec![
+                ("request", b"{not json".to_vec()),
+                ("ciphertexts", cts.clone())
+            ]
+        )
+        .await
+    );
+    // 7. An unknown JSON field.
+    let mut v: serde_json::Value = serde_json::from_slice(&json(&good)).unwrap();
+    v["surprise"] = serde_json::json!(1);
+    case!(
+        "unknown field",
+        400,
+        "invalid_json",
+        post_compute(
+            &http,
+            &address,
+            vec![
+                ("request", serde_json::to_vec(&v).unwrap()),
+                ("ciphertexts", cts.clone())
+            ]
+        )
+        .await
+    );
+    // 8. Garbage ciphertext bytes.
+    case!(
+        "garbage ciphertexts",
+        400,
+        "malformed_binary",
+        post_compute(
+            &http,
+            &address,
+            vec![("request", json(&good)), ("ciphertexts", vec![7u8; 5000])]
+        )
+        .await
+    );
+    // 9. A coefficient at or above its prime.
+    let mut bad = cts.clone();
+    let first = he_layers::crypto::serial::HEADER_LEN + 4 + 2 + 8; // batch count, size, flags, noise
+    let width = 64 - c.params.moduli()[0].leading_zeros() as usize;
+    for bit in 0..width {
+        bad[first + 32 + bit / 8] |= 1 << (bit % 8); // after the seed of a seeded ciphertext
+    }
+    case!(
+        "coefficient ≥ prime",
+        400,
+        "malformed_binary",
+        post_compute(
+            &http,
+            &address,
+            vec![("request", json(&good)), ("ciphertexts", bad)]
+        )
+        .await
+    );
+    // 10. Ciphertexts for another parameter set.
+    let other = KeySet::generate(&params(r#"{"degree": 4096, "plain_modulus_bits": 19}"#)).unwrap();
+    let oc = &other.components[0];
+    let oenc = EncryptedTensor::encrypt(&q, &info, &oc.sk).unwrap();
+    case!(
+        "wrong fingerprint",
+        422,
+        "parameter_mismatch",
+        post_compute(
+            &http,
+            &address,
+            vec![
+                ("request", json(&good)),
+                (
+                    "ciphertexts",
+                    Ciphertext::batch_to_bytes(&oenc.cts, &oc.params)
+                )
+            ]
+        )
+        .await
+    );
+    // 11. Wrong input shape.
+    let mut r = good.clone();
+    r.input.shape = vec![1, 27, 27];
+    case!(
+        "wrong shape",
+        422,
+        "input_mismatch",
+        post_compute(
+            &http,
+            &address,
+            vec![("request", json(&r)), ("ciphertexts", cts.clone())]
+        )
+        .await
+    );
+    // 12. Unknown net.
+    let mut r = good.clone();
+    r.model.net = "no-such-net".into();
+    case!(
+        "unknown net",
+        404,
+        "unknown_net",
+        post_compute(
+            &http,
+            &address,
+            vec![("request", json(&r)), ("ciphertexts", cts.clone())]
+        )
+        .await
+    );
+    // 13. Reversed layer range.
+    let mut r = good.clone();
+    r.layers = [1, 0];
+    case!(
+        "reversed range",
+        422,
+        "invalid_layers",
+        post_compute(
+            &http,
+            &address,
+            vec![("request", json(&r)), ("ciphertexts", cts.clone())]
+        )
+        .await
+    );
+    // 14. Insecure parameters.
+    let mut r = good.clone();
+    r.model.encryption_parameters =
+        params(r#"{"degree": 4096, "plain_modulus_bits": 20, "coeff_bits": [50, 50, 50]}"#);
+    r.plain_modulus = r.model.encryption_parameters.plain_moduli().unwrap()[0];
+    case!(
+        "insecure parameters",
+        422,
+        "invalid_parameters",
+        post_compute(
+            &http,
+            &address,
+            vec![("request", json(&r)), ("ciphertexts", cts.clone())]
+        )
+        .await
+    );
+    // 15. An unknown (never uploaded) key id.
+    let mut r = good.clone();
+    r.key_id = "ab".repeat(32);
+    case!(
+        "unknown key",
+        404,
+        "unknown_key",
+        post_compute(
+            &http,
+            &address,
+            vec![("request", json(&r)), ("ciphertexts", cts.clone())]
+        )
+        .await
+    );
+    // 16. A malformed key id.
+    let mut r = good.clone();
+    r.key_id = "../../etc/passwd".into();
+    case!(
+        "malformed key id",
+        400,
+        "invalid_key_id",
+        post_compute(
+            &http,
+            &address,
+            vec![("request", json(&r)), ("ciphertexts", cts.clone())]
+        )
+        .await
+    );
+    // 17. Fewer ciphertexts than activations.
+    let short = Ciphertext::batch_to_bytes(&enc.cts[..100], &c.params);
+    case!(
+        "too few ciphertexts",
+        422,
+        "input_mismatch",
+        post_compute(
+            &http,
+            &address,
+            vec![("request", json(&good)), ("ciphertexts", short)]
+        )
+        .await
+    );
+    // 18. weight_bits left open.
+    let mut r = good.clone();
+    r.model.quantization.weight_bits = None;
+    case!(
+        "open weight bits",
+        422,
+        "invalid_quantization",
+        post_compute(
+            &http,
+            &address,
+            vec![("request", json(&r)), ("ciphertexts", cts.clone())]
+        )
+        .await
+    );
+    // 19. A range over a re-encryption boundary.
+    let mut r = good.clone();
+    r.model.reencrypt_positions = vec![1];
+    r.layers = [0, 4];
+    case!(
+        "range over a boundary",
+        422,
+        "invalid_layers",
+        post_compute(
+            &http,
+            &address,
+            vec![("request", json(&r)), ("ciphertexts", cts.clone())]
+        )
+        .await
+    );
+    // 20. Predicted overflow (the whole model with a 20-bit t).
+    let mut r = good.clone();
+    r.layers = [0, 4];
+    case!(
+        "overflow",
+        422,
+        "overflow",
+        post_compute(
+            &http,
+            &address,
+            vec![("request", json(&r)), ("ciphertexts", cts.clone())]
+        )
+        .await
+    );
+    // 21. A plain modulus that is not the configuration's.
+    let mut r = good.clone();
+    r.plain_modulus = 65537;
+    case!(
+        "foreign plain modulus",
+        422,
+        "invalid_parameters",
+        post_compute(
+            &http,
+            &address,
+            vec![("request", json(&r)), ("ciphertexts", cts.clone())]
+        )
+        .await
+    );
+    // 22. An empty batch.
+    let mut r = good.clone();
+    r.input.batch = 0;
+    case!(
+        "empty batch",
+        422,
+        "input_mismatch",
+        post_compute(
+            &http,
+            &address,
+            vec![("request", json(&r)), ("ciphertexts", cts.clone())]
+        )
+        .await
+    );
+    // 23. A body over the limit.
+    let r = http
+        .post(format!("{address}/compute"))
+        .multipart(
+            reqwest::multipart::Form::new()
+                .part("request", reqwest::multipart::Part::bytes(json(&good)))
+                .part(
+                    "ciphertexts",
+                    reqwest::multipart::Part::bytes(vec![0u8; limit + 1024]),
+                ),
+        )
+        .send()
+        .await;
+    let got = match r {
+        Ok(resp) => kind_of(resp).await,
+        // The server may close the connection before the whole body is sent.
+        Err(e) => (413, format!("connection closed: {e}")),
+    };
+    cases.push((
+        "body over the limit",
+        413,
+        "too_large",
+        (
+            got.0,
+            if got.1.starts_with("connection closed") {
+                "too_large".into()
+            } else {
+                got.1
+            },
+        ),
+    ));
+    // 24. Keys: garbage public key.
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "parameters",
+            reqwest::multipart::Part::bytes(c.params.to_bytes()),
+        )
+        .part("public_key", reqwest::multipart::Part::bytes(vec![1, 2, 3]));
+    let r = http
+        .post(format!("{address}/keys"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    case!("garbage key", 400, "malformed_binary", kind_of(r).await);
+    // 25. Keys: a public key for other parameters.
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "parameters",
+            reqwest::multipart::Part::bytes(c.params.to_bytes()),
+        )
+        .part(
+            "public_key",
+            reqwest::multipart::Part::bytes(oc.pk.to_bytes()),
+        );
+    let r = http
+        .post(format!("{address}/keys"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    case!(
+        "key for other parameters",
+        422,
+        "parameter_mismatch",
+        kind_of(r).await
+    );
+    // 26. /plan with invalid JSON.
+    let r = http
+        .post(format!("{address}/plan"))
+        .body("[1, 2")
+        .send()
+        .await
+        .unwrap();
+    case!("plan: invalid JSON", 400, "invalid_json", kind_of(r).await);
+
+    let mut failures = Vec::new();
+    for (name, status, kind, (got_status, got_kind)) in &cases {
+        if *status != *got_status || kind != got_kind {
+            failures.push(format!(
+                "{name}: expected {status} {kind}, got {got_status} {got_kind}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(cases.len() >= 15);
+    // Still alive, and the good request still works.
+    assert_eq!(api.health().await.unwrap()["status"], "ok");
+    assert!(api.compute(&good, &c.params, cts).await.is_ok());
+}
+
+#[test]
+fn keygen_writes_the_secret_key_private_and_reloads() {
+    let dir = std::env::temp_dir().join(format!("he-keys-{}", std::process::id()));
+    let p = params(r#"{"m": 4096, "plain_modulus_bits": 20, "plain_moduli_count": 2}"#);
+    let keys = KeySet::generate(&p).unwrap();
+    keys.save(&dir).unwrap();
+    for c in &keys.components {
+        let sk = dir.join(format!("t{}/secret.key", c.params.plain_modulus()));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                std::fs::metadata(&sk).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
+        assert!(dir
+            .join(format!("t{}/public.key", c.params.plain_modulus()))
+            .exists());
+    }
+    let back = KeySet::load(&dir).unwrap();
+    assert!(back.matches(&p).unwrap());
+    assert_eq!(
+        back.components[1].sk.to_bytes(),
+        keys.components[1].sk.to_bytes()
+    );
+    // Insecure parameters are refused at key generation.
+    let bad = params(r#"{"degree": 4096, "t": 65537, "coeff_bits": [60, 60, 60]}"#);
+    assert!(KeySet::generate(&bad).is_err());
+    let _ = std::fs::remove_dir_all(&dir);
+}
