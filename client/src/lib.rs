@@ -366,7 +366,9 @@ impl Api {
         .await
     }
 
-    /// `POST /keys`: public material only. Returns the key id and the bytes sent.
+    /// Makes sure the server holds these public keys: asks `GET /keys/{id}` with the key id
+    /// computed locally and uploads (`POST /keys`, public material only) only if it does not.
+    /// Returns the key id and the bytes uploaded (0 when the server had them).
     pub async fn upload_keys(
         &self,
         keys: &ComponentKeys,
@@ -376,6 +378,21 @@ impl Api {
             ("public_key", keys.pk.to_bytes()),
             ("relinearization_key", keys.rk.to_bytes()),
         ];
+        let id = he_layers::protocol::key_id(|name| {
+            parts
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, b)| b.as_slice())
+        });
+        let held = self
+            .http
+            .get(self.url(&format!("/keys/{id}")))
+            .send()
+            .await
+            .map_err(|e| ClientError::Connect(self.base.clone(), e.to_string()))?;
+        if held.status().is_success() {
+            return Ok((Self::json(held).await?, 0));
+        }
         let bytes: usize = parts.iter().map(|(_, b)| b.len()).sum();
         let mut form = reqwest::multipart::Form::new();
         for (name, b) in parts {

@@ -219,7 +219,11 @@ async fn malformed_requests_get_json_errors_and_the_server_survives() {
     let cfg = tiny_config(&address);
     let keys = KeySet::generate(&cfg.encryption_parameters).unwrap();
     let c = &keys.components[0];
-    let (kr, _) = api.upload_keys(c).await.unwrap();
+    let (kr, sent) = api.upload_keys(c).await.unwrap();
+    assert!(sent > 0);
+    // Keys go up once per key id: the second time the server already holds them.
+    let (again, sent_again) = api.upload_keys(c).await.unwrap();
+    assert_eq!((again.key_id.as_str(), sent_again), (kr.key_id.as_str(), 0));
     let images =
         load_test_set(&models().join("data/mnist-t10k-images-idx3-ubyte.gz"), 0, 4).unwrap();
     let mut model = ModelConfig {

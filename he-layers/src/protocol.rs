@@ -328,6 +328,31 @@ pub struct KeysResponse {
     pub fingerprint: String,
 }
 
+/// The multipart parts of `POST /keys`, in the order the key id hashes them.
+pub const KEY_PARTS: [&str; 4] = [
+    "parameters",
+    "public_key",
+    "relinearization_key",
+    "galois_keys",
+];
+
+/// The content address of a key upload: SHA-256 over each present part's name and bytes (in
+/// [`KEY_PARTS`] order, length-prefixed), as 64 hex digits. Client and server compute it the
+/// same way, so a client can ask whether the server already holds its keys.
+pub fn key_id<'a>(parts: impl Fn(&str) -> Option<&'a [u8]>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for name in KEY_PARTS {
+        if let Some(b) = parts(name) {
+            h.update((name.len() as u64).to_le_bytes());
+            h.update(name.as_bytes());
+            h.update((b.len() as u64).to_le_bytes());
+            h.update(b);
+        }
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// One entry of `GET /models`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelInfo {

@@ -25,7 +25,6 @@ use he_layers::protocol::{ComputeRequest, ComputeResponse, KeysResponse, ModelCo
 use he_layers::tensor::EncryptedTensor;
 use keys::{KeyCache, KeyEntry};
 use registry::Registry;
-use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -95,6 +94,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/models", get(models))
         .route("/plan", post(plan))
         .route("/keys", post(upload_keys))
+        .route("/keys/{key_id}", get(has_keys))
         .route("/compute", post(compute))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
@@ -234,16 +234,7 @@ async fn upload_keys(
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
     let id = state.request_id();
-    let parts = read_parts(
-        multipart,
-        &[
-            "parameters",
-            "public_key",
-            "relinearization_key",
-            "galois_keys",
-        ],
-    )
-    .await?;
+    let parts = read_parts(multipart, &he_layers::protocol::KEY_PARTS).await?;
     let total: usize = parts.iter().map(|(_, b)| b.len()).sum();
     if total > state.max_key_bytes {
         return Err(ApiError::too_large(format!(
@@ -251,21 +242,12 @@ async fn upload_keys(
             state.max_key_bytes
         )));
     }
-    let mut h = Sha256::new();
-    for name in [
-        "parameters",
-        "public_key",
-        "relinearization_key",
-        "galois_keys",
-    ] {
-        if let Some((_, b)) = parts.iter().find(|(n, _)| n == name) {
-            h.update((name.len() as u64).to_le_bytes());
-            h.update(name.as_bytes());
-            h.update((b.len() as u64).to_le_bytes());
-            h.update(b);
-        }
-    }
-    let key_id: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let key_id = he_layers::protocol::key_id(|name| {
+        parts
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, b)| b.as_ref())
+    });
     if let Some(existing) = state.keys.get(&key_id) {
         return Ok(Json(KeysResponse {
             key_id,
@@ -307,6 +289,24 @@ async fn upload_keys(
     Ok(Json(KeysResponse {
         key_id,
         fingerprint,
+    })
+    .into_response())
+}
+
+/// `GET /keys/{key_id}`: 200 with the fingerprint if the server holds the keys, else 404.
+async fn has_keys(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path(key_id): axum::extract::Path<String>,
+) -> Result<Response, ApiError> {
+    let entry = state.keys.get(&key_id).ok_or_else(|| {
+        ApiError::not_found(
+            "unknown_key",
+            "no keys with this key_id: upload them with POST /keys",
+        )
+    })?;
+    Ok(Json(KeysResponse {
+        key_id,
+        fingerprint: entry.params.fingerprint_hex(),
     })
     .into_response())
 }
