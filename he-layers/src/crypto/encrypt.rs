@@ -56,8 +56,9 @@ impl Ciphertext {
     }
 }
 
-/// A bound on the fresh noise numerator t‖e‖ for a symmetric encryption (log2).
-pub(crate) fn fresh_symmetric_noise(params: &BfvParameters) -> f64 {
+/// A bound on the fresh noise numerator t‖e‖ for a symmetric encryption (log2): the
+/// evaluator's starting estimate for a seeded ciphertext.
+pub fn fresh_symmetric_noise(params: &BfvParameters) -> f64 {
     let t = params.plain_modulus() as f64;
     (t * (ERROR_STD_DEV * ERROR_CLIP + 0.5)).log2()
 }

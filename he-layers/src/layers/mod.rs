@@ -138,6 +138,24 @@ impl EncodedLayer {
         matches!(self, Self::Square(_)) as usize
     }
 
+    /// log2 of the largest factor by which the layer can multiply the noise of its inputs
+    /// without a ciphertext product: max over outputs of Σ|w| for Conv2d and Linear (biases add
+    /// no noise beyond rounding), the window area for AvgPool2d, 0 otherwise.
+    pub fn linear_noise_gain_log2(&self) -> f64 {
+        let max_row = |w: &[i64], row: usize| -> f64 {
+            w.chunks(row.max(1))
+                .map(|r| r.iter().map(|x| x.unsigned_abs() as f64).sum::<f64>())
+                .fold(1.0, f64::max)
+                .log2()
+        };
+        match self {
+            Self::Conv2d(c) => max_row(&c.weights, c.in_channels * c.kernel[0] * c.kernel[1]),
+            Self::Linear(l) => max_row(&l.weights, l.in_features),
+            Self::AvgPool2d(p) => ((p.kernel[0] * p.kernel[1]) as f64).log2(),
+            _ => 0.0,
+        }
+    }
+
     /// Whether the server can run it on ciphertexts.
     pub fn is_encryptable(&self) -> bool {
         !matches!(self, Self::Reencrypt(_) | Self::PlaintextOnly(_))

@@ -111,9 +111,10 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     );
     println!();
     println!(
-        "{:>3}  {:<24} {:<46} {:<14} {:>9} {:>9} {:>10} {:>5}  note",
-        "#", "name", "layer", "shape", "scale", "bound", "error", "depth"
+        "{:>3}  {:<24} {:<46} {:<14} {:>9} {:>9} {:>10} {:>5} {:>7}  note",
+        "#", "name", "layer", "shape", "scale", "bound", "error", "depth", "budget"
     );
+    let budgets = model.estimate_noise_budgets();
     for p in model.predict() {
         let note = if !p.encryptable {
             if p.description.starts_with("Re-encrypt") {
@@ -127,7 +128,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             ""
         };
         println!(
-            "{:>3}  {:<24} {:<46} {:<14} {:>9} {:>9} {:>10.2e} {:>5}  {}",
+            "{:>3}  {:<24} {:<46} {:<14} {:>9} {:>9} {:>10.2e} {:>5} {:>7.1}  {}",
             p.index,
             truncate(&p.name, 24),
             truncate(&p.description, 46),
@@ -136,6 +137,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             format!("2^{:.1}", p.output.bound_bits()),
             p.output.error_bound,
             p.depth,
+            budgets[p.index],
             note
         );
     }

@@ -1,0 +1,131 @@
+//! The tester's verdicts on sets known to work, overflow, run out of noise, or be insecure.
+
+use param_tester::{load, recommend, run_set, ImagesConfig, ParameterSet, TesterConfig, Verdict};
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn config(sets: &str) -> TesterConfig {
+    let text = format!(
+        r#"{{"model": "models/mnist-tiny",
+            "images": {{"test_set": "models/data/mnist-t10k-images-idx3-ubyte.gz", "index": 0, "count": 64}},
+            "encryption_parameters": [{sets}]}}"#
+    );
+    serde_json::from_str(&text).unwrap()
+}
+
+fn set(json: &str) -> ParameterSet {
+    serde_json::from_str(json).unwrap()
+}
+
+#[test]
+fn a_working_set_is_exact_at_every_layer_with_budget_left() {
+    he_layers::tune_allocator();
+    let cfg = config(
+        r#"{"degree": 8192, "plain_modulus_bits": 30, "input_scale_bits": 3, "weight_bits": 4}"#,
+    );
+    let loaded = load(&cfg, &root()).unwrap();
+    let r = run_set(&loaded, &cfg.encryption_parameters[0], false, |_| {});
+    assert_eq!(r.verdict, Verdict::Ok);
+    assert_eq!(r.layers.len(), 4);
+    for l in &r.layers {
+        assert!(l.equals_mirror && l.noise_budget > 0, "{l:?}");
+        assert!(
+            l.predicted_noise_budget <= l.noise_budget as f64,
+            "the prediction is conservative: {l:?}"
+        );
+        assert!(!l.overflow && l.bound_bits < l.capacity_bits);
+        assert!(l.max_error.is_finite() && l.mean_error <= l.max_error);
+    }
+    assert!(r.label_agreement > 0.95);
+    assert_eq!(r.security.as_deref(), Some("128-bit"));
+    assert!(r.upload_bytes > 0 && r.public_key_bytes > 0 && r.relin_key_bytes > 0);
+}
+
+#[test]
+fn a_tiny_t_reports_overflow_at_the_square_before_running() {
+    let cfg = config(
+        r#"{"degree": 8192, "plain_modulus_bits": 17, "input_scale_bits": 3, "weight_bits": 4}"#,
+    );
+    let loaded = load(&cfg, &root()).unwrap();
+    let r = run_set(&loaded, &cfg.encryption_parameters[0], false, |_| {});
+    let Verdict::Overflow { layer, fix } = &r.verdict else {
+        panic!("{:?}", r.verdict)
+    };
+    assert_eq!(*layer, 1, "the square is the first layer over t/2");
+    assert!(fix.contains("plaintext modulus"), "{fix}");
+    assert!(r.layers.is_empty(), "nothing ran");
+}
+
+#[test]
+fn a_too_small_ring_runs_out_of_noise_and_the_suggested_reencryption_fixes_it() {
+    he_layers::tune_allocator();
+    let base = r#""degree": 4096, "plain_modulus_bits": 23, "plain_moduli_count": 2, "input_scale_bits": 3, "weight_bits": 4"#;
+    let cfg = config(&format!("{{{base}}}"));
+    let loaded = load(&cfg, &root()).unwrap();
+    let r = run_set(&loaded, &cfg.encryption_parameters[0], false, |_| {});
+    let Verdict::NoiseExhausted { layer, fix } = &r.verdict else {
+        panic!("{:?}", r.verdict)
+    };
+    assert_eq!(*layer, 3, "the final Linear exhausts the budget");
+    assert!(fix.contains("re-encrypt after layer 2"), "{fix}");
+    let fixed = set(&format!("{{{base}, \"reencrypt_positions\": [2]}}"));
+    let r = run_set(&loaded, &fixed, false, |_| {});
+    assert_eq!(r.verdict, Verdict::Ok);
+    assert!(r
+        .layers
+        .iter()
+        .all(|l| l.equals_mirror && l.noise_budget > 0));
+}
+
+#[test]
+fn an_insecure_set_is_refused() {
+    let cfg = config(r#"{"m": 4096, "p": 65537, "coeff_bits": [60, 60], "input_scale_bits": 3}"#);
+    let loaded = load(&cfg, &root()).unwrap();
+    let r = run_set(&loaded, &cfg.encryption_parameters[0], false, |_| {});
+    let Verdict::Insecure { message } = &r.verdict else {
+        panic!("{:?}", r.verdict)
+    };
+    assert!(message.contains("109-bit bound"), "{message}");
+}
+
+#[test]
+fn an_unknown_config_key_names_the_key_and_the_accepted_ones() {
+    let err = serde_json::from_str::<ParameterSet>(
+        r#"{"degree": 4096, "input_scale_bits": 3, "modulus": 7}"#,
+    )
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("unknown field `modulus`") && msg.contains("expected one of"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("reencrypt_positions") && msg.contains("input_scale_bits"),
+        "{msg}"
+    );
+    let err = serde_json::from_str::<TesterConfig>(
+        r#"{"model": "m", "images": [], "encryption_parameters": [], "verbose": true}"#,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("unknown field `verbose`"), "{err}");
+    assert!(matches!(config("").images, ImagesConfig::TestSet { .. }));
+}
+
+#[test]
+fn recommend_returns_a_set_that_passes() {
+    he_layers::tune_allocator();
+    let cfg = config(
+        r#"{"degree": 8192, "plain_modulus_bits": 30, "input_scale_bits": 3, "weight_bits": 4}"#,
+    );
+    let loaded = load(&cfg, &root()).unwrap();
+    let (report, client_config) = recommend(&loaded, 3, Some(4), |_| {}).unwrap();
+    assert_eq!(report.verdict, Verdict::Ok);
+    // It is a ready client config.
+    assert_eq!(client_config["net"], "mnist-tiny");
+    let params: he_layers::protocol::EncryptionParameters =
+        serde_json::from_value(client_config["encryption_parameters"].clone()).unwrap();
+    assert!(params.resolve().is_ok());
+}
