@@ -251,32 +251,36 @@ fn evaluator_operations_equal_slotwise_arithmetic() {
             c.decrypt(&ev.multiply(&pa, &cb, &c.rk).unwrap()),
             slotwise(&a, &b, t, |x, y| x * y)
         );
-        // Fused dot product of 25 terms, some weights zero.
+        // Fused dot product of 25 terms, some weights zero: small weights take the u64 path,
+        // weights up to t/2 the 128-bit one.
         let ms: Vec<Vec<i64>> = (0..25).map(|_| random_slots(&mut r, &c.p)).collect();
         let cts: Vec<Ciphertext> = ms.iter().map(|m| c.encrypt(m)).collect();
-        let ws: Vec<i64> = (0..25)
-            .map(|i| {
-                if i % 7 == 3 {
-                    0
-                } else {
-                    r.gen_range(-1000..1000)
-                }
-            })
-            .collect();
         let refs: Vec<&Ciphertext> = cts.iter().collect();
-        let dot = ev.dot_scalars(&refs, &ws).unwrap();
-        let expect: Vec<i64> = (0..c.p.degree())
-            .map(|j| {
-                reduce(
-                    ms.iter()
-                        .zip(&ws)
-                        .map(|(m, &w)| m[j] as i128 * w as i128)
-                        .sum(),
-                    t,
-                )
-            })
-            .collect();
-        assert_slots!(c.decrypt(&dot), expect);
+        let half = (t / 2) as i64;
+        for range in [1000i64, half] {
+            let ws: Vec<i64> = (0..25)
+                .map(|i| {
+                    if i % 7 == 3 {
+                        0
+                    } else {
+                        r.gen_range(-range..range)
+                    }
+                })
+                .collect();
+            let dot = ev.dot_scalars(&refs, &ws).unwrap();
+            let expect: Vec<i64> = (0..c.p.degree())
+                .map(|j| {
+                    reduce(
+                        ms.iter()
+                            .zip(&ws)
+                            .map(|(m, &w)| m[j] as i128 * w as i128)
+                            .sum(),
+                        t,
+                    )
+                })
+                .collect();
+            assert_slots!(c.decrypt(&dot), expect, "weights within ±{range}");
+        }
     }
 }
 

@@ -340,12 +340,14 @@ impl NttOperator {
     /// Forward transform in place: coefficients in [0, p) to NTT slots.
     #[inline]
     pub fn forward(&self, a: &mut [u64]) {
+        super::stats::ntt();
         self.plan.fwd(a);
     }
 
     /// Inverse transform in place, normalized: NTT slots to coefficients.
     #[inline]
     pub fn backward(&self, a: &mut [u64]) {
+        super::stats::ntt();
         self.plan.inv(a);
         self.plan.normalize(a);
     }

@@ -22,6 +22,29 @@ fn log2_add(a: f64, b: f64) -> f64 {
     hi + (1.0 + (lo - hi).exp2()).log2()
 }
 
+/// acc[i] += x[i] · w (wrapping; callers bound the sums below 2^64). With AVX-512 (checked at
+/// run time) the loop runs eight lanes at a time.
+fn multiply_add_u64(acc: &mut [u64], x: &[u64], w: u64) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512dq") {
+        // SAFETY: the CPU supports AVX-512F/DQ, checked just above.
+        unsafe { multiply_add_avx512(acc, x, w) };
+        return;
+    }
+    for (a, &v) in acc.iter_mut().zip(x) {
+        *a = a.wrapping_add(v.wrapping_mul(w));
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq")]
+fn multiply_add_avx512(acc: &mut [u64], x: &[u64], w: u64) {
+    // The same loop, compiled with AVX-512 enabled so it vectorizes (vpmullq, vpaddq).
+    for (a, &v) in acc.iter_mut().zip(x) {
+        *a = a.wrapping_add(v.wrapping_mul(w));
+    }
+}
+
 /// Performs homomorphic operations for one parameter set.
 #[derive(Clone, Debug)]
 pub struct Evaluator {
@@ -244,6 +267,7 @@ impl Evaluator {
         if w == 0 {
             return Err(Error::TransparentResult);
         }
+        super::stats::scalar_products(1);
         let r = self.scalar_residues(w);
         let mut polys = ct.polys.clone();
         for p in &mut polys {
@@ -271,6 +295,7 @@ impl Evaluator {
         if terms.is_empty() {
             return Err(Error::TransparentResult);
         }
+        super::stats::scalar_products(terms.len() as u64);
         let size = terms[0].0.polys.len();
         for (c, _) in &terms {
             self.check(c)?;
@@ -289,6 +314,31 @@ impl Evaluator {
             noise = log2_add(noise, c.noise_log2 + (w.unsigned_abs() as f64).log2());
         }
         let mut out = vec![RnsPoly::zero(n, basis.len(), Representation::Ntt); size];
+        // Small weights (the usual case: quantized weights of a few bits) with residues below
+        // 2^63 / (Σ|w|) never overflow a u64: accumulate positive and negative weights apart
+        // and reduce once. Otherwise 128-bit accumulation with periodic reduction.
+        let abs_sum: u128 = terms.iter().map(|(_, w)| w.unsigned_abs() as u128).sum();
+        let max_q = basis.moduli().iter().map(|m| m.value()).max().unwrap_or(1) as u128;
+        if abs_sum.saturating_mul(max_q) < 1 << 63 {
+            let mut pos = vec![0u64; n];
+            let mut neg = vec![0u64; n];
+            for (limb_idx, m) in basis.moduli().iter().enumerate() {
+                for (poly_idx, out_poly) in out.iter_mut().enumerate() {
+                    pos.iter_mut().for_each(|a| *a = 0);
+                    neg.iter_mut().for_each(|a| *a = 0);
+                    for (c, w) in &terms {
+                        let src = c.polys[poly_idx].limb(limb_idx);
+                        let acc = if *w > 0 { &mut pos } else { &mut neg };
+                        multiply_add_u64(acc, src, w.unsigned_abs());
+                    }
+                    for ((o, &p), &q) in out_poly.limb_mut(limb_idx).iter_mut().zip(&pos).zip(&neg)
+                    {
+                        *o = m.sub(m.reduce(p), m.reduce(q));
+                    }
+                }
+            }
+            return Ok(self.output(out, noise));
+        }
         let mut acc = vec![0u128; n];
         for (limb_idx, m) in basis.moduli().iter().enumerate() {
             let q = m.value() as u128;
@@ -435,6 +485,7 @@ impl Evaluator {
     /// The HPS tensor product: (d0, d1, d2) = round(t/Q · (a0, a1) ⊗ (b0, b1)) over the ciphertext
     /// primes, coefficient form. `b = None` squares `a`.
     fn tensor(&self, a: &Ciphertext, b: Option<&Ciphertext>) -> [RnsPoly; 3] {
+        super::stats::ct_product();
         let p = &self.params;
         let n = p.degree();
         let (q, aux) = (&p.q, &p.aux);
@@ -505,6 +556,7 @@ impl Evaluator {
     /// Hybrid key switching of c (coefficient form over Q): returns (u0, u1) in NTT form over Q
     /// with u0 + u1 s ≈ c s'.
     fn key_switch(&self, c: &RnsPoly, ksk: &KeySwitchingKey) -> (RnsPoly, RnsPoly) {
+        super::stats::key_switch();
         let p = &self.params;
         let n = p.degree();
         let key = &p.key;

@@ -13,6 +13,7 @@ pub mod keys;
 pub mod params;
 pub mod poly;
 pub mod serial;
+pub mod stats;
 
 pub use encoding::{BatchEncoder, LiftedPlaintext, Plaintext, ScaledPlaintext};
 pub use encrypt::{Ciphertext, Decryptor, Encryptor, SymmetricEncryptor};

@@ -1,0 +1,157 @@
+//! Throughput bench: a shipped model encrypted on a full batch (N test images) in the batch
+//! layout, with its shipped client config (models/configs/<net>.client.json). Prints per layer
+//! the wall time and the counts of NTTs, key switches, scalar products and ciphertext products;
+//! the total per image; client encryption and decryption per image; bytes up and down per image;
+//! and checks every output against the integer mirror.
+//!
+//! cargo bench -p net-builder --bench throughput                            # cryptonets, tiny
+//! cargo bench -p net-builder --bench throughput -- mnist-cryptonets 3x25   # override the moduli
+
+use he_layers::crypto::stats::{snapshot, OpCounts};
+use he_layers::protocol::{EncryptionParameters, QuantizationConfig};
+use net_builder::data::idx_images;
+use net_builder::pipeline::{build_crt, decrypt_combine, encrypt_components, ClientKeys};
+use net_builder::{load_model, BuildOptions, PickleOptions};
+use std::path::Path;
+use std::time::Instant;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    he_layers::tune_allocator();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let nets: Vec<String> = match args.first() {
+        Some(n) => vec![n.clone()],
+        None => vec!["mnist-cryptonets".into(), "mnist-tiny".into()],
+    };
+    let override_moduli = args.get(1).cloned();
+    for net in nets {
+        let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+            root.join(format!("models/configs/{net}.client.json")),
+        )?)?;
+        let mut params: EncryptionParameters =
+            serde_json::from_value(cfg["encryption_parameters"].clone())?;
+        if let Some(m) = &override_moduli {
+            let (k, b) = m
+                .split_once('x')
+                .ok_or("moduli override is KxBITS, e.g. 2x37")?;
+            params.plain_moduli = vec![];
+            params.plain_moduli_count = Some(k.parse()?);
+            params.plain_modulus_bits = Some(b.parse()?);
+        }
+        let quant: QuantizationConfig = serde_json::from_value(cfg["quantization"].clone())?;
+        let moduli = params.plain_moduli()?;
+        let n = params.degree;
+        let spec = load_model(
+            &root.join(format!("models/{net}/model.onnx")),
+            &PickleOptions::default(),
+        )?;
+        let crt = build_crt(
+            &spec,
+            n,
+            &moduli,
+            &BuildOptions {
+                input_scale_bits: quant.input_scale_bits,
+                weight_bits: quant.weight_bits,
+                ..Default::default()
+            },
+        )?;
+        let model = crt.model();
+        let end = model.encryptable_prefix();
+        model.check_overflow(&(0..end))?;
+        let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+            root.join(format!("models/{net}/manifest.json")),
+        )?)?;
+        let test_set = root.join(manifest["test_set"].as_str().ok_or("no test set")?);
+        let x = idx_images(&test_set, 0, n)?;
+        let q = model.quantize_input(&x)?;
+        let keys: Vec<ClientKeys> = crt
+            .components
+            .iter()
+            .map(|c| ClientKeys::generate(c.model.parameters()))
+            .collect();
+        let backends: Vec<_> = keys.iter().map(|k| k.backend()).collect();
+
+        let t = Instant::now();
+        let mut cur = encrypt_components(&crt, &keys, &q, 0)?;
+        let encrypt_s = t.elapsed().as_secs_f64();
+        let bytes =
+            |cur: &[he_layers::tensor::EncryptedTensor<he_layers::crypto::Ciphertext>]| -> usize {
+                cur.iter()
+                    .flat_map(|e| &e.cts)
+                    .map(|c| c.serialized_len())
+                    .sum()
+            };
+        let up = bytes(&cur);
+        let threads = rayon::current_num_threads();
+        println!(
+            "\n{net}: batch of {n} images, N={n}, log q={}, plaintext moduli {moduli:?} (CRT {}), inputs × 2^{}, {}-bit weights, {threads} threads",
+            model.parameters().total_modulus_bits(),
+            moduli.len(),
+            quant.input_scale_bits,
+            crt.components[0].weight_bits,
+        );
+        println!();
+        println!("| layer | wall | NTTs | key switches | scalar products | ct products |");
+        println!("|---|---:|---:|---:|---:|---:|");
+        let mut total = 0.0;
+        let start_counts = snapshot();
+        for i in 0..end {
+            let before = snapshot();
+            let t = Instant::now();
+            let mut next = Vec::with_capacity(cur.len());
+            for ((c, comp), b) in cur.into_iter().zip(&crt.components).zip(&backends) {
+                next.push(comp.model.run_encrypted(i..i + 1, c, b)?);
+            }
+            cur = next;
+            let s = t.elapsed().as_secs_f64();
+            let d = snapshot() - before;
+            total += s;
+            println!(
+                "| {i} {} | {s:.2} s | {} | {} | {} | {} |",
+                model.layers()[i].describe(),
+                d.ntts,
+                d.key_switches,
+                d.scalar_products,
+                d.ct_products
+            );
+        }
+        let all: OpCounts = snapshot() - start_counts;
+        println!(
+            "| **total** | **{total:.2} s = {:.3} ms/image** | {} | {} | {} | {} |",
+            1000.0 * total / n as f64,
+            all.ntts,
+            all.key_switches,
+            all.scalar_products,
+            all.ct_products
+        );
+        let down = bytes(&cur);
+        let t = Instant::now();
+        let out = decrypt_combine(&crt, &keys, &cur)?;
+        let decrypt_s = t.elapsed().as_secs_f64();
+        let mirror = model.run_int(0..end, &q)?;
+        let equal = (0..n).filter(|&j| out.image(j) == mirror.image(j)).count();
+        println!();
+        println!(
+            "client: encrypt {:.3} ms/image, decrypt {:.4} ms/image; upload {:.1} KB/image, download {:.2} KB/image; {equal}/{n} outputs equal the integer mirror",
+            1000.0 * encrypt_s / n as f64,
+            1000.0 * decrypt_s / n as f64,
+            up as f64 / n as f64 / 1000.0,
+            down as f64 / n as f64 / 1000.0
+        );
+        // How close to the limit: the NTTs alone at the engine bench's single-thread time
+        // (15.4 µs at N = 8192), spread over the threads.
+        let floor = all.ntts as f64 * 15.4e-6 * (n as f64 / 8192.0) / threads as f64;
+        println!(
+            "NTT floor: {} NTTs ≈ {floor:.2} s on {threads} threads = {:.0}% of the wall time",
+            all.ntts,
+            100.0 * floor / total
+        );
+        if equal != n {
+            return Err("encrypted outputs differ from the mirror".into());
+        }
+    }
+    Ok(())
+}
