@@ -295,7 +295,6 @@ impl Evaluator {
         if terms.is_empty() {
             return Err(Error::TransparentResult);
         }
-        super::stats::scalar_products(terms.len() as u64);
         let size = terms[0].0.polys.len();
         for (c, _) in &terms {
             self.check(c)?;
@@ -309,36 +308,24 @@ impl Evaluator {
         let p = &self.params;
         let n = p.degree();
         let basis = &p.q;
+        // Small weights (the usual case: quantized weights of a few bits) take the u64 path
+        // of the multi-output form; large ones 128-bit accumulation with periodic reduction.
+        let abs_sum: u128 = terms.iter().map(|(_, w)| w.unsigned_abs() as u128).sum();
+        let max_q = basis.moduli().iter().map(|m| m.value()).max().unwrap_or(1) as u128;
+        if abs_sum.saturating_mul(max_q) < 1 << 63 {
+            let (cts, row): (Vec<&Ciphertext>, Vec<i64>) = terms.iter().copied().unzip();
+            return self
+                .dot_scalars_many(&cts, &[row])?
+                .pop()
+                .flatten()
+                .ok_or(Error::TransparentResult);
+        }
+        super::stats::scalar_products(terms.len() as u64);
         let mut noise = f64::NEG_INFINITY;
         for (c, w) in &terms {
             noise = log2_add(noise, c.noise_log2 + (w.unsigned_abs() as f64).log2());
         }
         let mut out = vec![RnsPoly::zero(n, basis.len(), Representation::Ntt); size];
-        // Small weights (the usual case: quantized weights of a few bits) with residues below
-        // 2^63 / (Σ|w|) never overflow a u64: accumulate positive and negative weights apart
-        // and reduce once. Otherwise 128-bit accumulation with periodic reduction.
-        let abs_sum: u128 = terms.iter().map(|(_, w)| w.unsigned_abs() as u128).sum();
-        let max_q = basis.moduli().iter().map(|m| m.value()).max().unwrap_or(1) as u128;
-        if abs_sum.saturating_mul(max_q) < 1 << 63 {
-            let mut pos = vec![0u64; n];
-            let mut neg = vec![0u64; n];
-            for (limb_idx, m) in basis.moduli().iter().enumerate() {
-                for (poly_idx, out_poly) in out.iter_mut().enumerate() {
-                    pos.iter_mut().for_each(|a| *a = 0);
-                    neg.iter_mut().for_each(|a| *a = 0);
-                    for (c, w) in &terms {
-                        let src = c.polys[poly_idx].limb(limb_idx);
-                        let acc = if *w > 0 { &mut pos } else { &mut neg };
-                        multiply_add_u64(acc, src, w.unsigned_abs());
-                    }
-                    for ((o, &p), &q) in out_poly.limb_mut(limb_idx).iter_mut().zip(&pos).zip(&neg)
-                    {
-                        *o = m.sub(m.reduce(p), m.reduce(q));
-                    }
-                }
-            }
-            return Ok(self.output(out, noise));
-        }
         let mut acc = vec![0u128; n];
         for (limb_idx, m) in basis.moduli().iter().enumerate() {
             let q = m.value() as u128;
@@ -369,6 +356,109 @@ impl Evaluator {
             }
         }
         Ok(self.output(out, noise))
+    }
+
+    /// Several dot products over the same ciphertexts: output o is Σ_k rows[o][k] · cts[k].
+    /// Outputs are computed in blocks that read each input limb once per block while it is in
+    /// cache (the single-output form streams every input once per output). An all-zero row gives
+    /// `None` (its product would be transparent).
+    pub fn dot_scalars_many(
+        &self,
+        cts: &[&Ciphertext],
+        rows: &[Vec<i64>],
+    ) -> Result<Vec<Option<Ciphertext>>, Error> {
+        /// Outputs per block: 2 accumulators of N words each stay in L2 with the input limb.
+        const BLOCK: usize = 4;
+        for row in rows {
+            if row.len() != cts.len() {
+                return Err(Error::LengthMismatch {
+                    left: cts.len(),
+                    right: row.len(),
+                });
+            }
+        }
+        let size = cts.first().map_or(2, |c| c.polys.len());
+        for c in cts {
+            self.check(c)?;
+            if c.polys.len() != size {
+                return Err(Error::CiphertextSize {
+                    expected: size,
+                    found: c.polys.len(),
+                });
+            }
+        }
+        let rows: Vec<Vec<i64>> = rows
+            .iter()
+            .map(|r| r.iter().map(|&w| self.center_mod_t(w)).collect())
+            .collect();
+        let p = &self.params;
+        let basis = &p.q;
+        let max_q = basis.moduli().iter().map(|m| m.value()).max().unwrap_or(1) as u128;
+        let small = rows.iter().all(|r| {
+            let s: u128 = r.iter().map(|w| w.unsigned_abs() as u128).sum();
+            s.saturating_mul(max_q) < 1 << 63
+        });
+        if !small {
+            return rows
+                .iter()
+                .map(|r| match self.dot_scalars(cts, r) {
+                    Ok(c) => Ok(Some(c)),
+                    Err(Error::TransparentResult) => Ok(None),
+                    Err(e) => Err(e),
+                })
+                .collect();
+        }
+        let n = p.degree();
+        let mut results = Vec::with_capacity(rows.len());
+        for block in rows.chunks(BLOCK) {
+            let live: Vec<bool> = block.iter().map(|r| r.iter().any(|&w| w != 0)).collect();
+            let mut out: Vec<Vec<RnsPoly>> = block
+                .iter()
+                .map(|_| vec![RnsPoly::zero(n, basis.len(), Representation::Ntt); size])
+                .collect();
+            let mut pos = vec![vec![0u64; n]; block.len()];
+            let mut neg = vec![vec![0u64; n]; block.len()];
+            for (limb_idx, m) in basis.moduli().iter().enumerate() {
+                for poly_idx in 0..size {
+                    for a in pos.iter_mut().chain(neg.iter_mut()) {
+                        a.iter_mut().for_each(|x| *x = 0);
+                    }
+                    for (k, c) in cts.iter().enumerate() {
+                        let src = c.polys[poly_idx].limb(limb_idx);
+                        for (o, row) in block.iter().enumerate() {
+                            let w = row[k];
+                            if w > 0 {
+                                multiply_add_u64(&mut pos[o], src, w as u64);
+                            } else if w < 0 {
+                                multiply_add_u64(&mut neg[o], src, w.unsigned_abs());
+                            }
+                        }
+                    }
+                    for (o, out_o) in out.iter_mut().enumerate() {
+                        let dst = out_o[poly_idx].limb_mut(limb_idx);
+                        for ((d, &a), &b) in dst.iter_mut().zip(&pos[o]).zip(&neg[o]) {
+                            *d = m.sub(m.reduce(a), m.reduce(b));
+                        }
+                    }
+                }
+            }
+            for ((polys, row), &alive) in out.into_iter().zip(block).zip(&live) {
+                if !alive {
+                    results.push(None);
+                    continue;
+                }
+                let terms = row.iter().filter(|&&w| w != 0).count() as u64;
+                super::stats::scalar_products(terms);
+                let mut noise = f64::NEG_INFINITY;
+                for (c, &w) in cts.iter().zip(row) {
+                    if w != 0 {
+                        noise = log2_add(noise, c.noise_log2 + (w.unsigned_abs() as f64).log2());
+                    }
+                }
+                results.push(Some(self.output(polys, noise)));
+            }
+        }
+        Ok(results)
     }
 
     /// The noise estimate (log2 of the numerator) after multiplying ciphertexts with noise

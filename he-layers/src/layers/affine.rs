@@ -92,26 +92,66 @@ fn forward_encrypted<A: Affine + Sync, B: HeBackend>(
     backend: &B,
 ) -> Result<Vec<B::Ciphertext>, LayerError> {
     let out_len: usize = a.out_shape(&x.shape)?.iter().product();
-    (0..out_len)
+    // Outputs reading the same inputs in the same order (every output of a Linear, every
+    // channel at one position of a Conv2d) are computed together, up to six at a time, so each
+    // input is read once per block instead of once per output.
+    let mut groups: Vec<(Vec<usize>, Vec<usize>, Vec<Vec<i64>>)> = Vec::new();
+    let mut index: std::collections::HashMap<Vec<usize>, usize> = Default::default();
+    let mut conns = Vec::new();
+    for o in 0..out_len {
+        conns.clear();
+        a.connections(&x.shape, o, &mut conns);
+        let inputs: Vec<usize> = conns.iter().map(|&(i, _)| i).collect();
+        let weights: Vec<i64> = conns.iter().map(|&(_, w)| w).collect();
+        let g = *index.entry(inputs.clone()).or_insert_with(|| {
+            groups.push((inputs, Vec::new(), Vec::new()));
+            groups.len() - 1
+        });
+        groups[g].1.push(o);
+        groups[g].2.push(weights);
+    }
+    const BLOCK: usize = 6;
+    let tasks: Vec<(&Vec<usize>, &[usize], &[Vec<i64>])> = groups
+        .iter()
+        .flat_map(|(inputs, outs, rows)| {
+            outs.chunks(BLOCK)
+                .zip(rows.chunks(BLOCK))
+                .map(move |(o, r)| (inputs, o, r))
+        })
+        .collect();
+    let done = tasks
         .into_par_iter()
-        .map(|o| {
-            let mut conns = Vec::new();
-            a.connections(&x.shape, o, &mut conns);
-            let (refs, ws): (Vec<&B::Ciphertext>, Vec<i64>) = conns
-                .iter()
-                .filter(|&&(_, w)| w != 0)
-                .map(|&(i, w)| (&x.cts[i], w))
-                .unzip();
-            let bias = a.bias_of(&x.shape, o);
-            match backend.dot(&refs, &ws)? {
-                Some(mut ct) => {
-                    backend.add_constant(&mut ct, bias)?;
-                    Ok(ct)
-                }
-                // Every weight is zero: a product would be transparent, so the output is a
-                // fresh encryption of the bias instead.
-                None => backend.encrypt_constant(bias),
-            }
+        .map(|(inputs, outs, rows)| {
+            let refs: Vec<&B::Ciphertext> = inputs.iter().map(|&i| &x.cts[i]).collect();
+            let results = backend.dot_many(&refs, rows)?;
+            outs.iter()
+                .zip(results)
+                .map(|(&o, r)| {
+                    let bias = a.bias_of(&x.shape, o);
+                    let ct = match r {
+                        Some(mut ct) => {
+                            backend.add_constant(&mut ct, bias)?;
+                            ct
+                        }
+                        // Every weight is zero: a product would be transparent, so the output
+                        // is a fresh encryption of the bias instead.
+                        None => backend.encrypt_constant(bias)?,
+                    };
+                    Ok((o, ct))
+                })
+                .collect::<Result<Vec<_>, LayerError>>()
+        })
+        .collect::<Result<Vec<_>, LayerError>>()?;
+    let mut slots: Vec<Option<B::Ciphertext>> = (0..out_len).map(|_| None).collect();
+    for (o, ct) in done.into_iter().flatten() {
+        slots[o] = Some(ct);
+    }
+    slots
+        .into_iter()
+        .map(|c| {
+            c.ok_or_else(|| {
+                LayerError::Input(format!("{}: an output was not computed", a.layer_name()))
+            })
         })
         .collect()
 }

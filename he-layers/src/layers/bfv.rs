@@ -47,6 +47,14 @@ impl HeBackend for BfvBackend {
         }
     }
 
+    fn dot_many(
+        &self,
+        cts: &[&Ciphertext],
+        rows: &[Vec<i64>],
+    ) -> Result<Vec<Option<Ciphertext>>, LayerError> {
+        self.evaluator.dot_scalars_many(cts, rows).map_err(crypto)
+    }
+
     fn add_constant(&self, ct: &mut Ciphertext, c: i128) -> Result<(), LayerError> {
         self.evaluator.add_constant_assign(ct, c).map_err(crypto)
     }

@@ -28,6 +28,16 @@ pub trait HeBackend: Sync {
         weights: &[i64],
     ) -> Result<Option<Self::Ciphertext>, LayerError>;
 
+    /// Several dot products over the same ciphertexts, one per row of weights. The default
+    /// runs them one by one; a backend may share the reads of the inputs.
+    fn dot_many(
+        &self,
+        cts: &[&Self::Ciphertext],
+        rows: &[Vec<i64>],
+    ) -> Result<Vec<Option<Self::Ciphertext>>, LayerError> {
+        rows.iter().map(|r| self.dot(cts, r)).collect()
+    }
+
     /// ct += c in every slot.
     fn add_constant(&self, ct: &mut Self::Ciphertext, c: i128) -> Result<(), LayerError>;
 
