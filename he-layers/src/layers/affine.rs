@@ -86,6 +86,13 @@ fn forward_int<A: Affine + Sync>(a: &A, x: &IntTensor) -> Result<IntTensor, Laye
         .ok_or_else(|| LayerError::Input(format!("{}: inconsistent output size", a.layer_name())))
 }
 
+/// Outputs that read the same inputs in the same order, with their weight rows.
+struct OutputGroup {
+    inputs: Vec<usize>,
+    outputs: Vec<usize>,
+    rows: Vec<Vec<i64>>,
+}
+
 fn forward_encrypted<A: Affine + Sync, B: HeBackend>(
     a: &A,
     x: &EncryptedTensor<B::Ciphertext>,
@@ -95,7 +102,7 @@ fn forward_encrypted<A: Affine + Sync, B: HeBackend>(
     // Outputs reading the same inputs in the same order (every output of a Linear, every
     // channel at one position of a Conv2d) are computed together, up to six at a time, so each
     // input is read once per block instead of once per output.
-    let mut groups: Vec<(Vec<usize>, Vec<usize>, Vec<Vec<i64>>)> = Vec::new();
+    let mut groups: Vec<OutputGroup> = Vec::new();
     let mut index: std::collections::HashMap<Vec<usize>, usize> = Default::default();
     let mut conns = Vec::new();
     for o in 0..out_len {
@@ -104,25 +111,32 @@ fn forward_encrypted<A: Affine + Sync, B: HeBackend>(
         let inputs: Vec<usize> = conns.iter().map(|&(i, _)| i).collect();
         let weights: Vec<i64> = conns.iter().map(|&(_, w)| w).collect();
         let g = *index.entry(inputs.clone()).or_insert_with(|| {
-            groups.push((inputs, Vec::new(), Vec::new()));
+            groups.push(OutputGroup {
+                inputs,
+                outputs: Vec::new(),
+                rows: Vec::new(),
+            });
             groups.len() - 1
         });
-        groups[g].1.push(o);
-        groups[g].2.push(weights);
+        groups[g].outputs.push(o);
+        groups[g].rows.push(weights);
     }
     const BLOCK: usize = 6;
-    let tasks: Vec<(&Vec<usize>, &[usize], &[Vec<i64>])> = groups
+    // One task per block: (group, first output of the block).
+    let tasks: Vec<(&OutputGroup, usize)> = groups
         .iter()
-        .flat_map(|(inputs, outs, rows)| {
-            outs.chunks(BLOCK)
-                .zip(rows.chunks(BLOCK))
-                .map(move |(o, r)| (inputs, o, r))
+        .flat_map(|g| {
+            (0..g.outputs.len())
+                .step_by(BLOCK)
+                .map(move |start| (g, start))
         })
         .collect();
     let done = tasks
         .into_par_iter()
-        .map(|(inputs, outs, rows)| {
-            let refs: Vec<&B::Ciphertext> = inputs.iter().map(|&i| &x.cts[i]).collect();
+        .map(|(g, start)| {
+            let end = (start + BLOCK).min(g.outputs.len());
+            let (outs, rows) = (&g.outputs[start..end], &g.rows[start..end]);
+            let refs: Vec<&B::Ciphertext> = g.inputs.iter().map(|&i| &x.cts[i]).collect();
             let results = backend.dot_many(&refs, rows)?;
             outs.iter()
                 .zip(results)
