@@ -652,6 +652,89 @@ async fn malformed_requests_get_json_errors_and_the_server_survives() {
         .await
         .unwrap();
     case!("plan: invalid JSON", 400, "invalid_json", kind_of(r).await);
+    // 27–33: the server's parameter policy (issue 10): each is a 422 before any work.
+    let plan_with = |patch: &dyn Fn(&mut ModelConfig)| {
+        let mut m = model.clone();
+        patch(&mut m);
+        serde_json::to_vec(&m).unwrap()
+    };
+    let cases_plan: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "plan: degree 0",
+            plan_with(&|m| {
+                m.encryption_parameters = params(r#"{"degree": 0, "plain_modulus_bits": 20}"#)
+            }),
+            "invalid_parameters",
+        ),
+        (
+            "plan: degree not a power of two",
+            plan_with(&|m| {
+                m.encryption_parameters = params(r#"{"degree": 3000, "plain_moduli": [65537]}"#)
+            }),
+            "invalid_parameters",
+        ),
+        (
+            "plan: 64 primes",
+            plan_with(&|m| {
+                m.encryption_parameters = params(&format!(
+                    r#"{{"degree": 32768, "plain_modulus_bits": 20, "coeff_bits": {:?}}}"#,
+                    vec![62u32; 64]
+                ))
+            }),
+            "invalid_parameters",
+        ),
+        (
+            "plan: security none",
+            plan_with(&|m| {
+                m.encryption_parameters = params(
+                    r#"{"degree": 4096, "plain_modulus_bits": 20, "security": "none", "coeff_bits": [36, 36, 37]}"#,
+                )
+            }),
+            "invalid_parameters",
+        ),
+        (
+            "plan: re-encryption position out of range",
+            plan_with(&|m| m.reencrypt_positions = vec![usize::MAX]),
+            "invalid_model_config",
+        ),
+        (
+            "plan: re-encryption positions unsorted",
+            plan_with(&|m| m.reencrypt_positions = vec![2, 1]),
+            "invalid_model_config",
+        ),
+        (
+            "plan: re-encryption position repeated",
+            plan_with(&|m| m.reencrypt_positions = vec![1, 1]),
+            "invalid_model_config",
+        ),
+    ];
+    for (name, body, kind) in cases_plan {
+        let r = http
+            .post(format!("{address}/plan"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        case!(name, 422, kind, kind_of(r).await);
+    }
+    // 34. /compute with security none is refused the same way.
+    let mut r = good.clone();
+    r.model.encryption_parameters = params(
+        r#"{"degree": 4096, "plain_modulus_bits": 20, "security": "none", "coeff_bits": [36, 36, 37]}"#,
+    );
+    r.plain_modulus = r.model.encryption_parameters.plain_moduli().unwrap()[0];
+    case!(
+        "compute: security none",
+        422,
+        "invalid_parameters",
+        post_compute(
+            &http,
+            &address,
+            vec![("request", json(&r)), ("ciphertexts", cts.clone())]
+        )
+        .await
+    );
 
     let mut failures = Vec::new();
     for (name, status, kind, (got_status, got_kind)) in &cases {

@@ -113,9 +113,25 @@ pub enum ProtocolError {
 /// At most this many plaintext moduli (CRT components).
 pub const MAX_PLAIN_MODULI: usize = 8;
 
+pub use crate::crypto::params::{MAX_COEFF_MODULI, MAX_COEFF_MODULUS_BITS};
+
 impl EncryptionParameters {
+    /// Checks the ring degree before any arithmetic uses it: a power of two between
+    /// [`MIN_DEGREE`](crate::crypto::params::MIN_DEGREE) and
+    /// [`MAX_DEGREE`](crate::crypto::params::MAX_DEGREE).
+    pub fn check_degree(&self) -> Result<(), ProtocolError> {
+        use crate::crypto::params::{MAX_DEGREE, MIN_DEGREE};
+        let n = self.degree;
+        if n.is_power_of_two() && (MIN_DEGREE..=MAX_DEGREE).contains(&n) {
+            Ok(())
+        } else {
+            Err(ProtocolError::Parameters(ParameterError::Degree(n)))
+        }
+    }
+
     /// The plaintext moduli these parameters name.
     pub fn plain_moduli(&self) -> Result<Vec<u64>, ProtocolError> {
+        self.check_degree()?;
         let moduli = match (self.plain_moduli.is_empty(), self.plain_modulus_bits) {
             (false, None) => self.plain_moduli.clone(),
             (true, Some(bits)) => {
@@ -165,6 +181,7 @@ impl EncryptionParameters {
 
     /// The parameter set for one plaintext modulus.
     pub fn for_modulus(&self, t: u64) -> Result<Arc<BfvParameters>, ProtocolError> {
+        self.check_degree()?;
         let level = self.security.0;
         match &self.coeff_bits {
             None if level == SecurityLevel::Bits128 => Ok(BfvParameters::preset(self.degree, t)?),
@@ -175,11 +192,19 @@ impl EncryptionParameters {
                 let (&special, moduli) = bits.split_last().ok_or_else(|| {
                     ProtocolError::Invalid("coeff_bits needs at least two sizes".into())
                 })?;
-                if moduli.is_empty() || bits.len() > 64 {
-                    return Err(ProtocolError::Invalid(
-                        "coeff_bits needs 2 to 64 sizes (ciphertext primes, then the special prime)"
-                            .into(),
-                    ));
+                if moduli.is_empty() || bits.len() > MAX_COEFF_MODULI {
+                    return Err(ProtocolError::Invalid(format!(
+                        "coeff_bits needs 2 to {MAX_COEFF_MODULI} sizes (ciphertext primes, then \
+                         the special prime); it has {}",
+                        bits.len()
+                    )));
+                }
+                let total: u64 = bits.iter().map(|&b| u64::from(b)).sum();
+                if total > u64::from(MAX_COEFF_MODULUS_BITS) {
+                    return Err(ProtocolError::Invalid(format!(
+                        "coeff_bits total {total} bits, over the {MAX_COEFF_MODULUS_BITS}-bit cap \
+                         (the 128-bit bound at N = 32768), whatever the security level"
+                    )));
                 }
                 Ok(BfvParameters::with_bit_sizes(
                     self.degree,

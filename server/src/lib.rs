@@ -20,7 +20,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use error::ApiError;
-use he_layers::crypto::{BfvParameters, Ciphertext, GaloisKeys, PublicKey, RelinearizationKey};
+use he_layers::crypto::{
+    BfvParameters, Ciphertext, GaloisKeys, PublicKey, RelinearizationKey, SecurityLevel,
+};
 use he_layers::protocol::{ComputeRequest, ComputeResponse, KeysResponse, ModelConfig, TensorInfo};
 use he_layers::tensor::EncryptedTensor;
 use keys::{KeyCache, KeyEntry};
@@ -44,6 +46,9 @@ pub struct ServerConfig {
     pub max_cached_key_bytes: usize,
     /// Most encoded models (per configuration) kept.
     pub max_cached_models: usize,
+    /// Accept parameter sets without a security check (`security: "none"`), from requests and
+    /// uploaded keys alike. Off by default: such sets are refused with 422.
+    pub allow_insecure_parameters: bool,
 }
 
 impl Default for ServerConfig {
@@ -54,6 +59,7 @@ impl Default for ServerConfig {
             max_cached_keys: 64,
             max_cached_key_bytes: 1 << 30,
             max_cached_models: 32,
+            allow_insecure_parameters: false,
         }
     }
 }
@@ -69,6 +75,8 @@ pub struct AppState {
     next_id: AtomicU64,
     /// Largest key set accepted (the key cache's byte limit).
     max_key_bytes: usize,
+    /// Whether parameter sets without a security check are accepted.
+    allow_insecure: bool,
 }
 
 impl AppState {
@@ -79,7 +87,21 @@ impl AppState {
             keys: KeyCache::new(config.max_cached_keys, config.max_cached_key_bytes),
             next_id: AtomicU64::new(1),
             max_key_bytes: config.max_cached_key_bytes,
+            allow_insecure: config.allow_insecure_parameters,
         })
+    }
+
+    /// Refuses a parameter set that skips the security check unless the server allows it.
+    fn check_security(&self, level: SecurityLevel) -> Result<(), ApiError> {
+        if level == SecurityLevel::DangerNone && !self.allow_insecure {
+            return Err(ApiError::unprocessable(
+                "invalid_parameters",
+                "this server refuses parameter sets without a security check (security \"none\"); \
+                 use 128, 192 or 256, or start the server with --allow-insecure-parameters for \
+                 local experiments",
+            ));
+        }
+        Ok(())
     }
 
     fn request_id(&self) -> u64 {
@@ -143,6 +165,7 @@ async fn plan(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let cfg: ModelConfig = parse_json(&body, "model configuration")?;
+    state.check_security(cfg.encryption_parameters.security.0)?;
     let state2 = state.clone();
     let plan = tokio::task::spawn_blocking(move || state2.registry.plan(&cfg))
         .await
@@ -265,8 +288,17 @@ async fn upload_keys(
         .iter()
         .find(|(n, _)| n == "galois_keys")
         .map(|(_, b)| b.to_vec());
+    let allow_insecure = state.allow_insecure;
     let entry = tokio::task::spawn_blocking(move || -> Result<KeyEntry, ApiError> {
         let params = BfvParameters::from_bytes(&params_bytes).map_err(serial("parameters"))?;
+        if !allow_insecure && params.security() == SecurityLevel::DangerNone {
+            return Err(ApiError::unprocessable(
+                "invalid_parameters",
+                "parameters: this server refuses parameter sets without a security check \
+                 (security byte \"none\"); start it with --allow-insecure-parameters for local \
+                 experiments",
+            ));
+        }
         let pk = PublicKey::from_bytes(&pk_bytes, &params).map_err(serial("public key"))?;
         let rk = rk_bytes
             .map(|b| {
@@ -371,6 +403,7 @@ async fn compute(
         )
     })?;
     state.registry.get(&net)?;
+    state.check_security(req.model.encryption_parameters.security.0)?;
     if req.model.quantization.weight_bits.is_none() {
         return Err(ApiError::unprocessable(
             "invalid_quantization",

@@ -30,6 +30,11 @@ struct Args {
     /// Most MiB of serialized keys kept in memory.
     #[arg(long, default_value_t = 1024)]
     max_cached_key_mb: usize,
+    /// Accept parameter sets without a security check (`"security": "none"` in a request, or
+    /// security byte 0 in uploaded keys). For local experiments only: without this flag they
+    /// are refused with 422.
+    #[arg(long)]
+    allow_insecure_parameters: bool,
     /// PEM certificate chain for HTTPS.
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -54,6 +59,7 @@ async fn main() -> ExitCode {
         max_body_bytes: args.max_body_mb.saturating_mul(1 << 20),
         max_cached_keys: args.max_cached_keys,
         max_cached_key_bytes: args.max_cached_key_mb.saturating_mul(1 << 20),
+        allow_insecure_parameters: args.allow_insecure_parameters,
         ..Default::default()
     };
     let result = match (args.tls_cert, args.tls_key) {

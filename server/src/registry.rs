@@ -171,14 +171,8 @@ impl Registry {
             .encryption_parameters
             .for_modulus(plain_modulus)
             .map_err(|e| ApiError::unprocessable("invalid_parameters", e.to_string()))?;
-        let key = format!(
-            "{}|{}|{:?}|{:?}|{:?}",
-            cfg.net,
-            params.fingerprint_hex(),
-            cfg.quantization,
-            cfg.reencrypt_positions,
-            moduli
-        );
+        check_reencrypt_positions(&cfg.reencrypt_positions, served.spec.layers.len())?;
+        let key = config_key(cfg, &params.fingerprint(), &moduli)?;
         if let Some(b) = self.built.get(&key) {
             return Ok(b);
         }
@@ -274,4 +268,45 @@ impl Registry {
             capacity_bits: (model.capacity() as f64).log2(),
         })
     }
+}
+
+/// Re-encryption positions must be strictly increasing (sorted, no repeats) and name layers of
+/// the model.
+pub fn check_reencrypt_positions(positions: &[usize], layers: usize) -> Result<(), ApiError> {
+    if let Some(&p) = positions.iter().find(|&&p| p >= layers) {
+        return Err(ApiError::unprocessable(
+            "invalid_model_config",
+            format!(
+                "reencrypt_positions: {p} is not a layer of the model (it has {layers}, numbered \
+                 from 0)"
+            ),
+        ));
+    }
+    if positions.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(ApiError::unprocessable(
+            "invalid_model_config",
+            "reencrypt_positions must be sorted and without repeats",
+        ));
+    }
+    Ok(())
+}
+
+/// The cache key of an encoded model: a SHA-256 of the canonical configuration (net, the
+/// parameter set's fingerprint, quantization, re-encryption positions, the CRT moduli).
+fn config_key(
+    cfg: &ModelConfig,
+    fingerprint: &[u8; 32],
+    moduli: &[u64],
+) -> Result<String, ApiError> {
+    use sha2::{Digest, Sha256};
+    let canonical = serde_json::to_vec(&(
+        &cfg.net,
+        fingerprint,
+        &cfg.quantization,
+        &cfg.reencrypt_positions,
+        moduli,
+    ))
+    .map_err(|e| ApiError::internal(format!("configuration key: {e}")))?;
+    let digest = Sha256::digest(&canonical);
+    Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
 }

@@ -235,7 +235,7 @@ pub fn is_prime(n: u64) -> bool {
 /// The largest `count` primes of exactly `bits` bits that are ≡ 1 mod 2n and not in `exclude`,
 /// largest first. `None` if there are not enough of them.
 pub fn generate_primes(bits: u32, n: usize, count: usize, exclude: &[u64]) -> Option<Vec<u64>> {
-    if !(10..=MAX_MODULUS_BITS).contains(&bits) {
+    if !(10..=MAX_MODULUS_BITS).contains(&bits) || n == 0 {
         return None;
     }
     let step = 2 * n as u64;

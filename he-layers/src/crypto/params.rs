@@ -15,6 +15,13 @@ use std::sync::Arc;
 pub const MIN_DEGREE: usize = 2048;
 /// Largest supported ring degree.
 pub const MAX_DEGREE: usize = 32768;
+/// At most this many primes, the key-switching prime included (the 128-bit preset at
+/// N = 32768 uses 18), whatever the security level.
+pub const MAX_COEFF_MODULI: usize = 20;
+/// At most this many bits of modulus, the key-switching prime included: the 128-bit bound at
+/// the largest degree, whatever the security level, so that even an unchecked set cannot make
+/// a server build arbitrarily large tables.
+pub const MAX_COEFF_MODULUS_BITS: u32 = 881;
 /// Bits of the primes of the auxiliary multiplication basis (below 2^50: the IFMA NTT path).
 const AUX_PRIME_BITS: u32 = 50;
 
@@ -228,6 +235,24 @@ impl BfvParameters {
         let two_n = 2 * n as u64;
         let mut all: Vec<u64> = spec.moduli.clone();
         all.push(spec.special_modulus);
+        if all.len() > MAX_COEFF_MODULI {
+            return Err(ParameterError::Modulus {
+                value: all.len() as u64,
+                reason: format!(
+                    "that many primes (key-switching prime included); at most {MAX_COEFF_MODULI}"
+                ),
+            });
+        }
+        let capped_bits: u32 = all.iter().map(|&q| bit_len(q)).sum();
+        if capped_bits > MAX_COEFF_MODULUS_BITS {
+            return Err(ParameterError::Modulus {
+                value: u64::from(capped_bits),
+                reason: format!(
+                    "bits of modulus in all; at most {MAX_COEFF_MODULUS_BITS} whatever the \
+                     security level"
+                ),
+            });
+        }
         for (i, &q) in all.iter().enumerate() {
             let bad = |reason: &str| ParameterError::Modulus {
                 value: q,
