@@ -455,7 +455,12 @@ impl Api {
         )
         .map_err(|e| ClientError::Protocol(e.to_string()))?;
         let binary = binary.ok_or_else(|| ClientError::Protocol("no ciphertexts part".into()))?;
-        let cts = Ciphertext::batch_from_bytes(&binary, params, result.ciphertexts)
+        // Sanitized answers come modulus-switched to fewer primes: the same parameter set at
+        // the level the server names (any level of ours; the fingerprint is checked too).
+        let level = params
+            .at_level(result.level)
+            .map_err(|e| ClientError::Protocol(format!("answer level: {e}")))?;
+        let cts = Ciphertext::batch_from_bytes(&binary, &level, result.ciphertexts)
             .map_err(|e| ClientError::Protocol(format!("ciphertexts: {e}")))?;
         Ok((result, cts, received))
     }

@@ -15,12 +15,20 @@ fn models() -> PathBuf {
 }
 
 async fn start_server(max_body_bytes: usize) -> String {
+    start_server_with(max_body_bytes, Some(server::DEFAULT_FLOOD_BITS)).await
+}
+
+/// The server, with mnist-tiny's operator also allowing re-encryption after its Conv2d and
+/// its Square (`--allow-reencrypt mnist-tiny=0,1`).
+async fn start_server_with(max_body_bytes: usize, flood_bits: Option<u32>) -> String {
     he_layers::tune_allocator();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let cfg = server::ServerConfig {
         models_dir: models(),
         max_body_bytes,
+        flood_bits,
+        allowed_reencrypt: vec![("mnist-tiny".into(), vec![0, 1])],
         ..Default::default()
     };
     tokio::spawn(async move { server::serve(listener, cfg).await });
@@ -74,7 +82,8 @@ async fn cryptonets_over_http_equals_the_mirror() {
     .unwrap();
     let report = run_compute(&cfg, &keys, &images, true).await.unwrap();
     assert_eq!(report.segments.len(), 1);
-    assert!(report.segments[0].noise_budget.iter().all(|&b| b > 10));
+    // Sanitized for circuit privacy: what is left after flooding, at a lower level.
+    assert!(report.segments[0].noise_budget.iter().all(|&b| b > 0));
     let q = quantize(&images.tensor, cfg.quantization.input_scale_bits);
     let mirror = local_mirror("mnist-cryptonets", &cfg, report.weight_bits, &q, 6);
     assert_eq!(
@@ -132,13 +141,14 @@ fn tiny_config(address: &str) -> ClientConfig {
     ClientConfig {
         address: address.to_string(),
         net: "mnist-tiny".into(),
-        encryption_parameters: params(r#"{"degree": 4096, "plain_modulus_bits": 20}"#),
+        encryption_parameters: params(r#"{"degree": 8192, "plain_modulus_bits": 20}"#),
         quantization: QuantizationConfig {
             input_scale_bits: 3,
             weight_bits: Some(4),
         },
+        // The Conv2d segment alone: a re-encryption after it, which the server allows.
         layers: Some([0, 1]),
-        reencrypt_positions: vec![],
+        reencrypt_positions: vec![0],
         model: None,
     }
 }
@@ -205,14 +215,15 @@ async fn kind_of(resp: reqwest::Response) -> (u16, String) {
         body["error"]["message"]
             .as_str()
             .is_some_and(|m| !m.is_empty()),
-        "{body}"
+        "status {status}, {} bytes: {body}",
+        bytes.len()
     );
     (status, kind)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_get_json_errors_and_the_server_survives() {
-    let limit = 40 << 20;
+    let limit = 200 << 20; // one N = 8192 input of mnist-tiny is 140 MB
     let address = start_server(limit).await;
     let api = Api::new(&address).unwrap();
     let http = reqwest::Client::new();
@@ -230,7 +241,7 @@ async fn malformed_requests_get_json_errors_and_the_server_survives() {
         net: cfg.net.clone(),
         encryption_parameters: cfg.encryption_parameters.clone(),
         quantization: cfg.quantization.clone(),
-        reencrypt_positions: vec![],
+        reencrypt_positions: vec![0],
     };
     let plan = api.plan(&model).await.unwrap();
     model.quantization.weight_bits = Some(plan.weight_bits);
@@ -261,6 +272,12 @@ async fn malformed_requests_get_json_errors_and_the_server_survives() {
     // The good request works (the baseline the bad ones deviate from).
     let (resp, out, _) = api.compute(&good, &c.params, cts.clone()).await.unwrap();
     assert_eq!(resp.ciphertexts, out.len());
+    // Sanitized: modulus-switched to fewer primes, the noise field the server's own bound.
+    let sanitization = resp.sanitization.as_ref().unwrap();
+    assert!(resp.level < c.params.level() && resp.level == sanitization.level);
+    assert!(out
+        .iter()
+        .all(|ct| ct.estimated_noise_log2() == sanitization.noise_log2));
 
     let mut cases: Vec<(&str, u16, &str, (u16, String))> = Vec::new();
     macro_rules! case {
@@ -537,6 +554,7 @@ async fn malformed_requests_get_json_errors_and_the_server_survives() {
     );
     // 20. Predicted overflow (the whole model with a 20-bit t).
     let mut r = good.clone();
+    r.model.reencrypt_positions = vec![];
     r.layers = [0, 4];
     case!(
         "overflow",
@@ -577,15 +595,18 @@ async fn malformed_requests_get_json_errors_and_the_server_survives() {
         )
         .await
     );
-    // 23. A body over the limit.
+    // 23. A body over the limit (of a server with a small one: a 200 MB body in flight makes
+    // the early answer race the upload).
+    let small_limit = 1 << 20;
+    let small = start_server_with(small_limit, Some(server::DEFAULT_FLOOD_BITS)).await;
     let r = http
-        .post(format!("{address}/compute"))
+        .post(format!("{small}/compute"))
         .multipart(
             reqwest::multipart::Form::new()
                 .part("request", reqwest::multipart::Part::bytes(json(&good)))
                 .part(
                     "ciphertexts",
-                    reqwest::multipart::Part::bytes(vec![0u8; limit + 1024]),
+                    reqwest::multipart::Part::bytes(vec![0u8; small_limit + 1024]),
                 ),
         )
         .send()
@@ -703,6 +724,16 @@ async fn malformed_requests_get_json_errors_and_the_server_survives() {
             "invalid_model_config",
         ),
         (
+            "plan: weight_bits over the cap",
+            plan_with(&|m| m.quantization.weight_bits = Some(62)),
+            "invalid_quantization",
+        ),
+        (
+            "plan: input_scale_bits over the cap",
+            plan_with(&|m| m.quantization.input_scale_bits = 31),
+            "invalid_quantization",
+        ),
+        (
             "plan: re-encryption position repeated",
             plan_with(&|m| m.reencrypt_positions = vec![1, 1]),
             "invalid_model_config",
@@ -735,6 +766,67 @@ async fn malformed_requests_get_json_errors_and_the_server_survives() {
         )
         .await
     );
+    // 35–37: which ranges a client may run is the model owner's decision (issue 10).
+    let mut r = good.clone();
+    r.layers = [2, 3];
+    case!(
+        "compute: a range that is not a segment",
+        422,
+        "range_not_allowed",
+        post_compute(
+            &http,
+            &address,
+            vec![("request", json(&r)), ("ciphertexts", cts.clone())]
+        )
+        .await
+    );
+    let mut r = good.clone();
+    r.model.reencrypt_positions = vec![2];
+    case!(
+        "compute: a re-encryption position the owner does not allow",
+        422,
+        "reencrypt_not_allowed",
+        post_compute(
+            &http,
+            &address,
+            vec![("request", json(&r)), ("ciphertexts", cts.clone())]
+        )
+        .await
+    );
+    let r = http
+        .post(format!("{address}/plan"))
+        .header("content-type", "application/json")
+        .body(plan_with(&|m| m.reencrypt_positions = vec![2]))
+        .send()
+        .await
+        .unwrap();
+    case!(
+        "plan: a re-encryption position the owner does not allow",
+        422,
+        "reencrypt_not_allowed",
+        kind_of(r).await
+    );
+    // 38. A server whose λ the budget cannot absorb refuses before computing (150 bits: more
+    // than the CLI accepts, so that even this small segment cannot fit in 172 bits of modulus).
+    let strict = start_server_with(limit, Some(150)).await;
+    let strict_api = Api::new(&strict).unwrap();
+    let (skr, _) = strict_api.upload_keys(c).await.unwrap();
+    let mut r = good.clone();
+    r.key_id = skr.key_id;
+    case!(
+        "compute: no room for circuit privacy",
+        422,
+        "no_room_for_circuit_privacy",
+        post_compute(
+            &http,
+            &strict,
+            vec![("request", json(&r)), ("ciphertexts", cts.clone())]
+        )
+        .await
+    );
+    let strict_plan = strict_api.plan(&model).await.unwrap();
+    assert!(strict_plan.circuit_privacy[0].refused.is_some());
+    assert!(strict_plan.circuit_privacy[0].sanitization.is_none());
 
     let mut failures = Vec::new();
     for (name, status, kind, (got_status, got_kind)) in &cases {

@@ -4,6 +4,8 @@
 //! Run: `cargo bench -p he-layers --bench engine` (optionally `-- 8192` to run one degree).
 
 use he_layers::crypto::arith::NttOperator;
+use he_layers::crypto::modswitch::switch_to_level;
+use he_layers::crypto::sanitize::{plan_sanitization, sanitize, DEFAULT_FLOOD_BITS};
 use he_layers::crypto::{
     BatchEncoder, BfvParameters, Ciphertext, Decryptor, Encryptor, Evaluator, GaloisKeys,
     PublicKey, RelinearizationKey, SecretKey, SymmetricEncryptor,
@@ -242,6 +244,59 @@ fn main() {
                 black_box(ev.rotate_rows(&b, 1, &gk).expect("rotate"));
             })),
         );
+        push(
+            &mut rows,
+            "modulus switch to one prime",
+            col,
+            fmt(time(|| {
+                black_box(switch_to_level(&b, 1).expect("switch"));
+            })),
+        );
+        // A dot product of 25 fresh ciphertexts, as a Conv2d output, sanitized at λ = 40.
+        let inputs: Vec<&Ciphertext> = (0..25).map(|_| &a).collect();
+        let weights: Vec<i64> = (0..25).map(|i| i - 12).collect();
+        let dot = ev.dot_scalars(&inputs, &weights).expect("dot");
+        match plan_sanitization(&p, dot.estimated_noise_log2(), DEFAULT_FLOOD_BITS) {
+            Ok(plan) => {
+                push(
+                    &mut rows,
+                    "sanitize (switch, re-randomize, flood λ=40)",
+                    col,
+                    fmt(time(|| {
+                        black_box(sanitize(&dot, &pk_enc, &plan).expect("sanitize"));
+                    })),
+                );
+                let clean = sanitize(&dot, &pk_enc, &plan).expect("sanitize");
+                push(
+                    &mut rows,
+                    "size: 25-term dot product, raw → sanitized",
+                    col,
+                    format!(
+                        "{} → {} ({} of {} primes)",
+                        kb(dot.to_bytes().len()),
+                        kb(clean.to_bytes().len()),
+                        plan.level,
+                        p.level()
+                    ),
+                );
+                push(
+                    &mut rows,
+                    "budget of it, raw → sanitized (measured), bits",
+                    col,
+                    format!(
+                        "{} → {}",
+                        dec.noise_budget(&dot).expect("budget"),
+                        dec.noise_budget(&clean).expect("budget")
+                    ),
+                );
+            }
+            Err(e) => push(
+                &mut rows,
+                "sanitize (switch, re-randomize, flood λ=40)",
+                col,
+                format!("no room: {:.0} bits short", e.needed - e.available),
+            ),
+        }
         push(
             &mut rows,
             "size: fresh ciphertext (public key)",

@@ -206,24 +206,43 @@ impl EncodedModel {
     /// how many bits the estimate falls short (it errs low: measured budgets run 3 to 14 bits
     /// higher on the shipped models).
     pub fn estimate_noise_budgets(&self) -> Vec<f64> {
-        let ev = crate::crypto::Evaluator::new(&self.params);
         let fresh = crate::crypto::encrypt::fresh_symmetric_noise(&self.params);
-        let log2_t_half = (self.params.plain_modulus() as f64).log2() - 1.0;
         let mut noise = fresh;
         self.layers
             .iter()
             .map(|l| {
-                noise = match l {
-                    EncodedLayer::Reencrypt(_) => fresh,
-                    EncodedLayer::Square(_) => ev.estimate_product_noise(noise, noise),
-                    EncodedLayer::Conv2d(_) | EncodedLayer::Linear(_) => {
-                        (noise + l.linear_noise_gain_log2()).max(log2_t_half)
-                    }
-                    _ => noise + l.linear_noise_gain_log2(),
-                };
+                noise = self.noise_after(l, noise, fresh);
                 self.params.log2_q() - noise - 1.0
             })
             .collect()
+    }
+
+    /// The server's bound on log2 of the noise numerator of every ciphertext that leaves a
+    /// range: fresh symmetric noise at `range.start` (whatever the client claims), grown layer
+    /// by layer as in [`Self::estimate_noise_budgets`]. Computed from the public model only;
+    /// it is what circuit-privacy flooding is sized by.
+    pub fn range_noise_log2(&self, range: &Range<usize>) -> f64 {
+        let fresh = crate::crypto::encrypt::fresh_symmetric_noise(&self.params);
+        let end = range.end.min(self.layers.len());
+        let start = range.start.min(end);
+        self.layers[start..end]
+            .iter()
+            .fold(fresh, |noise, l| self.noise_after(l, noise, fresh))
+    }
+
+    /// One layer's step of the noise estimate.
+    fn noise_after(&self, layer: &EncodedLayer, noise: f64, fresh: f64) -> f64 {
+        let log2_t_half = (self.params.plain_modulus() as f64).log2() - 1.0;
+        match layer {
+            EncodedLayer::Reencrypt(_) => fresh,
+            EncodedLayer::Square(_) => {
+                crate::crypto::Evaluator::new(&self.params).estimate_product_noise(noise, noise)
+            }
+            EncodedLayer::Conv2d(_) | EncodedLayer::Linear(_) => {
+                (noise + layer.linear_noise_gain_log2()).max(log2_t_half)
+            }
+            _ => noise + layer.linear_noise_gain_log2(),
+        }
     }
 
     /// The greatest multiplicative depth of any encrypted segment.

@@ -3,6 +3,7 @@
 //! and the JSON halves of the REST messages. Ciphertexts and keys never travel in JSON: they go
 //! in binary multipart parts in the format of [`crate::crypto::serial`].
 
+use crate::crypto::sanitize::SanitizationPlan;
 use crate::crypto::{BfvParameters, ParameterError, SecurityLevel};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::sync::Arc;
@@ -312,6 +313,25 @@ pub struct Plan {
     pub plain_moduli: Vec<u64>,
     /// log2 of the plaintext capacity (half the product of the moduli).
     pub capacity_bits: f64,
+    /// What the server does to each segment's answer for circuit privacy, in the order of
+    /// `segments` (for the first plaintext modulus). Empty when the server runs without
+    /// circuit privacy (`--danger-no-circuit-privacy`).
+    pub circuit_privacy: Vec<SegmentPrivacy>,
+}
+
+/// The circuit privacy of one segment's answer, as `/plan` reports it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SegmentPrivacy {
+    /// The segment, `[start, end)`.
+    pub layers: [usize; 2],
+    /// Estimated noise budget before sanitization, bits.
+    pub budget_before_bits: f64,
+    /// The sanitization (level kept, flooding, budget left); absent when it does not fit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sanitization: Option<SanitizationPlan>,
+    /// Why the segment cannot be sanitized (and so will be refused), with the fixes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
 }
 
 /// The JSON part of `POST /compute`.
@@ -338,10 +358,19 @@ pub struct ComputeResponse {
     pub layers: [usize; 2],
     /// The output's facts.
     pub output: TensorInfo,
-    /// Server compute time, milliseconds.
+    /// Server compute time, milliseconds (sanitization included).
     pub compute_ms: f64,
+    /// Of which sanitization (circuit privacy), milliseconds.
+    #[serde(default)]
+    pub sanitize_ms: f64,
     /// Ciphertexts in the binary part.
     pub ciphertexts: usize,
+    /// Ciphertext primes the returned ciphertexts keep after modulus switching: decode them
+    /// with the parameter set at this level.
+    pub level: usize,
+    /// The sanitization applied (absent only when the server runs without circuit privacy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sanitization: Option<SanitizationPlan>,
 }
 
 /// The answer of `POST /keys`.
@@ -395,6 +424,9 @@ pub struct ModelInfo {
     pub encryptable_prefix: usize,
     /// Re-encryption positions its manifest recommends.
     pub reencrypt_positions: Vec<usize>,
+    /// Re-encryption positions clients may use; `/compute` runs only the segments they cut.
+    #[serde(default)]
+    pub allowed_reencrypt_positions: Vec<usize>,
 }
 
 /// An error answer: `{"error": {"kind": …, "message": …}}`.

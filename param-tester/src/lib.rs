@@ -5,6 +5,10 @@
 //! smallest change that would fix it. `recommend` searches for the cheapest set that works.
 #![warn(missing_docs)]
 
+use he_layers::crypto::sanitize::{
+    plan_sanitization, sanitize, SanitizationPlan, DEFAULT_FLOOD_BITS,
+};
+use he_layers::crypto::Encryptor;
 use he_layers::layers::EncodedLayer;
 use he_layers::protocol::{EncryptionParameters, ProtocolError, Security};
 use he_layers::tensor::{EncryptedTensor, FloatTensor, IntTensor};
@@ -81,6 +85,10 @@ pub struct ParameterSet {
     /// Weight precision per layer (default: the most without overflow).
     #[serde(default, alias = "weight_scale_bits")]
     pub weight_bits: Option<u32>,
+    /// λ of the server's circuit privacy (default 40, the server's default); 0 measures the
+    /// unsanitized answers a `--danger-no-circuit-privacy` server returns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flood_bits: Option<u32>,
 }
 
 impl ParameterSet {
@@ -139,7 +147,7 @@ pub struct LayerReport {
     /// Noise budget left, bits, smallest over ciphertexts and plaintext moduli.
     pub noise_budget: u32,
     /// The evaluator's prediction of it (conservative; negative: predicted short by that many
-    /// bits).
+    /// bits); for a sanitized layer, the sanitization plan's budget.
     pub predicted_noise_budget: f64,
     /// log2 of the predicted worst-case bound.
     pub bound_bits: f64,
@@ -162,6 +170,19 @@ pub struct LayerReport {
     pub ciphertexts: usize,
     /// Their serialized bytes.
     pub bytes: usize,
+    /// For the last layer of a segment: the server's sanitization of the answer (the budget,
+    /// ciphertexts and bytes above are measured after it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sanitization: Option<SanitizationPlan>,
+    /// The measured budget before sanitization, for the same layer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget_before_sanitization: Option<u32>,
+    /// Bytes before sanitization's modulus switching, for the same layer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_before_sanitization: Option<usize>,
+    /// Time of the sanitization, ms (all plaintext moduli).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sanitize_ms: Option<f64>,
     /// Debug: the first values of the first image (decrypted, mirror).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sample: Option<(Vec<i128>, Vec<i128>)>,
@@ -195,6 +216,13 @@ pub enum Verdict {
         /// The layer.
         layer: usize,
         /// The smallest fix.
+        fix: String,
+    },
+    /// A segment's answer cannot be sanitized: the server refuses it (found before running).
+    NoRoomForCircuitPrivacy {
+        /// The segment's last layer.
+        layer: usize,
+        /// What the server says, with the fixes.
         fix: String,
     },
 }
@@ -428,6 +456,16 @@ pub fn run_set(
         };
         return report;
     }
+    // The server's sanitization of every segment's answer, per plaintext modulus, planned
+    // (and refused) before anything runs, as the server does.
+    let flood_bits = set.flood_bits.unwrap_or(DEFAULT_FLOOD_BITS);
+    let plans = match plan_segments(&crt, prefix, flood_bits) {
+        Ok(p) => p,
+        Err(v) => {
+            report.verdict = v;
+            return report;
+        }
+    };
     let predicted = model.estimate_noise_budgets();
     let t0 = Instant::now();
     let keys: Vec<ClientKeys> = crt
@@ -467,6 +505,7 @@ pub fn run_set(
     for (i, layer) in model.layers()[..prefix].iter().enumerate() {
         let t = Instant::now();
         let reencrypt = matches!(layer, EncodedLayer::Reencrypt(_));
+        let mut sanitized: Option<(SanitizationPlan, (u32, usize), f64)> = None;
         let next_mirror = match model.run_int(i..i + 1, &mirror) {
             Ok(m) => m,
             Err(e) => {
@@ -511,6 +550,30 @@ pub fn run_set(
             let spent = t.elapsed().as_secs_f64() * 1000.0;
             compute_ms += spent;
             cur = outs;
+            if let Some(per_modulus) = &plans[i] {
+                let ts = Instant::now();
+                let before = (min_budget(&cur, &keys), bytes_of(&cur));
+                for ((c, k), plan) in cur.iter_mut().zip(&keys).zip(per_modulus) {
+                    let enc = Encryptor::new(&k.pk);
+                    match c
+                        .cts
+                        .iter()
+                        .map(|x| sanitize(x, &enc, plan))
+                        .collect::<Result<Vec<_>, _>>()
+                    {
+                        Ok(v) => c.cts = v,
+                        Err(e) => {
+                            report.verdict = Verdict::Invalid {
+                                message: format!("sanitization: {e}"),
+                            };
+                            return report;
+                        }
+                    }
+                }
+                let ms = ts.elapsed().as_secs_f64() * 1000.0;
+                compute_ms += ms;
+                sanitized = Some((per_modulus[0].clone(), before, ms));
+            }
             let dec = decrypt_combine(&crt, &keys, &cur).unwrap_or_else(|_| mirror.clone());
             (dec, min_budget(&cur, &keys), spent)
         };
@@ -534,7 +597,7 @@ pub fn run_set(
             description: layer.describe(),
             runs: if reencrypt { "reencrypt" } else { "encrypted" }.into(),
             noise_budget: budget,
-            predicted_noise_budget: predicted[i],
+            predicted_noise_budget: sanitized.as_ref().map_or(predicted[i], |s| s.0.budget_bits),
             bound_bits: info.bound_bits(),
             capacity_bits: (model.capacity() as f64).log2(),
             overflow: p.overflow,
@@ -545,6 +608,10 @@ pub fn run_set(
             ms,
             ciphertexts: cur.iter().map(|c| c.cts.len()).sum(),
             bytes: bytes_of(&cur),
+            budget_before_sanitization: sanitized.as_ref().map(|s| s.1 .0),
+            bytes_before_sanitization: sanitized.as_ref().map(|s| s.1 .1),
+            sanitize_ms: sanitized.as_ref().map(|s| s.2),
+            sanitization: sanitized.map(|s| s.0),
             sample: debug.then(|| {
                 (
                     values.image(0).into_iter().take(8).collect(),
@@ -599,6 +666,48 @@ pub fn run_set(
     report.ms_per_image = compute_ms / report.images.max(1) as f64;
     report.total_ms = started.elapsed().as_secs_f64() * 1000.0;
     report
+}
+
+/// The server's sanitization of each segment's answer (indexed by the segment's last layer),
+/// per plaintext modulus: what it would refuse, as a verdict. λ = 0 plans nothing.
+fn plan_segments(
+    crt: &CrtModel,
+    prefix: usize,
+    flood_bits: u32,
+) -> Result<Vec<Option<Vec<SanitizationPlan>>>, Verdict> {
+    let model = crt.model();
+    let mut plans: Vec<Option<Vec<SanitizationPlan>>> = vec![None; prefix];
+    if flood_bits == 0 {
+        return Ok(plans);
+    }
+    let mut start = 0;
+    for end in 1..=prefix {
+        if matches!(model.layers()[end - 1], EncodedLayer::Reencrypt(_)) {
+            start = end;
+            continue;
+        }
+        if end < prefix && !matches!(model.layers()[end], EncodedLayer::Reencrypt(_)) {
+            continue;
+        }
+        let per_modulus = crt
+            .components
+            .iter()
+            .map(|comp| {
+                let m = &comp.model;
+                plan_sanitization(
+                    m.parameters(),
+                    m.range_noise_log2(&(start..end)),
+                    flood_bits,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Verdict::NoRoomForCircuitPrivacy {
+                layer: end - 1,
+                fix: e.to_string(),
+            })?;
+        plans[end - 1] = Some(per_modulus);
+    }
+    Ok(plans)
 }
 
 type Cts = Vec<EncryptedTensor<he_layers::crypto::Ciphertext>>;
@@ -782,6 +891,9 @@ pub fn verdict_line(v: &Verdict) -> String {
         Verdict::NoiseExhausted { layer, fix } => {
             format!("NOISE EXHAUSTED at layer {layer}: {fix}")
         }
+        Verdict::NoRoomForCircuitPrivacy { layer, fix } => {
+            format!("NO ROOM FOR CIRCUIT PRIVACY after layer {layer}: {fix}")
+        }
     }
 }
 
@@ -792,14 +904,7 @@ pub fn table(report: &Report) -> String {
         s += &format!(
             "\n{} — {} — security {} — moduli {:?} — weights {} bits\n",
             set.name,
-            match &set.verdict {
-                Verdict::Ok => "OK".to_string(),
-                Verdict::Insecure { message } => format!("INSECURE: {message}"),
-                Verdict::Invalid { message } => format!("INVALID: {message}"),
-                Verdict::Overflow { layer, fix } => format!("OVERFLOW at layer {layer}: {fix}"),
-                Verdict::NoiseExhausted { layer, fix } =>
-                    format!("NOISE EXHAUSTED at layer {layer}: {fix}"),
-            },
+            verdict_line(&set.verdict),
             set.security.clone().unwrap_or_else(|| "-".into()),
             set.plain_moduli,
             set.weight_bits.map_or("-".into(), |w| w.to_string())
@@ -826,6 +931,20 @@ pub fn table(report: &Report) -> String {
                 l.ciphertexts,
                 l.bytes as f64 / 1e6
             );
+            if let Some(p) = &l.sanitization {
+                s += &format!(
+                    "      sanitized: {} → {} primes, flood 2^{} (λ = {}), budget {} → {} bits, {:.1} → {:.1} MB, {:.0} ms\n",
+                    p.from_level,
+                    p.level,
+                    p.flood_log2,
+                    p.flood_bits,
+                    l.budget_before_sanitization.unwrap_or(0),
+                    l.noise_budget,
+                    l.bytes_before_sanitization.unwrap_or(0) as f64 / 1e6,
+                    l.bytes as f64 / 1e6,
+                    l.sanitize_ms.unwrap_or(0.0)
+                );
+            }
         }
         s += &format!(
             "  keys: public {:.1} MB, relinearization {:.1} MB; upload {:.1} MB, download {:.1} MB per batch; total {:.1} s; {:.2} ms/image; labels agree with the float model on {:.1}%{}\n",
@@ -909,6 +1028,7 @@ pub fn recommend(
             reencrypt_positions: b.clone(),
             input_scale_bits,
             weight_bits,
+            flood_bits: None,
         };
         // Cheap checks first: valid parameters, no overflow, a plausible noise budget.
         let Ok(params) = set.encryption_parameters() else {
@@ -932,6 +1052,10 @@ pub fn recommend(
         let model = crt.model();
         let prefix = model.encryptable_prefix();
         if model.predict().iter().take(prefix).any(|p| p.overflow) {
+            continue;
+        }
+        // The server refuses what its estimate says cannot be sanitized: so does the search.
+        if plan_segments(&crt, prefix, DEFAULT_FLOOD_BITS).is_err() {
             continue;
         }
         // The estimate errs low by up to ~17 bits on the shipped models; only clear failures are

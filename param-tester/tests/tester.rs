@@ -30,6 +30,13 @@ fn a_working_set_is_exact_at_every_layer_with_budget_left() {
     let r = run_set(&loaded, &cfg.encryption_parameters[0], false, |_| {});
     assert_eq!(r.verdict, Verdict::Ok);
     assert_eq!(r.layers.len(), 4);
+    // The answer is sanitized at the end: fewer primes, fewer bytes, the flood in the budget.
+    let last = &r.layers[3];
+    let plan = last.sanitization.as_ref().unwrap();
+    assert!(plan.level < plan.from_level && plan.flood_bits == 40);
+    assert!(last.bytes < last.bytes_before_sanitization.unwrap());
+    assert!(last.noise_budget < last.budget_before_sanitization.unwrap());
+    assert!(r.layers[..3].iter().all(|l| l.sanitization.is_none()));
     for l in &r.layers {
         assert!(l.equals_mirror && l.noise_budget > 0, "{l:?}");
         assert!(
@@ -62,10 +69,19 @@ fn a_tiny_t_reports_overflow_at_the_square_before_running() {
 #[test]
 fn a_too_small_ring_runs_out_of_noise_and_the_suggested_reencryption_fixes_it() {
     he_layers::tune_allocator();
-    let base = r#""degree": 4096, "plain_modulus_bits": 23, "plain_moduli_count": 2, "input_scale_bits": 3, "weight_bits": 4"#;
-    let cfg = config(&format!("{{{base}}}"));
+    let strict = r#""degree": 4096, "plain_modulus_bits": 23, "plain_moduli_count": 2, "input_scale_bits": 3, "weight_bits": 4"#;
+    let cfg = config(&format!("{{{strict}}}"));
     let loaded = load(&cfg, &root()).unwrap();
+    // With the server's default λ = 40 the set is refused before anything runs.
     let r = run_set(&loaded, &cfg.encryption_parameters[0], false, |_| {});
+    let Verdict::NoRoomForCircuitPrivacy { layer, fix } = &r.verdict else {
+        panic!("{:?}", r.verdict)
+    };
+    assert_eq!(*layer, 3);
+    assert!(fix.contains("--flood-bits") && r.layers.is_empty(), "{fix}");
+    // Without circuit privacy it runs, and the noise runs out.
+    let base = format!("{strict}, \"flood_bits\": 0");
+    let r = run_set(&loaded, &set(&format!("{{{base}}}")), false, |_| {});
     let Verdict::NoiseExhausted { layer, fix } = &r.verdict else {
         panic!("{:?}", r.verdict)
     };

@@ -20,12 +20,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use error::ApiError;
+pub use he_layers::crypto::sanitize::DEFAULT_FLOOD_BITS;
+use he_layers::crypto::sanitize::{plan_sanitization, sanitize};
 use he_layers::crypto::{
     BfvParameters, Ciphertext, GaloisKeys, PublicKey, RelinearizationKey, SecurityLevel,
 };
 use he_layers::protocol::{ComputeRequest, ComputeResponse, KeysResponse, ModelConfig, TensorInfo};
 use he_layers::tensor::EncryptedTensor;
 use keys::{KeyCache, KeyEntry};
+use rayon::prelude::*;
 use registry::Registry;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -49,6 +52,12 @@ pub struct ServerConfig {
     /// Accept parameter sets without a security check (`security: "none"`), from requests and
     /// uploaded keys alike. Off by default: such sets are refused with 422.
     pub allow_insecure_parameters: bool,
+    /// Extra re-encryption positions clients may use, per model (beyond its manifest's).
+    pub allowed_reencrypt: Vec<(String, Vec<usize>)>,
+    /// λ of circuit privacy: every returned ciphertext is flooded with noise 2^λ times its
+    /// bound. `None` returns results unsanitized, which hands the weights to the client: for
+    /// benchmarks only (`--danger-no-circuit-privacy`).
+    pub flood_bits: Option<u32>,
 }
 
 impl Default for ServerConfig {
@@ -60,6 +69,8 @@ impl Default for ServerConfig {
             max_cached_key_bytes: 1 << 30,
             max_cached_models: 32,
             allow_insecure_parameters: false,
+            flood_bits: Some(DEFAULT_FLOOD_BITS),
+            allowed_reencrypt: Vec::new(),
         }
     }
 }
@@ -77,17 +88,26 @@ pub struct AppState {
     max_key_bytes: usize,
     /// Whether parameter sets without a security check are accepted.
     allow_insecure: bool,
+    /// λ of circuit privacy (`None`: returned unsanitized).
+    flood_bits: Option<u32>,
 }
 
 impl AppState {
     /// Loads the models and prepares empty caches.
     pub fn new(config: &ServerConfig) -> std::io::Result<Self> {
+        let mut registry = Registry::load(&config.models_dir, config.max_cached_models)?;
+        for (net, positions) in &config.allowed_reencrypt {
+            registry
+                .allow_positions(net, positions)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        }
         Ok(Self {
-            registry: Registry::load(&config.models_dir, config.max_cached_models)?,
+            registry,
             keys: KeyCache::new(config.max_cached_keys, config.max_cached_key_bytes),
             next_id: AtomicU64::new(1),
             max_key_bytes: config.max_cached_key_bytes,
             allow_insecure: config.allow_insecure_parameters,
+            flood_bits: config.flood_bits,
         })
     }
 
@@ -167,7 +187,8 @@ async fn plan(
     let cfg: ModelConfig = parse_json(&body, "model configuration")?;
     state.check_security(cfg.encryption_parameters.security.0)?;
     let state2 = state.clone();
-    let plan = tokio::task::spawn_blocking(move || state2.registry.plan(&cfg))
+    let flood_bits = state.flood_bits;
+    let plan = tokio::task::spawn_blocking(move || state2.registry.plan(&cfg, flood_bits))
         .await
         .map_err(|e| ApiError::internal(format!("plan task failed: {e}")))??;
     Ok(Json(plan).into_response())
@@ -450,6 +471,17 @@ async fn compute(
     model
         .check_range(&range)
         .map_err(|e| ApiError::unprocessable("invalid_layers", e.to_string()))?;
+    let allowed = registry::segments(model);
+    if !allowed.contains(&[start, end]) {
+        return Err(ApiError::unprocessable(
+            "range_not_allowed",
+            format!(
+                "layers [{start}, {end}) are not a segment of this configuration: a client runs \
+                 only whole segments between the re-encryption positions the model's owner \
+                 allows; here {allowed:?} (POST /plan lists them)"
+            ),
+        ));
+    }
     model
         .check_overflow(&range)
         .map_err(|e| ApiError::unprocessable("overflow", e.to_string()))?;
@@ -484,10 +516,33 @@ async fn compute(
             "the layers square ciphertexts: upload a relinearization key with the keys",
         ));
     }
+    // Circuit privacy is sized from the public model before any work; a range whose budget
+    // cannot absorb the flooding is refused here, not after the computation.
+    let sanitization = match state.flood_bits {
+        Some(bits) => Some(
+            plan_sanitization(&params, model.range_noise_log2(&range), bits).map_err(|e| {
+                ApiError::unprocessable(
+                    "no_room_for_circuit_privacy",
+                    format!("layers [{start}, {end}): {e}"),
+                )
+            })?,
+        ),
+        None => None,
+    };
+    let out_params = match &sanitization {
+        Some(p) => params
+            .at_level(p.level)
+            .map_err(|e| ApiError::internal(e.to_string()))?,
+        None => params.clone(),
+    };
     let expected = expect.len();
     let params2 = params.clone();
     let cts = tokio::task::spawn_blocking(move || {
-        Ciphertext::batch_from_bytes(&cts_bytes, &params2, expected).map_err(serial("ciphertexts"))
+        let mut cts = Ciphertext::batch_from_bytes(&cts_bytes, &params2, expected)
+            .map_err(serial("ciphertexts"))?;
+        // The serialized noise estimate is the client's word: replaced by the fresh bound.
+        cts.iter_mut().for_each(Ciphertext::assume_fresh_noise);
+        Ok::<_, ApiError>(cts)
     })
     .await
     .map_err(|e| ApiError::internal(format!("decode task failed: {e}")))??;
@@ -512,14 +567,28 @@ async fn compute(
     let t0 = Instant::now();
     let built2 = built.clone();
     let keys2 = keys.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        built2.model.run_encrypted(range, tensor, &keys2.backend)
+    let plan2 = sanitization.clone();
+    let (out, sanitize_ms) = tokio::task::spawn_blocking(move || {
+        let mut out = built2
+            .model
+            .run_encrypted(range, tensor, &keys2.backend)
+            .map_err(|e| ApiError::unprocessable("compute_refused", e.to_string()))?;
+        let t1 = Instant::now();
+        if let Some(plan) = &plan2 {
+            let encryptor = keys2.backend.encryptor();
+            out.cts = out
+                .cts
+                .par_iter()
+                .map(|c| sanitize(c, encryptor, plan))
+                .collect::<Result<_, _>>()
+                .map_err(|e| ApiError::internal(format!("sanitization failed: {e}")))?;
+        }
+        Ok::<_, ApiError>((out, t1.elapsed().as_secs_f64() * 1000.0))
     })
     .await
-    .map_err(|e| ApiError::internal(format!("compute task failed: {e}")))?
-    .map_err(|e| ApiError::unprocessable("compute_refused", e.to_string()))?;
+    .map_err(|e| ApiError::internal(format!("compute task failed: {e}")))??;
     let compute_ms = t0.elapsed().as_secs_f64() * 1000.0;
-    let binary = Ciphertext::batch_to_bytes(&out.cts, &params);
+    let binary = Ciphertext::batch_to_bytes(&out.cts, &out_params);
     let result = ComputeResponse {
         layers: [start, end],
         output: TensorInfo {
@@ -530,7 +599,10 @@ async fn compute(
             hi: out.hi,
         },
         compute_ms,
+        sanitize_ms,
         ciphertexts: out.cts.len(),
+        level: out_params.level(),
+        sanitization,
     };
     let json = serde_json::to_vec(&result).map_err(|e| ApiError::internal(e.to_string()))?;
     tracing::info!(
@@ -543,6 +615,8 @@ async fn compute(
         bytes_in,
         bytes_out = binary.len(),
         compute_ms = compute_ms as u64,
+        sanitize_ms = sanitize_ms as u64,
+        level = out_params.level(),
         total_ms = started.elapsed().as_millis() as u64,
         "compute"
     );

@@ -35,12 +35,45 @@ struct Args {
     /// are refused with 422.
     #[arg(long)]
     allow_insecure_parameters: bool,
+    /// λ of circuit privacy, in bits: every returned ciphertext is modulus-switched,
+    /// re-randomized and flooded with noise 2^λ times the bound the server computes for it,
+    /// so it reveals nothing of the weights but the result. Configurations whose noise budget
+    /// cannot absorb it are refused with 422 (POST /plan shows what fits).
+    #[arg(long, default_value_t = server::DEFAULT_FLOOD_BITS,
+          value_parser = clap::value_parser!(u32).range(0..=128))]
+    flood_bits: u32,
+    /// Return results WITHOUT circuit privacy (no modulus switching, re-randomization or
+    /// flooding): any client can then read the model's weights off the answers. For
+    /// benchmarks only; required for --flood-bits 0.
+    #[arg(long)]
+    danger_no_circuit_privacy: bool,
+    /// Let clients of a model re-encrypt after these layers of the float model, beyond the
+    /// positions its manifest allows: NET=P1,P2,… (repeatable). Each boundary shows the client
+    /// that layer's activations; only whole segments between allowed boundaries can be run.
+    #[arg(long, value_name = "NET=POSITIONS", value_parser = parse_allowed)]
+    allow_reencrypt: Vec<(String, Vec<usize>)>,
     /// PEM certificate chain for HTTPS.
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
     /// PEM private key for HTTPS.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+}
+
+/// Parses NET=P1,P2,….
+fn parse_allowed(s: &str) -> Result<(String, Vec<usize>), String> {
+    let (net, list) = s
+        .split_once('=')
+        .ok_or("expected NET=POSITIONS, e.g. mnist-lenet1-square=2")?;
+    let positions = list
+        .split(',')
+        .map(|p| {
+            p.trim()
+                .parse::<usize>()
+                .map_err(|e| format!("position {p:?}: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((net.to_string(), positions))
 }
 
 #[tokio::main]
@@ -54,12 +87,33 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    if args.flood_bits == 0 && !args.danger_no_circuit_privacy {
+        eprintln!(
+            "server: --flood-bits 0 disables circuit privacy; say so with \
+             --danger-no-circuit-privacy"
+        );
+        return ExitCode::FAILURE;
+    }
+    if args.danger_no_circuit_privacy {
+        tracing::warn!(
+            "circuit privacy is OFF (--danger-no-circuit-privacy): clients can read the \
+             weights off every answer"
+        );
+    } else if args.flood_bits < server::DEFAULT_FLOOD_BITS {
+        tracing::warn!(
+            flood_bits = args.flood_bits,
+            "flooding below the default of {} bits weakens circuit privacy",
+            server::DEFAULT_FLOOD_BITS
+        );
+    }
     let config = ServerConfig {
         models_dir: args.models.clone(),
         max_body_bytes: args.max_body_mb.saturating_mul(1 << 20),
         max_cached_keys: args.max_cached_keys,
         max_cached_key_bytes: args.max_cached_key_mb.saturating_mul(1 << 20),
         allow_insecure_parameters: args.allow_insecure_parameters,
+        flood_bits: (!args.danger_no_circuit_privacy).then_some(args.flood_bits),
+        allowed_reencrypt: args.allow_reencrypt.clone(),
         ..Default::default()
     };
     let result = match (args.tls_cert, args.tls_key) {

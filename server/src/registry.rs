@@ -2,8 +2,10 @@
 
 use crate::cache::BoundedCache;
 use crate::error::ApiError;
+use he_layers::crypto::sanitize::plan_sanitization;
 use he_layers::layers::EncodedLayer;
-use he_layers::protocol::{LayerPlan, ModelConfig, ModelInfo, Plan, TensorInfo};
+use he_layers::model::EncodedModel;
+use he_layers::protocol::{LayerPlan, ModelConfig, ModelInfo, Plan, SegmentPrivacy, TensorInfo};
 use net_builder::{build_model, BuildOptions, BuiltModel, ModelSpec, PickleOptions};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -22,6 +24,11 @@ pub struct Manifest {
     /// Recommended re-encryption positions.
     #[serde(default)]
     pub reencrypt_positions: Vec<usize>,
+    /// Positions (layers of the float model) after which the owner lets clients re-encrypt,
+    /// that is, see the intermediate activations. Default: the recommended ones. A client may
+    /// run only the segments these boundaries cut, never an arbitrary range.
+    #[serde(default)]
+    pub allowed_reencrypt_positions: Option<Vec<usize>>,
 }
 
 fn unit_range() -> [f64; 2] {
@@ -35,6 +42,9 @@ pub struct ServedModel {
     pub spec: ModelSpec,
     /// Its manifest.
     pub manifest: Manifest,
+    /// Re-encryption positions clients may use (the manifest's, plus any the server operator
+    /// allowed with `--allow-reencrypt`), sorted.
+    pub allowed_positions: Vec<usize>,
 }
 
 /// Every model found under the models directory, by name.
@@ -83,8 +93,15 @@ impl Registry {
                     classes: Vec::new(),
                     input_range: unit_range(),
                     reencrypt_positions: Vec::new(),
+                    allowed_reencrypt_positions: None,
                 },
             };
+            let mut allowed_positions = manifest
+                .allowed_reencrypt_positions
+                .clone()
+                .unwrap_or_else(|| manifest.reencrypt_positions.clone());
+            allowed_positions.sort_unstable();
+            allowed_positions.dedup();
             tracing::info!(
                 model = %name,
                 input = ?spec.input_shape,
@@ -92,12 +109,39 @@ impl Registry {
                 classes = manifest.classes.len(),
                 "model loaded"
             );
-            models.insert(name, Arc::new(ServedModel { spec, manifest }));
+            models.insert(
+                name,
+                Arc::new(ServedModel {
+                    spec,
+                    manifest,
+                    allowed_positions,
+                }),
+            );
         }
         Ok(Self {
             models,
             built: BoundedCache::new(max_built, usize::MAX),
         })
+    }
+
+    /// Lets clients of `net` re-encrypt after these layers too (the operator's
+    /// `--allow-reencrypt`). Called before serving.
+    pub fn allow_positions(&mut self, net: &str, positions: &[usize]) -> Result<(), String> {
+        let m = self
+            .models
+            .get_mut(net)
+            .ok_or_else(|| format!("--allow-reencrypt: no model named {net:?}"))?;
+        let layers = m.spec.layers.len();
+        if let Some(p) = positions.iter().find(|&&p| p + 1 >= layers) {
+            return Err(format!(
+                "--allow-reencrypt {net}: {p} is not a layer before the last (the model has {layers})"
+            ));
+        }
+        let m = Arc::get_mut(m).ok_or("--allow-reencrypt: the registry is already serving")?;
+        m.allowed_positions.extend_from_slice(positions);
+        m.allowed_positions.sort_unstable();
+        m.allowed_positions.dedup();
+        Ok(())
     }
 
     /// Number of models.
@@ -140,6 +184,7 @@ impl Registry {
                     .position(|l| !l.is_encryptable())
                     .unwrap_or(m.spec.layers.len()),
                 reencrypt_positions: m.manifest.reencrypt_positions.clone(),
+                allowed_reencrypt_positions: m.allowed_positions.clone(),
             })
             .collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
@@ -172,6 +217,20 @@ impl Registry {
             .for_modulus(plain_modulus)
             .map_err(|e| ApiError::unprocessable("invalid_parameters", e.to_string()))?;
         check_reencrypt_positions(&cfg.reencrypt_positions, served.spec.layers.len())?;
+        if let Some(p) = cfg
+            .reencrypt_positions
+            .iter()
+            .find(|p| !served.allowed_positions.contains(p))
+        {
+            return Err(ApiError::unprocessable(
+                "reencrypt_not_allowed",
+                format!(
+                    "re-encrypting after layer {p} would show the client activations the owner of \
+                     {} keeps private; allowed positions: {:?} (GET /models)",
+                    cfg.net, served.allowed_positions
+                ),
+            ));
+        }
         let key = config_key(cfg, &params.fingerprint(), &moduli)?;
         if let Some(b) = self.built.get(&key) {
             return Ok(b);
@@ -185,10 +244,16 @@ impl Registry {
             rescale_bits: None,
             crt_moduli: (moduli.len() > 1).then(|| moduli.clone()),
         };
-        if opts.input_scale_bits > 30 {
+        if opts.input_scale_bits > MAX_INPUT_SCALE_BITS {
             return Err(ApiError::unprocessable(
                 "invalid_quantization",
-                "input_scale_bits must be at most 30",
+                format!("input_scale_bits must be at most {MAX_INPUT_SCALE_BITS}"),
+            ));
+        }
+        if let Some(w) = opts.weight_bits.filter(|&w| w > MAX_WEIGHT_BITS) {
+            return Err(ApiError::unprocessable(
+                "invalid_quantization",
+                format!("weight_bits {w}: at most {MAX_WEIGHT_BITS}"),
             ));
         }
         let built = build_model(&served.spec, &params, &opts)
@@ -197,7 +262,8 @@ impl Registry {
     }
 
     /// The plan for a configuration.
-    pub fn plan(&self, cfg: &ModelConfig) -> Result<Plan, ApiError> {
+    /// `flood_bits` is the server's λ (`None`: it returns answers unsanitized).
+    pub fn plan(&self, cfg: &ModelConfig, flood_bits: Option<u32>) -> Result<Plan, ApiError> {
         let served = self.get(&cfg.net)?;
         let moduli = cfg
             .encryption_parameters
@@ -236,19 +302,24 @@ impl Registry {
                 },
             })
             .collect();
-        let mut segments = Vec::new();
-        let mut start = 0;
-        for (i, l) in layers.iter().enumerate().take(prefix) {
-            if l.runs == "reencrypt" {
-                if start < i {
-                    segments.push([start, i]);
-                }
-                start = i + 1;
-            }
-        }
-        if start < prefix {
-            segments.push([start, prefix]);
-        }
+        let segments = segments(model);
+        let params = model.parameters();
+        let circuit_privacy = match flood_bits {
+            None => Vec::new(),
+            Some(bits) => segments
+                .iter()
+                .map(|&[a, b]| {
+                    let noise = model.range_noise_log2(&(a..b));
+                    let plan = plan_sanitization(params, noise, bits);
+                    SegmentPrivacy {
+                        layers: [a, b],
+                        budget_before_bits: params.log2_q() - noise - 1.0,
+                        refused: plan.as_ref().err().map(|e| e.to_string()),
+                        sanitization: plan.ok(),
+                    }
+                })
+                .collect(),
+        };
         Ok(Plan {
             net: cfg.net.clone(),
             classes: served.manifest.classes.clone(),
@@ -266,8 +337,36 @@ impl Registry {
             weight_bits: built.weight_bits,
             plain_moduli: moduli,
             capacity_bits: (model.capacity() as f64).log2(),
+            circuit_privacy,
         })
     }
+}
+
+/// The largest input scale a request may ask for, in bits.
+pub const MAX_INPUT_SCALE_BITS: u32 = 30;
+
+/// The largest weight precision a request may ask for, in bits (weights are i64 scalars, and
+/// the dot-product kernel's u64 path assumes small ones).
+pub const MAX_WEIGHT_BITS: u32 = 30;
+
+/// The encrypted segments `[start, end)` of an encoded model: its encryptable prefix cut at
+/// every re-encryption boundary. These are the only ranges a client may run.
+pub fn segments(model: &EncodedModel) -> Vec<[usize; 2]> {
+    let prefix = model.encryptable_prefix();
+    let mut segments = Vec::new();
+    let mut start = 0;
+    for (i, l) in model.layers().iter().enumerate().take(prefix) {
+        if matches!(l, EncodedLayer::Reencrypt(_)) {
+            if start < i {
+                segments.push([start, i]);
+            }
+            start = i + 1;
+        }
+    }
+    if start < prefix {
+        segments.push([start, prefix]);
+    }
+    segments
 }
 
 /// Re-encryption positions must be strictly increasing (sorted, no repeats) and name layers of

@@ -39,6 +39,12 @@ impl Ciphertext {
         self.polys.len()
     }
 
+    /// The polynomials, NTT form over the ciphertext primes (for inspection: what a client
+    /// sees of an answer).
+    pub fn polys(&self) -> &[RnsPoly] {
+        &self.polys
+    }
+
     /// Whether the second polynomial is still the expansion of a stored seed.
     pub fn is_seeded(&self) -> bool {
         self.seed.is_some()
@@ -53,6 +59,13 @@ impl Ciphertext {
     /// Estimated log2 of the noise numerator (see [`Self::estimated_noise_budget`]).
     pub fn estimated_noise_log2(&self) -> f64 {
         self.noise_log2
+    }
+
+    /// Replaces the noise estimate by the fresh symmetric bound. A server calls it on every
+    /// ciphertext it receives: the serialized estimate is written by the client and is not
+    /// trusted (a crafted one would make the server's estimates track the weights).
+    pub fn assume_fresh_noise(&mut self) {
+        self.noise_log2 = fresh_symmetric_noise(&self.params);
     }
 }
 
@@ -95,8 +108,21 @@ impl Encryptor {
         self.encrypt_poly(None)
     }
 
+    /// A fresh encryption of zero at a lower level of the key's parameter set (the public key
+    /// restricted to the level's primes), to re-randomize a modulus-switched ciphertext.
+    pub fn encrypt_zero_at(&self, level: &Arc<BfvParameters>) -> Result<Ciphertext, Error> {
+        if !level.is_level_of(&self.pk.params) {
+            super::ensure_same(&self.pk.params, level)?;
+        }
+        Ok(self.encrypt_poly_at(level, None))
+    }
+
     fn encrypt_poly(&self, pt: Option<&Plaintext>) -> Ciphertext {
-        let params = &self.pk.params;
+        self.encrypt_poly_at(&self.pk.params, pt)
+    }
+
+    /// (b u + e0 + Δm, a u + e1) over the primes of `params`, the first limbs of the key's.
+    fn encrypt_poly_at(&self, params: &Arc<BfvParameters>, pt: Option<&Plaintext>) -> Ciphertext {
         let n = params.degree();
         let basis = &params.q;
         let limbs = basis.len();
@@ -183,11 +209,16 @@ impl<'a> Decryptor<'a> {
     }
 
     /// c0 + c1 s + c2 s² + …, coefficient form over the ciphertext primes.
+    /// Accepts ciphertexts of the key's parameter set and of its lower levels (after modulus
+    /// switching): s over the first primes is the first limbs of s.
     fn phase(&self, ct: &Ciphertext) -> Result<RnsPoly, Error> {
-        super::ensure_same(&self.sk.params, &ct.params)?;
+        if !ct.params.is_level_of(&self.sk.params) {
+            super::ensure_same(&self.sk.params, &ct.params)?;
+        }
         let params = &ct.params;
         let basis = &params.q;
-        let s = self.sk.ntt_q();
+        let mut s = self.sk.ntt_q();
+        s.truncate_limbs(basis.len());
         // Horner: ((c_k s + c_{k-1}) s + …) s + c0.
         let mut acc = ct.polys[ct.polys.len() - 1].clone();
         for c in ct.polys[..ct.polys.len() - 1].iter().rev() {
@@ -207,10 +238,51 @@ impl<'a> Decryptor<'a> {
         params
             .decrypt_scaler
             .scale(&input, &mut [coeffs.as_mut_slice()]);
+        // The plaintext space (N, t) is the same at every level: the plaintext belongs to the
+        // key's set, whatever level the ciphertext was switched to.
         Ok(Plaintext {
-            params: params.clone(),
+            params: self.sk.params.clone(),
             coeffs,
         })
+    }
+
+    /// The noise of each coefficient: [c0 + c1 s − ⌊Q/t⌋ m]_Q centered, as f64 (exact below
+    /// 2^53). What the key holder can read off any ciphertext: for its own fresh encryptions
+    /// these are the errors it sampled. Slow (big-integer CRT); for diagnostics and tests.
+    pub fn noise_coefficients(&self, ct: &Ciphertext) -> Result<Vec<f64>, Error> {
+        let x = self.phase(ct)?;
+        let m = self.decrypt(ct)?;
+        let params = &ct.params;
+        let basis = &params.q;
+        let q = basis.product();
+        let half_q = q >> 1u32;
+        let delta = q / params.plain_modulus();
+        let punctured: Vec<(BigUint, u64)> = basis
+            .moduli()
+            .iter()
+            .map(|md| {
+                let qi = q / md.value();
+                let inv = md
+                    .inv((&qi % md.value()).to_u64().unwrap_or(0))
+                    .unwrap_or(0);
+                (qi, inv)
+            })
+            .collect();
+        Ok((0..params.degree())
+            .map(|c| {
+                let mut v = BigUint::zero();
+                for (i, md) in basis.moduli().iter().enumerate() {
+                    v += &punctured[i].0 * md.mul(x.limb(i)[c], punctured[i].1);
+                }
+                let dm = (&delta * m.coeffs[c]) % q;
+                let v = (v % q + q - dm) % q;
+                if v > half_q {
+                    -(q - &v).to_f64().unwrap_or(f64::INFINITY)
+                } else {
+                    v.to_f64().unwrap_or(f64::INFINITY)
+                }
+            })
+            .collect())
     }
 
     /// The invariant noise budget in bits (SEAL's definition): log2(Q) minus the bits of

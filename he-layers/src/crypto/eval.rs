@@ -14,7 +14,7 @@ use super::{ensure_same, Error};
 use std::sync::Arc;
 
 /// log2(2^a + 2^b) without overflow.
-fn log2_add(a: f64, b: f64) -> f64 {
+pub(crate) fn log2_add(a: f64, b: f64) -> f64 {
     let (hi, lo) = if a >= b { (a, b) } else { (b, a) };
     if lo == f64::NEG_INFINITY {
         return hi;

@@ -3,15 +3,18 @@
 //! Data types live apart from the algorithms that use them: [`params`] (parameter sets and
 //! their tables), [`arith`] (moduli, primes, NTT, RNS conversions), [`poly`] (RNS polynomials),
 //! [`keys`], [`encrypt`] (ciphertexts, encryption, decryption, noise budget), [`encoding`]
-//! (plaintexts, batch encoder), [`eval`] (the evaluator) and [`serial`] (the binary format).
+//! (plaintexts, batch encoder), [`eval`] (the evaluator), [`modswitch`] (modulus switching),
+//! [`sanitize`] (circuit privacy for returned ciphertexts) and [`serial`] (the binary format).
 
 pub mod arith;
 pub mod encoding;
 pub mod encrypt;
 pub mod eval;
 pub mod keys;
+pub mod modswitch;
 pub mod params;
 pub mod poly;
+pub mod sanitize;
 pub mod serial;
 pub mod stats;
 
@@ -78,6 +81,9 @@ pub enum Error {
         /// 2N.
         two_n: usize,
     },
+    /// A parameter set cannot be restricted to the requested level.
+    #[error("cannot use the parameter set at this level: {0}")]
+    Level(#[from] ParameterError),
     /// Lengths of paired inputs differ.
     #[error("paired inputs have different lengths ({left} and {right})")]
     LengthMismatch {

@@ -9,7 +9,7 @@ use num_traits::ToPrimitive;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Smallest supported ring degree.
 pub const MIN_DEGREE: usize = 2048;
@@ -95,6 +95,9 @@ impl fmt::Display for SecurityLevel {
     }
 }
 
+/// How many recently built parameter sets are kept for sharing.
+const SHARED_PARAMETER_SETS: usize = 64;
+
 /// Why a parameter set was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ParameterError {
@@ -145,6 +148,14 @@ pub enum ParameterError {
     /// There is no preset for this degree.
     #[error("no preset for N={0}; presets exist for N = 2048, 4096, 8192, 16384, 32768")]
     NoPreset(usize),
+    /// A level (number of ciphertext primes) the set does not have.
+    #[error("level {level}: a level keeps between 1 and {top} ciphertext primes")]
+    Level {
+        /// The level asked for.
+        level: usize,
+        /// The set's number of ciphertext primes.
+        top: usize,
+    },
     /// Internal table construction failed (should not happen for validated input).
     #[error("internal error while building parameter tables: {0}")]
     Internal(&'static str),
@@ -193,6 +204,8 @@ pub struct BfvParameters {
     /// For the batch encoder: NTT slot (mod t) of each plaintext slot.
     pub(crate) slot_to_plain_ntt: Vec<u32>,
     log2_q: f64,
+    /// The same set over fewer ciphertext primes, built on first use (index k-1: k primes).
+    levels: Mutex<Vec<Option<Arc<BfvParameters>>>>,
 }
 
 impl fmt::Debug for BfvParameters {
@@ -220,8 +233,32 @@ fn bit_len(x: u64) -> u32 {
 }
 
 impl BfvParameters {
-    /// Builds a parameter set from explicit primes.
+    /// Builds a parameter set from explicit primes. Sets are shared: asking again for a
+    /// recently built specification returns the same object (and its tables), so the key
+    /// cache, the model cache and every request use one object per fingerprint.
     pub fn try_new(spec: ParameterSpec) -> Result<Arc<Self>, ParameterError> {
+        static SHARED: Mutex<Vec<Arc<BfvParameters>>> = Mutex::new(Vec::new());
+        if let Some(p) = SHARED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|p| p.spec == spec)
+        {
+            return Ok(p.clone());
+        }
+        let built = Self::build(spec)?;
+        let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = shared.iter().find(|p| p.spec == built.spec) {
+            return Ok(p.clone());
+        }
+        if shared.len() >= SHARED_PARAMETER_SETS {
+            shared.remove(0);
+        }
+        shared.push(built.clone());
+        Ok(built)
+    }
+
+    fn build(spec: ParameterSpec) -> Result<Arc<Self>, ParameterError> {
         let n = spec.degree;
         if !n.is_power_of_two() || !(MIN_DEGREE..=MAX_DEGREE).contains(&n) {
             return Err(ParameterError::Degree(n));
@@ -441,6 +478,7 @@ impl BfvParameters {
             ntt_index_of_exponent,
             slot_to_plain_ntt,
             log2_q,
+            levels: Mutex::new(Vec::new()),
         }))
     }
 
@@ -608,6 +646,47 @@ impl BfvParameters {
     /// The ciphertext basis plus the special prime.
     pub fn key_basis(&self) -> &RnsBasis {
         &self.key
+    }
+
+    /// The number of ciphertext primes (the level of a fresh ciphertext).
+    pub fn level(&self) -> usize {
+        self.spec.moduli.len()
+    }
+
+    /// The same parameter set over its first `level` ciphertext primes only (same N, t,
+    /// special prime and security): where modulus switching takes a ciphertext. Built once
+    /// and shared; `level == self.level()` is the set itself.
+    pub fn at_level(self: &Arc<Self>, level: usize) -> Result<Arc<Self>, ParameterError> {
+        let top = self.level();
+        if level == top {
+            return Ok(self.clone());
+        }
+        if level == 0 || level > top {
+            return Err(ParameterError::Level { level, top });
+        }
+        let mut levels = self.levels.lock().unwrap_or_else(|e| e.into_inner());
+        if levels.len() < top {
+            levels.resize(top, None);
+        }
+        if let Some(p) = &levels[level - 1] {
+            return Ok(p.clone());
+        }
+        let mut spec = self.spec.clone();
+        spec.moduli.truncate(level);
+        let p = Self::try_new(spec)?;
+        levels[level - 1] = Some(p.clone());
+        Ok(p)
+    }
+
+    /// Whether this set is `top` restricted to its first ciphertext primes (or `top` itself).
+    pub fn is_level_of(&self, top: &BfvParameters) -> bool {
+        let (a, b) = (&self.spec, &top.spec);
+        a.degree == b.degree
+            && a.plain_modulus == b.plain_modulus
+            && a.special_modulus == b.special_modulus
+            && a.security == b.security
+            && a.moduli.len() <= b.moduli.len()
+            && b.moduli.starts_with(&a.moduli)
     }
 
     /// Galois element of a row rotation by `step` slots to the left (negative: right).

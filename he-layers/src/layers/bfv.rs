@@ -27,6 +27,11 @@ impl BfvBackend {
     pub fn evaluator(&self) -> &Evaluator {
         &self.evaluator
     }
+
+    /// The public-key encryptor (fresh encryptions of zero, for sanitization).
+    pub fn encryptor(&self) -> &Encryptor {
+        &self.encryptor
+    }
 }
 
 fn crypto(e: Error) -> LayerError {
