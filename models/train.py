@@ -85,6 +85,9 @@ def models():
 # Re-encryption boundaries the shipped configs use (indices of layers after which the client
 # re-encrypts), so that every encrypted segment has multiplicative depth 1.
 REENCRYPT = {"mnist-deep": [2, 5]}
+# Where the owner lets clients re-encrypt (and so see activations); the server runs only the
+# segments these cut.
+ALLOWED_REENCRYPT = {"mnist-deep": [2, 5, 7, 8], "mnist-lenet1-square": [2]}
 
 
 def load_mnist():
@@ -217,6 +220,7 @@ def export(name, model, dataset, data, epochs, lr, recipe):
                      "torch": torch.__version__, "exporter": "torch.onnx.export(dynamo=False)",
                      "notes": recipe},
         "reencrypt_positions": REENCRYPT.get(name, []),
+        "allowed_reencrypt_positions": ALLOWED_REENCRYPT.get(name, REENCRYPT.get(name, [])),
         "source": MNIST_SOURCE if dataset == "mnist" else FASHION_SOURCE,
     }
     with open(os.path.join(out, "manifest.json"), "w") as f:
