@@ -13,6 +13,7 @@
 #![allow(clippy::needless_range_loop)]
 
 use client::{Api, KeySet};
+use he_layers::crypto::arith::Modulus;
 use he_layers::crypto::{Ciphertext, Decryptor};
 use he_layers::layers::EncodedLayer;
 use he_layers::protocol::{ComputeRequest, EncryptionParameters, ModelConfig, TensorInfo};
@@ -141,35 +142,24 @@ async fn exchange(flood_bits: Option<u32>) -> Exchange {
 
 /// Solves A x = b mod p (A square, p prime) by Gaussian elimination; None if singular.
 fn solve_mod(mut a: Vec<Vec<u64>>, mut b: Vec<u64>, p: u64) -> Option<Vec<u64>> {
-    let mul = |x: u64, y: u64| ((x as u128 * y as u128) % p as u128) as u64;
-    let pow = |mut x: u64, mut e: u64| {
-        let mut r = 1u64;
-        while e > 0 {
-            if e & 1 == 1 {
-                r = mul(r, x);
-            }
-            x = mul(x, x);
-            e >>= 1;
-        }
-        r
-    };
+    let m = Modulus::try_new(p)?;
     let n = b.len();
     for col in 0..n {
         let pivot = (col..n).find(|&r| a[r][col] != 0)?;
         a.swap(col, pivot);
         b.swap(col, pivot);
-        let inv = pow(a[col][col], p - 2);
+        let inv = m.inv(a[col][col])?;
         for j in col..n {
-            a[col][j] = mul(a[col][j], inv);
+            a[col][j] = m.mul(a[col][j], inv);
         }
-        b[col] = mul(b[col], inv);
+        b[col] = m.mul(b[col], inv);
         for r in 0..n {
             if r != col && a[r][col] != 0 {
                 let f = a[r][col];
                 for j in col..n {
-                    a[r][j] = (a[r][j] + p - mul(f, a[col][j])) % p;
+                    a[r][j] = m.sub(a[r][j], m.mul(f, a[col][j]));
                 }
-                b[r] = (b[r] + p - mul(f, b[col])) % p;
+                b[r] = m.sub(b[r], m.mul(f, b[col]));
             }
         }
     }
