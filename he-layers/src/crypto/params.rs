@@ -9,7 +9,7 @@ use num_traits::ToPrimitive;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 /// Smallest supported ring degree.
 pub const MIN_DEGREE: usize = 2048;
@@ -94,9 +94,6 @@ impl fmt::Display for SecurityLevel {
         }
     }
 }
-
-/// How many recently built parameter sets are kept for sharing.
-const SHARED_PARAMETER_SETS: usize = 64;
 
 /// Why a parameter set was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -233,28 +230,28 @@ fn bit_len(x: u64) -> u32 {
 }
 
 impl BfvParameters {
-    /// Builds a parameter set from explicit primes. Sets are shared: asking again for a
-    /// recently built specification returns the same object (and its tables), so the key
-    /// cache, the model cache and every request use one object per fingerprint.
+    /// Builds a parameter set from explicit primes. Sets are shared: while any object (a
+    /// cached key set, a cached model, a request) holds a set, asking again for the same
+    /// specification returns that same object and its tables, so every cache uses one object
+    /// per fingerprint. Only weak references are kept: a set nobody holds is freed.
     pub fn try_new(spec: ParameterSpec) -> Result<Arc<Self>, ParameterError> {
-        static SHARED: Mutex<Vec<Arc<BfvParameters>>> = Mutex::new(Vec::new());
-        if let Some(p) = SHARED
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .find(|p| p.spec == spec)
-        {
-            return Ok(p.clone());
+        static SHARED: Mutex<Vec<Weak<BfvParameters>>> = Mutex::new(Vec::new());
+        let find = |shared: &[Weak<BfvParameters>], spec: &ParameterSpec| {
+            shared
+                .iter()
+                .filter_map(Weak::upgrade)
+                .find(|p| &p.spec == spec)
+        };
+        if let Some(p) = find(&SHARED.lock().unwrap_or_else(|e| e.into_inner()), &spec) {
+            return Ok(p);
         }
         let built = Self::build(spec)?;
         let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(p) = shared.iter().find(|p| p.spec == built.spec) {
-            return Ok(p.clone());
+        if let Some(p) = find(&shared, &built.spec) {
+            return Ok(p);
         }
-        if shared.len() >= SHARED_PARAMETER_SETS {
-            shared.remove(0);
-        }
-        shared.push(built.clone());
+        shared.retain(|w| w.strong_count() > 0);
+        shared.push(Arc::downgrade(&built));
         Ok(built)
     }
 
@@ -717,6 +714,22 @@ impl BfvParameters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_object_per_specification_while_held_and_levels_are_prefixes() {
+        let a = BfvParameters::preset(4096, 65537).unwrap();
+        let b = BfvParameters::try_new(a.spec().clone()).unwrap();
+        assert!(
+            Arc::ptr_eq(&a, &b),
+            "the same specification gives the same object"
+        );
+        let low = a.at_level(1).unwrap();
+        assert!(Arc::ptr_eq(&low, &a.at_level(1).unwrap()));
+        assert!(low.is_level_of(&a) && !a.is_level_of(&low));
+        assert_eq!(low.moduli(), &a.moduli()[..1]);
+        assert_ne!(low.fingerprint(), a.fingerprint());
+        assert!(a.at_level(0).is_err() && a.at_level(a.level() + 1).is_err());
+    }
 
     #[test]
     fn presets_meet_the_128_bit_bound_exactly() {
