@@ -289,6 +289,21 @@ fn judge(estimate: &[Vec<i64>], truth: &[Vec<i64>]) -> (f64, f64) {
     (exact, corr)
 }
 
+/// The warning header of a server's /health answer.
+async fn warning(address: &str) -> Option<String> {
+    let resp = reqwest::get(format!("{address}/health")).await.unwrap();
+    resp.headers()
+        .get(server::WARNING_HEADER)
+        .map(|v| v.to_str().unwrap_or_default().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_without_circuit_privacy_says_so_in_every_answer() {
+    let danger = warning(&start_server(None).await).await.unwrap_or_default();
+    assert!(danger.contains("without circuit privacy"), "{danger:?}");
+    assert_eq!(warning(&start_server(Some(40)).await).await, None);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_circuit_privacy_both_attacks_recover_the_weights_exactly() {
     let x = exchange(None).await;

@@ -130,17 +130,43 @@ impl AppState {
 }
 
 /// The router with every route and the body limit.
+///
+/// A server that accepts insecure parameter sets or returns unsanitized answers says so in
+/// every answer, in the header [`WARNING_HEADER`].
 pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
-    Router::new()
+    let mut warnings = Vec::new();
+    if state.allow_insecure {
+        warnings.push("this server accepts parameter sets without a security check");
+    }
+    if state.flood_bits.is_none() {
+        warnings.push("this server returns answers without circuit privacy: they reveal the model");
+    }
+    let router = Router::new()
         .route("/health", get(health))
         .route("/models", get(models))
         .route("/plan", post(plan))
         .route("/keys", post(upload_keys))
         .route("/keys/{key_id}", get(has_keys))
         .route("/compute", post(compute))
-        .layer(DefaultBodyLimit::max(max_body_bytes))
-        .with_state(state)
+        .layer(DefaultBodyLimit::max(max_body_bytes));
+    let router = match header::HeaderValue::from_str(&warnings.join("; ")) {
+        Ok(value) if !warnings.is_empty() => {
+            router.layer(axum::middleware::map_response(move |mut r: Response| {
+                let value = value.clone();
+                async move {
+                    r.headers_mut().insert(WARNING_HEADER, value);
+                    r
+                }
+            }))
+        }
+        _ => router,
+    };
+    router.with_state(state)
 }
+
+/// The response header in which a server run with `--allow-insecure-parameters` or
+/// `--danger-no-circuit-privacy` says so.
+pub const WARNING_HEADER: &str = "x-he-warning";
 
 /// Serves plain HTTP on an already bound listener until the future is dropped.
 pub async fn serve(listener: tokio::net::TcpListener, config: ServerConfig) -> std::io::Result<()> {
