@@ -2,15 +2,16 @@
 //! budget.
 
 use super::encoding::Plaintext;
-use super::keys::{fresh_seed, os_rng, PublicKey, SecretKey};
+use super::keys::{PublicKey, SecretKey};
 use super::params::BfvParameters;
 use super::poly::{
     sample_error, sample_ternary, Representation, RnsPoly, ERROR_CLIP, ERROR_STD_DEV,
 };
+use super::random::{draw_seed, os_rng};
 use super::Error;
 use num_bigint::BigUint;
 use num_traits::{ToPrimitive, Zero};
-use rand::SeedableRng;
+use rand::{CryptoRng, RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use std::sync::Arc;
 
@@ -97,44 +98,62 @@ impl Encryptor {
         Self { pk: pk.clone() }
     }
 
-    /// Encrypts a plaintext: (b u + e0 + Δm, a u + e1).
+    /// Encrypts a plaintext: (b u + e0 + Δm, a u + e1), OS-seeded randomness.
     pub fn encrypt(&self, pt: &Plaintext) -> Result<Ciphertext, Error> {
+        self.encrypt_with_rng(pt, &mut os_rng())
+    }
+
+    /// [`Self::encrypt`] with u, e0 and e1 drawn from `rng`.
+    pub fn encrypt_with_rng<R: RngCore + CryptoRng>(
+        &self,
+        pt: &Plaintext,
+        rng: &mut R,
+    ) -> Result<Ciphertext, Error> {
         super::ensure_same(&self.pk.params, &pt.params)?;
-        Ok(self.encrypt_poly(Some(pt)))
+        Ok(self.encrypt_poly_at(&self.pk.params, Some(pt), rng))
     }
 
     /// A fresh encryption of zero (to re-randomize, or to replace a transparent result).
     pub fn encrypt_zero(&self) -> Ciphertext {
-        self.encrypt_poly(None)
+        self.encrypt_poly_at(&self.pk.params, None, &mut os_rng())
     }
 
     /// A fresh encryption of zero at a lower level of the key's parameter set (the public key
     /// restricted to the level's primes), to re-randomize a modulus-switched ciphertext.
     pub fn encrypt_zero_at(&self, level: &Arc<BfvParameters>) -> Result<Ciphertext, Error> {
+        self.encrypt_zero_at_with_rng(level, &mut os_rng())
+    }
+
+    /// [`Self::encrypt_zero_at`] with randomness from `rng`.
+    pub fn encrypt_zero_at_with_rng<R: RngCore + CryptoRng>(
+        &self,
+        level: &Arc<BfvParameters>,
+        rng: &mut R,
+    ) -> Result<Ciphertext, Error> {
         if !level.is_level_of(&self.pk.params) {
             super::ensure_same(&self.pk.params, level)?;
         }
-        Ok(self.encrypt_poly_at(level, None))
-    }
-
-    fn encrypt_poly(&self, pt: Option<&Plaintext>) -> Ciphertext {
-        self.encrypt_poly_at(&self.pk.params, pt)
+        Ok(self.encrypt_poly_at(level, None, rng))
     }
 
     /// (b u + e0 + Δm, a u + e1) over the primes of `params`, the first limbs of the key's.
-    fn encrypt_poly_at(&self, params: &Arc<BfvParameters>, pt: Option<&Plaintext>) -> Ciphertext {
+    fn encrypt_poly_at<R: RngCore + CryptoRng>(
+        &self,
+        params: &Arc<BfvParameters>,
+        pt: Option<&Plaintext>,
+        rng: &mut R,
+    ) -> Ciphertext {
         let n = params.degree();
         let basis = &params.q;
         let limbs = basis.len();
-        let mut rng = os_rng();
-        let mut u = RnsPoly::from_signed(&sample_ternary(&mut rng, n), basis, limbs);
+        let mut u = RnsPoly::from_signed(&sample_ternary(rng, n), basis, limbs);
         u.to_ntt(basis);
-        let mut e0 = RnsPoly::from_signed(&sample_error(&mut rng, n), basis, limbs);
+        let mut e0 = RnsPoly::from_signed(&sample_error(rng, n), basis, limbs);
         if let Some(pt) = pt {
             e0.add_assign(&pt.scaled(), basis);
         }
         e0.to_ntt(basis);
-        let mut e1 = RnsPoly::from_signed(&sample_error(&mut rng, n), basis, limbs);
+        let mut e1 = RnsPoly::from_signed(&sample_error(rng, n), basis, limbs);
         e1.to_ntt(basis);
         e0.mul_accumulate_ntt(&self.pk.b, &u, basis);
         e1.mul_accumulate_ntt(&self.pk.a, &u, basis);
@@ -159,30 +178,37 @@ impl<'a> SymmetricEncryptor<'a> {
         Self { sk }
     }
 
-    /// Encrypts a plaintext: (-a s + e + Δm, a) with a expanded from a fresh seed.
+    /// Encrypts a plaintext: (-a s + e + Δm, a) with a expanded from a fresh seed (OS-seeded
+    /// randomness).
     pub fn encrypt(&self, pt: &Plaintext) -> Result<Ciphertext, Error> {
-        super::ensure_same(&self.sk.params, &pt.params)?;
-        Ok(self.encrypt_with_seed(pt, fresh_seed()))
+        self.encrypt_with_rng(pt, &mut os_rng())
     }
 
-    pub(crate) fn encrypt_with_seed(&self, pt: &Plaintext, seed: [u8; 32]) -> Ciphertext {
+    /// [`Self::encrypt`] with the seed of a and the error e drawn from `rng`.
+    pub fn encrypt_with_rng<R: RngCore + CryptoRng>(
+        &self,
+        pt: &Plaintext,
+        rng: &mut R,
+    ) -> Result<Ciphertext, Error> {
+        super::ensure_same(&self.sk.params, &pt.params)?;
         let params = &self.sk.params;
         let n = params.degree();
         let basis = &params.q;
         let limbs = basis.len();
+        let seed = draw_seed(rng);
         let a = expand_seeded_component(params, seed);
-        let mut c0 = RnsPoly::from_signed(&sample_error(&mut os_rng(), n), basis, limbs);
+        let mut c0 = RnsPoly::from_signed(&sample_error(rng, n), basis, limbs);
         c0.add_assign(&pt.scaled(), basis);
         c0.to_ntt(basis);
         let mut a_s = RnsPoly::zero(n, limbs, Representation::Ntt);
         a_s.mul_accumulate_ntt(&a, &self.sk.ntt_q(), basis);
         c0.sub_assign(&a_s, basis);
-        Ciphertext {
+        Ok(Ciphertext {
             params: params.clone(),
             polys: vec![c0, a],
             seed: Some(seed),
             noise_log2: fresh_symmetric_noise(params),
-        }
+        })
     }
 }
 

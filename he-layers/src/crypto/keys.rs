@@ -4,23 +4,12 @@
 
 use super::params::BfvParameters;
 use super::poly::{sample_error, sample_ternary, Representation, RnsPoly};
-use rand::{RngCore, SeedableRng};
+use super::random::{draw_seed, os_rng};
+use rand::{CryptoRng, RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use zeroize::Zeroize;
-
-/// A fresh CSPRNG seeded by the operating system.
-pub(crate) fn os_rng() -> ChaCha20Rng {
-    ChaCha20Rng::from_entropy()
-}
-
-/// A fresh 32-byte seed from the operating system's CSPRNG.
-pub(crate) fn fresh_seed() -> [u8; 32] {
-    let mut seed = [0u8; 32];
-    os_rng().fill_bytes(&mut seed);
-    seed
-}
 
 /// The ternary secret key s. Never leaves the client; zeroed on drop; not `Debug`.
 pub struct SecretKey {
@@ -41,7 +30,15 @@ impl Drop for SecretKey {
 impl SecretKey {
     /// Samples a new secret key from the OS-seeded CSPRNG.
     pub fn generate(params: &Arc<BfvParameters>) -> Self {
-        let coeffs = sample_ternary(&mut os_rng(), params.degree());
+        Self::generate_with_rng(params, &mut os_rng())
+    }
+
+    /// Samples a new secret key from `rng`.
+    pub fn generate_with_rng<R: RngCore + CryptoRng>(
+        params: &Arc<BfvParameters>,
+        rng: &mut R,
+    ) -> Self {
+        let coeffs = sample_ternary(rng, params.degree());
         Self::from_coefficients(params, coeffs)
     }
 
@@ -69,18 +66,19 @@ impl SecretKey {
 }
 
 /// A seeded RLWE sample over the first `limbs` limbs of the key basis: b = -a s + e (+ extra),
-/// a expanded from the seed stream.
-fn rlwe_sample(
+/// a expanded from the seed stream, e drawn from `rng`.
+fn rlwe_sample<R: RngCore + CryptoRng>(
     sk: &SecretKey,
     stream: &mut ChaCha20Rng,
     limbs: usize,
     extra: Option<&RnsPoly>,
+    rng: &mut R,
 ) -> (RnsPoly, RnsPoly) {
     let params = &sk.params;
     let n = params.degree();
     let basis = &params.key;
     let a = RnsPoly::sample_uniform(stream, n, basis, limbs, Representation::Ntt);
-    let mut e = RnsPoly::from_signed(&sample_error(&mut os_rng(), n), basis, limbs);
+    let mut e = RnsPoly::from_signed(&sample_error(rng, n), basis, limbs);
     e.to_ntt(basis);
     let mut s = sk.ntt.clone();
     s.truncate_limbs(limbs);
@@ -104,14 +102,20 @@ pub struct PublicKey {
 }
 
 impl PublicKey {
-    /// Derives a public key from a secret key.
+    /// Derives a public key from a secret key (OS-seeded randomness).
     pub fn generate(sk: &SecretKey) -> Self {
-        let seed = fresh_seed();
+        Self::generate_with_rng(sk, &mut os_rng())
+    }
+
+    /// Derives a public key from a secret key, its seed and error drawn from `rng`.
+    pub fn generate_with_rng<R: RngCore + CryptoRng>(sk: &SecretKey, rng: &mut R) -> Self {
+        let seed = draw_seed(rng);
         let (b, a) = rlwe_sample(
             sk,
             &mut ChaCha20Rng::from_seed(seed),
             sk.params.q.len(),
             None,
+            rng,
         );
         Self {
             params: sk.params.clone(),
@@ -158,9 +162,9 @@ pub struct KeySwitchingKey {
 
 impl KeySwitchingKey {
     /// A key switching from `from` (NTT form over the key basis) to the secret key `sk`.
-    fn generate(sk: &SecretKey, from: &RnsPoly) -> Self {
+    fn generate<R: RngCore + CryptoRng>(sk: &SecretKey, from: &RnsPoly, rng: &mut R) -> Self {
         let params = &sk.params;
-        let seed = fresh_seed();
+        let seed = draw_seed(rng);
         let mut stream = ChaCha20Rng::from_seed(seed);
         let limbs = params.key.len();
         let n = params.degree();
@@ -175,7 +179,7 @@ impl KeySwitchingKey {
             for (g, &x) in gadget.limb_mut(i).iter_mut().zip(from.limb(i)) {
                 *g = m.mul_shoup(x, sp, sps);
             }
-            let (bi, ai) = rlwe_sample(sk, &mut stream, limbs, Some(&gadget));
+            let (bi, ai) = rlwe_sample(sk, &mut stream, limbs, Some(&gadget), rng);
             b.push(bi);
             a.push(ai);
         }
@@ -217,12 +221,17 @@ pub struct RelinearizationKey {
 }
 
 impl RelinearizationKey {
-    /// Derives the relinearization key from a secret key.
+    /// Derives the relinearization key from a secret key (OS-seeded randomness).
     pub fn generate(sk: &SecretKey) -> Self {
+        Self::generate_with_rng(sk, &mut os_rng())
+    }
+
+    /// Derives the relinearization key from a secret key, randomness from `rng`.
+    pub fn generate_with_rng<R: RngCore + CryptoRng>(sk: &SecretKey, rng: &mut R) -> Self {
         let mut s2 = sk.ntt.clone();
         s2.mul_assign_ntt(&sk.ntt, &sk.params.key);
         Self {
-            ksk: KeySwitchingKey::generate(sk, &s2),
+            ksk: KeySwitchingKey::generate(sk, &s2, rng),
         }
     }
 
@@ -258,6 +267,16 @@ impl GaloisKeys {
     /// Keys for the given row-rotation steps (left positive) and, if asked, the column swap.
     /// Only what is asked for is generated: each key is as large as the relinearization key.
     pub fn generate(sk: &SecretKey, steps: &[i64], column_swap: bool) -> Self {
+        Self::generate_with_rng(sk, steps, column_swap, &mut os_rng())
+    }
+
+    /// [`Self::generate`] with randomness from `rng`.
+    pub fn generate_with_rng<R: RngCore + CryptoRng>(
+        sk: &SecretKey,
+        steps: &[i64],
+        column_swap: bool,
+        rng: &mut R,
+    ) -> Self {
         let params = &sk.params;
         let mut elements: Vec<u64> = steps
             .iter()
@@ -275,7 +294,7 @@ impl GaloisKeys {
                 let sg = automorphism_signed(&sk.coeffs, g);
                 let mut from = RnsPoly::from_signed(&sg, &params.key, params.key.len());
                 from.to_ntt(&params.key);
-                (g, KeySwitchingKey::generate(sk, &from))
+                (g, KeySwitchingKey::generate(sk, &from, rng))
             })
             .collect();
         Self {

@@ -3,7 +3,7 @@
 //! Data types live apart from the algorithms that use them: [`params`] (parameter sets and
 //! their tables), [`arith`] (moduli, primes, NTT, RNS conversions), [`poly`] (RNS polynomials),
 //! [`keys`], [`encrypt`] (ciphertexts, encryption, decryption, noise budget), [`encoding`]
-//! (plaintexts, batch encoder), [`eval`] (the evaluator), [`modswitch`] (modulus switching),
+//! (plaintexts, batch encoder), [`random`] (the CSPRNG every random choice is drawn from), [`eval`] (the evaluator), [`modswitch`] (modulus switching),
 //! [`sanitize`] (circuit privacy for returned ciphertexts) and [`serial`] (the binary format).
 
 pub mod arith;
@@ -14,6 +14,7 @@ pub mod keys;
 pub mod modswitch;
 pub mod params;
 pub mod poly;
+pub mod random;
 pub mod sanitize;
 pub mod serial;
 pub mod stats;

@@ -17,12 +17,12 @@
 
 use super::encrypt::{fresh_public_noise, Ciphertext, Encryptor};
 use super::eval::log2_add;
-use super::keys::os_rng;
 use super::modswitch::{switch_to_level, switched_noise_log2};
 use super::params::BfvParameters;
 use super::poly::{Representation, RnsPoly};
+use super::random::os_rng;
 use super::Error;
-use rand::RngCore;
+use rand::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -131,8 +131,8 @@ pub fn sanitize(
     sanitize_with_rng(ct, encryptor, plan, &mut os_rng())
 }
 
-/// [`sanitize`] with a given random source for the flooding noise (tests).
-pub fn sanitize_with_rng<R: RngCore>(
+/// [`sanitize`] with a given random source for the encryption of zero and the flooding noise.
+pub fn sanitize_with_rng<R: RngCore + CryptoRng>(
     ct: &Ciphertext,
     encryptor: &Encryptor,
     plan: &SanitizationPlan,
@@ -145,7 +145,7 @@ pub fn sanitize_with_rng<R: RngCore>(
         });
     }
     let mut out = switch_to_level(ct, plan.level)?;
-    let zero = encryptor.encrypt_zero_at(&out.params)?;
+    let zero = encryptor.encrypt_zero_at_with_rng(&out.params, rng)?;
     let params = out.params.clone();
     let basis = &params.q;
     for (c, z) in out.polys.iter_mut().zip(&zero.polys) {
