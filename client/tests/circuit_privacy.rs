@@ -8,6 +8,8 @@
 //! chance (fewer than 5 % of them) and its correlation with the true weights is below 5/√K
 //! for K weights, five standard deviations of the correlation of an independent guess (a false
 //! failure about once in three million runs).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// a test, bench or example fails loudly
 
 // Gaussian elimination reads best with row and column indices.
 #![allow(clippy::needless_range_loop)]

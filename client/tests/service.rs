@@ -1,4 +1,5 @@
 //! The real server on a loopback port, driven over HTTP by the real client code.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test, bench or example fails loudly
 
 use client::{load_pngs, load_test_set, run_compute, Api, ClientConfig, KeySet};
 use he_layers::crypto::Ciphertext;

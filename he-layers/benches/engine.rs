@@ -2,6 +2,7 @@
 //! presets at N = 4096, 8192, 16384, one thread.
 //!
 //! Run: `cargo bench -p he-layers --bench engine` (optionally `-- 8192` to run one degree).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test, bench or example fails loudly
 
 use he_layers::crypto::arith::NttOperator;
 use he_layers::crypto::modswitch::switch_to_level;

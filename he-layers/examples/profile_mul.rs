@@ -1,4 +1,5 @@
 //! Runs one operation in a loop for profiling: `cargo run --release --example profile_mul -- mul|rotate`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test, bench or example fails loudly
 use he_layers::crypto::*;
 fn main() {
     let what = std::env::args().nth(1).unwrap_or_else(|| "mul".into());

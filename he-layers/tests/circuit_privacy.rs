@@ -4,6 +4,7 @@
 //! (a − b)σ² for one set and (b − a)σ² for the other. Welch's t on the two samples tells the
 //! sets apart from raw results and from results that were only re-randomized; after full
 //! sanitization it is a standard normal draw (|t| < 5 but once in 1.7 million runs).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test, bench or example fails loudly
 
 use he_layers::crypto::sanitize::{plan_sanitization, sanitize, SanitizationPlan};
 use he_layers::crypto::{

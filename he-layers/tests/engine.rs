@@ -1,5 +1,6 @@
 //! The RNS-BFV engine against slow, obviously correct references: u128 schoolbook products,
 //! slot-wise arithmetic mod t, and the format's own rules.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test, bench or example fails loudly
 
 use he_layers::crypto::arith::NttOperator;
 use he_layers::crypto::serial::{SerialError, HEADER_LEN};

@@ -4,6 +4,7 @@
 //! this test; a deliberate one regenerates the files with
 //! `HE_LAYERS_BLESS=1 cargo test -p he-layers --test known_answers` (and says why in its
 //! commit). The recipe is [`recipe`]; `RECIPE.md` beside the files repeats it in words.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test, bench or example fails loudly
 
 use he_layers::crypto::{
     BatchEncoder, BfvParameters, Ciphertext, Decryptor, PublicKey, RelinearizationKey, SecretKey,

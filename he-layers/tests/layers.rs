@@ -1,6 +1,7 @@
 //! Every layer: the decrypted encrypted forward equals the integer mirror exactly, and the
 //! mirror divided by its scale is within the predicted quantization bound of a naive float
 //! reference. Then a whole model, end to end on a full batch, over CRT plaintext moduli.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test, bench or example fails loudly
 
 use he_layers::crypto::Ciphertext;
 use he_layers::crypto::{BfvParameters, PublicKey, RelinearizationKey, SecretKey};

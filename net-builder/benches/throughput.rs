@@ -6,6 +6,7 @@
 //!
 //! cargo bench -p net-builder --bench throughput                            # cryptonets, tiny
 //! cargo bench -p net-builder --bench throughput -- mnist-cryptonets 3x25   # override the moduli
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test, bench or example fails loudly
 
 use he_layers::crypto::stats::{snapshot, OpCounts};
 use he_layers::protocol::{EncryptionParameters, QuantizationConfig};

@@ -4,6 +4,7 @@
 //! cargo run --release -p net-builder --example encrypted_accuracy -- \
 //!     models/mnist-cryptonets 10000 3 25 3 5
 //! (model folder, images, number of plaintext moduli, their bits, input scale bits, weight bits)
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test, bench or example fails loudly
 
 use he_layers::crypto::arith::generate_primes;
 use net_builder::data::{idx_images, idx_labels};

@@ -1,6 +1,7 @@
 //! Model import against PyTorch's own outputs (fixtures made by `fixtures/export_fixtures.py`),
 //! BatchNorm folding against the unfolded forward, clear errors for unsupported nodes, and
 //! PyCrCNN's shipped pickles run encrypted equal to the integer mirror.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test, bench or example fails loudly
 
 use he_layers::crypto::{BfvParameters, PublicKey, RelinearizationKey, SecretKey};
 use he_layers::layers::BfvBackend;

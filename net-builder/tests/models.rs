@@ -1,6 +1,7 @@
 //! The shipped models: their float accuracy in Rust matches the manifest, their samples match
 //! the test set and PyTorch's outputs, and mnist-cryptonets runs encrypted equal to the mirror
 //! with the mirror's accuracy within 0.3% of the float model's.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test, bench or example fails loudly
 
 use he_layers::crypto::arith::generate_primes;
 use he_layers::tensor::FloatTensor;

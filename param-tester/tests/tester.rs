@@ -1,4 +1,5 @@
 //! The tester's verdicts on sets known to work, overflow, run out of noise, or be insecure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test, bench or example fails loudly
 
 use param_tester::{load, recommend, run_set, ImagesConfig, ParameterSet, TesterConfig, Verdict};
 use std::path::{Path, PathBuf};
