@@ -177,14 +177,15 @@ fn linear_system_on_c1(x: &Exchange) -> Vec<Vec<i64>> {
         .map(|slot| {
             x.inputs
                 .iter()
-                .map(|c| c.polys()[1].limb(0)[slot])
+                .map(|c| c.ntt_residues(1, 0).expect("two polynomials")[slot])
                 .collect()
         })
         .collect();
     x.outputs
         .iter()
         .map(|out| {
-            let rhs: Vec<u64> = (0..k).map(|slot| out.polys()[1].limb(0)[slot]).collect();
+            let c1 = out.ntt_residues(1, 0).expect("two polynomials");
+            let rhs: Vec<u64> = c1[..k].to_vec();
             solve_mod(rows.clone(), rhs, q0)
                 .unwrap_or_else(|| vec![0; k])
                 .into_iter()

@@ -1,8 +1,33 @@
 //! `he-layers`: an RNS-BFV homomorphic encryption scheme ([`crypto`]) and, on top of it, the
 //! encoded neural-network layers the server runs on ciphertexts.
+//!
+//! The engine is the crate `he-engine` (in `he-layers/engine/`), re-exported here as
+//! [`crypto`]. Its RNS polynomials, bases and base converters are private to it, so nothing in
+//! the layers, the model or the tools above can reach a limb; the compiler holds that line.
+//! Naming the polynomial type fails (private module):
+//!
+//! ```compile_fail,E0603
+//! use he_layers::crypto::poly::RnsPoly;
+//! ```
+//!
+//! and so does reading a ciphertext's polynomials (private field):
+//!
+//! ```compile_fail,E0616
+//! fn limbs(ct: &he_layers::crypto::Ciphertext) -> usize {
+//!     ct.polys.len()
+//! }
+//! ```
+//!
+//! while the public API compiles:
+//!
+//! ```
+//! fn size(ct: &he_layers::crypto::Ciphertext) -> usize {
+//!     ct.size()
+//! }
+//! ```
 #![warn(missing_docs)]
 
-pub mod crypto;
+pub use he_engine as crypto;
 pub mod layers;
 pub mod model;
 pub mod protocol;

@@ -46,7 +46,7 @@ pub fn switch_to_level(ct: &Ciphertext, level: usize) -> Result<Ciphertext, Erro
         .iter()
         .map(|p| {
             let mut c = p.clone();
-            c.to_coefficient(basis);
+            c.inverse_ntt(basis);
             for last in (level..from.level()).rev() {
                 let q_last = moduli[last];
                 let (low, high) = c.data_mut().split_at_mut(last * n);
@@ -62,7 +62,7 @@ pub fn switch_to_level(ct: &Ciphertext, level: usize) -> Result<Ciphertext, Erro
                 c.truncate_limbs(last);
             }
             let mut out = RnsPoly::from_data(c.data().to_vec(), n, Representation::Coefficient);
-            out.to_ntt(&target.q);
+            out.forward_ntt(&target.q);
             out
         })
         .collect();
@@ -77,19 +77,17 @@ pub fn switch_to_level(ct: &Ciphertext, level: usize) -> Result<Ciphertext, Erro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::{BatchEncoder, Decryptor, Encryptor, PublicKey, SecretKey};
+    use crate::{BatchEncoder, Decryptor, Encryptor, PublicKey, SecretKey};
     use num_bigint::{BigInt, BigUint};
     use num_traits::{Signed, ToPrimitive, Zero};
 
     fn params() -> Arc<BfvParameters> {
-        BfvParameters::try_new(crate::crypto::ParameterSpec {
+        BfvParameters::try_new(crate::ParameterSpec {
             degree: 2048,
             plain_modulus: 12289,
-            moduli: crate::crypto::arith::generate_primes(30, 2048, 3, &[12289])
-                .unwrap_or_default(),
-            special_modulus: crate::crypto::arith::generate_primes(40, 2048, 1, &[])
-                .unwrap_or_default()[0],
-            security: crate::crypto::SecurityLevel::DangerNone,
+            moduli: crate::arith::generate_primes(30, 2048, 3, &[12289]).unwrap_or_default(),
+            special_modulus: crate::arith::generate_primes(40, 2048, 1, &[]).unwrap_or_default()[0],
+            security: crate::SecurityLevel::DangerNone,
         })
         .unwrap()
     }
@@ -97,7 +95,7 @@ mod tests {
     /// The coefficients of an RNS polynomial as integers in [0, Q) (slow CRT).
     fn to_integers(p: &RnsPoly, params: &BfvParameters) -> Vec<BigUint> {
         let mut p = p.clone();
-        p.to_coefficient(&params.q);
+        p.inverse_ntt(&params.q);
         let q = params.q.product().clone();
         (0..params.degree())
             .map(|c| {
@@ -193,7 +191,7 @@ mod tests {
             );
             assert!(budget <= full as f64);
             // Header and size/noise fields, then two polynomials of `level` limbs.
-            let fixed = crate::crypto::serial::HEADER_LEN + 10;
+            let fixed = crate::serial::HEADER_LEN + 10;
             assert_eq!(
                 (low.to_bytes().len() - fixed) * 3,
                 (ct.to_bytes().len() - fixed) * level

@@ -361,7 +361,7 @@ impl NttOperator {
 
 /// A set of pairwise coprime word-sized moduli, each with its NTT.
 #[derive(Debug)]
-pub struct RnsBasis {
+pub(crate) struct RnsBasis {
     ntts: Vec<NttOperator>,
     moduli: Vec<Modulus>,
     product: BigUint,
@@ -390,11 +390,6 @@ impl RnsBasis {
         self.moduli.len()
     }
 
-    /// Whether the basis is empty (never for a built basis).
-    pub fn is_empty(&self) -> bool {
-        self.moduli.is_empty()
-    }
-
     /// The moduli.
     #[inline]
     pub fn moduli(&self) -> &[Modulus] {
@@ -410,14 +405,6 @@ impl RnsBasis {
     /// The product of the moduli.
     pub fn product(&self) -> &BigUint {
         &self.product
-    }
-
-    /// log2 of the product.
-    pub fn log2_product(&self) -> f64 {
-        self.moduli
-            .iter()
-            .map(|m| (m.value() as f64).log2())
-            .sum::<f64>()
     }
 }
 
@@ -458,7 +445,7 @@ impl FixedPointSum {
 /// Uses the fast base conversion with its overflow count v = round(Σ y_i / q_i) computed
 /// exactly in 128-bit fixed point, so no floating point and no big integers on the hot path.
 #[derive(Debug)]
-pub struct BaseConverter {
+pub(crate) struct BaseConverter {
     from: Vec<Modulus>,
     to: Vec<Modulus>,
     /// [(Q/q_i)^{-1}]_{q_i} and its Shoup companion.
@@ -579,7 +566,7 @@ fn accumulate(acc: &mut [u128], x: &[u64], w: u64) {
 /// in fixed point. Source moduli whose constant is an integer that vanishes mod every target
 /// but one are handled on a diagonal.
 #[derive(Debug)]
-pub struct RnsScaler {
+pub(crate) struct RnsScaler {
     target: Vec<Modulus>,
     /// For the first `with_fraction` sources: the 128-bit fractions.
     fractions: Vec<u128>,

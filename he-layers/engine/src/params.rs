@@ -635,16 +635,6 @@ impl BfvParameters {
         self.aux.moduli().iter().map(|m| m.value()).collect()
     }
 
-    /// The ciphertext basis.
-    pub fn ciphertext_basis(&self) -> &RnsBasis {
-        &self.q
-    }
-
-    /// The ciphertext basis plus the special prime.
-    pub fn key_basis(&self) -> &RnsBasis {
-        &self.key
-    }
-
     /// The number of ciphertext primes (the level of a fresh ciphertext).
     pub fn level(&self) -> usize {
         self.spec.moduli.len()

@@ -6,8 +6,8 @@
 //! sanitization it is a standard normal draw (|t| < 5 but once in 1.7 million runs).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test, bench or example fails loudly
 
-use he_layers::crypto::sanitize::{plan_sanitization, sanitize, SanitizationPlan};
-use he_layers::crypto::{
+use he_engine::sanitize::{plan_sanitization, sanitize, SanitizationPlan};
+use he_engine::{
     BatchEncoder, BfvParameters, Ciphertext, Decryptor, Encryptor, Evaluator, PublicKey, SecretKey,
     SecurityLevel, SymmetricEncryptor,
 };
@@ -94,7 +94,7 @@ fn swapped_weights_are_told_apart_from_raw_and_rerandomized_answers_not_sanitize
             .dot_scalars(&[&zero, &zero], &[9, -9])
             .unwrap()
             .estimated_noise_log2()
-            .max(he_layers::crypto::encrypt::fresh_symmetric_noise(&s.params) + (18f64).log2())
+            .max(he_engine::encrypt::fresh_symmetric_noise(&s.params) + (18f64).log2())
     };
 
     let (x, y) = samples(&s, 2, &|c| c.clone());

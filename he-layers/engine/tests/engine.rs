@@ -2,9 +2,9 @@
 //! slot-wise arithmetic mod t, and the format's own rules.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test, bench or example fails loudly
 
-use he_layers::crypto::arith::NttOperator;
-use he_layers::crypto::serial::{SerialError, HEADER_LEN};
-use he_layers::crypto::{
+use he_engine::arith::NttOperator;
+use he_engine::serial::{SerialError, HEADER_LEN};
+use he_engine::{
     BatchEncoder, BfvParameters, Ciphertext, Decryptor, Encryptor, Error, Evaluator, GaloisKeys,
     ParameterError, Plaintext, PublicKey, RelinearizationKey, SecretKey, SecurityLevel,
     SymmetricEncryptor,

@@ -40,10 +40,12 @@ impl Ciphertext {
         self.polys.len()
     }
 
-    /// The polynomials, NTT form over the ciphertext primes (for inspection: what a client
-    /// sees of an answer).
-    pub fn polys(&self) -> &[RnsPoly] {
-        &self.polys
+    /// The residues of polynomial `component` modulo ciphertext prime `prime`, NTT form: the
+    /// numbers the wire format carries, for inspection (what a client sees of an answer). Read
+    /// only; no arithmetic on limbs is reachable outside the engine. `None` when out of range.
+    pub fn ntt_residues(&self, component: usize, prime: usize) -> Option<&[u64]> {
+        let poly = self.polys.get(component)?;
+        (prime < poly.limb_count()).then(|| poly.limb(prime))
     }
 
     /// Whether the second polynomial is still the expansion of a stored seed.
@@ -147,14 +149,14 @@ impl Encryptor {
         let basis = &params.q;
         let limbs = basis.len();
         let mut u = RnsPoly::from_signed(&sample_ternary(rng, n), basis, limbs);
-        u.to_ntt(basis);
+        u.forward_ntt(basis);
         let mut e0 = RnsPoly::from_signed(&sample_error(rng, n), basis, limbs);
         if let Some(pt) = pt {
             e0.add_assign(&pt.scaled(), basis);
         }
-        e0.to_ntt(basis);
+        e0.forward_ntt(basis);
         let mut e1 = RnsPoly::from_signed(&sample_error(rng, n), basis, limbs);
-        e1.to_ntt(basis);
+        e1.forward_ntt(basis);
         e0.mul_accumulate_ntt(&self.pk.b, &u, basis);
         e1.mul_accumulate_ntt(&self.pk.a, &u, basis);
         Ciphertext {
@@ -199,7 +201,7 @@ impl<'a> SymmetricEncryptor<'a> {
         let a = expand_seeded_component(params, seed);
         let mut c0 = RnsPoly::from_signed(&sample_error(rng, n), basis, limbs);
         c0.add_assign(&pt.scaled(), basis);
-        c0.to_ntt(basis);
+        c0.forward_ntt(basis);
         let mut a_s = RnsPoly::zero(n, limbs, Representation::Ntt);
         a_s.mul_accumulate_ntt(&a, &self.sk.ntt_q(), basis);
         c0.sub_assign(&a_s, basis);
@@ -251,7 +253,7 @@ impl<'a> Decryptor<'a> {
             acc.mul_assign_ntt(&s, basis);
             acc.add_assign(c, basis);
         }
-        acc.to_coefficient(basis);
+        acc.inverse_ntt(basis);
         Ok(acc)
     }
 

@@ -1,10 +1,11 @@
-//! The RNS-BFV scheme.
+//! `he-engine`: the RNS-BFV scheme under `he-layers` (which re-exports it as `he_layers::crypto`).
 //!
 //! Data types live apart from the algorithms that use them: [`params`] (parameter sets and
 //! their tables), [`arith`] (moduli, primes, NTT, RNS conversions), [`poly`] (RNS polynomials),
 //! [`keys`], [`encrypt`] (ciphertexts, encryption, decryption, noise budget), [`encoding`]
 //! (plaintexts, batch encoder), [`random`] (the CSPRNG every random choice is drawn from), [`eval`] (the evaluator), [`modswitch`] (modulus switching),
 //! [`sanitize`] (circuit privacy for returned ciphertexts) and [`serial`] (the binary format).
+#![warn(missing_docs)]
 
 pub mod arith;
 pub mod encoding;
@@ -13,7 +14,7 @@ pub mod eval;
 pub mod keys;
 pub mod modswitch;
 pub mod params;
-pub mod poly;
+pub(crate) mod poly;
 pub mod random;
 pub mod sanitize;
 pub mod serial;

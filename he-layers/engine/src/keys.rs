@@ -44,7 +44,7 @@ impl SecretKey {
 
     pub(crate) fn from_coefficients(params: &Arc<BfvParameters>, coeffs: Vec<i64>) -> Self {
         let mut ntt = RnsPoly::from_signed(&coeffs, &params.key, params.key.len());
-        ntt.to_ntt(&params.key);
+        ntt.forward_ntt(&params.key);
         Self {
             params: params.clone(),
             coeffs,
@@ -79,7 +79,7 @@ fn rlwe_sample<R: RngCore + CryptoRng>(
     let basis = &params.key;
     let a = RnsPoly::sample_uniform(stream, n, basis, limbs, Representation::Ntt);
     let mut e = RnsPoly::from_signed(&sample_error(rng, n), basis, limbs);
-    e.to_ntt(basis);
+    e.forward_ntt(basis);
     let mut s = sk.ntt.clone();
     s.truncate_limbs(limbs);
     let mut b = RnsPoly::zero(n, limbs, Representation::Ntt);
@@ -293,7 +293,7 @@ impl GaloisKeys {
             .map(|g| {
                 let sg = automorphism_signed(&sk.coeffs, g);
                 let mut from = RnsPoly::from_signed(&sg, &params.key, params.key.len());
-                from.to_ntt(&params.key);
+                from.forward_ntt(&params.key);
                 (g, KeySwitchingKey::generate(sk, &from, rng))
             })
             .collect();

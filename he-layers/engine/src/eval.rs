@@ -148,7 +148,7 @@ impl Evaluator {
     pub fn prepare_add(&self, pt: &Plaintext) -> Result<ScaledPlaintext, Error> {
         ensure_same(&self.params, &pt.params)?;
         let mut poly = pt.scaled();
-        poly.to_ntt(&self.params.q);
+        poly.forward_ntt(&self.params.q);
         Ok(ScaledPlaintext {
             params: self.params.clone(),
             poly,
@@ -159,7 +159,7 @@ impl Evaluator {
     pub fn prepare_mul(&self, pt: &Plaintext) -> Result<LiftedPlaintext, Error> {
         ensure_same(&self.params, &pt.params)?;
         let mut poly = pt.lifted();
-        poly.to_ntt(&self.params.q);
+        poly.forward_ntt(&self.params.q);
         let max_abs = pt
             .coeffs
             .iter()
@@ -494,7 +494,7 @@ impl Evaluator {
         let same = std::ptr::eq(a, b);
         let mut d = self.tensor(a, if same { None } else { Some(b) });
         for x in &mut d {
-            x.to_ntt(&self.params.q);
+            x.forward_ntt(&self.params.q);
         }
         let noise = self.estimate_product_noise(a.noise_log2, b.noise_log2);
         Ok(self.output(d.into(), noise))
@@ -541,7 +541,7 @@ impl Evaluator {
         }
         let mut d: Vec<RnsPoly> = ct.polys.clone();
         for x in &mut d {
-            x.to_coefficient(&self.params.q);
+            x.inverse_ntt(&self.params.q);
         }
         let d: [RnsPoly; 3] = match d.try_into() {
             Ok(d) => d,
@@ -565,8 +565,8 @@ impl Evaluator {
         let [mut d0, mut d1, d2] = d;
         let (u0, u1) = self.key_switch(&d2, ksk);
         let basis = &self.params.q;
-        d0.to_ntt(basis);
-        d1.to_ntt(basis);
+        d0.forward_ntt(basis);
+        d1.forward_ntt(basis);
         d0.add_assign(&u0, basis);
         d1.add_assign(&u1, basis);
         self.output(vec![d0, d1], noise)
@@ -585,14 +585,14 @@ impl Evaluator {
                 .iter()
                 .map(|poly| {
                     let mut coef = poly.clone();
-                    coef.to_coefficient(q);
+                    coef.inverse_ntt(q);
                     let mut ext = RnsPoly::zero(n, aux.len(), Representation::Coefficient);
                     {
                         let input: Vec<&[u64]> = coef.limbs().collect();
                         let mut output: Vec<&mut [u64]> = ext.limbs_mut().collect();
                         p.q_to_aux.convert(&input, &mut output);
                     }
-                    ext.to_ntt(aux);
+                    ext.forward_ntt(aux);
                     ext
                 })
                 .collect()
@@ -629,8 +629,8 @@ impl Evaluator {
             std::array::from_fn(|_| RnsPoly::zero(n, q.len(), Representation::Coefficient));
         let mut scaled = RnsPoly::zero(n, aux.len(), Representation::Coefficient);
         for ((mut xq, mut xp), o) in dq.into_iter().zip(dp).zip(out.iter_mut()) {
-            xq.to_coefficient(q);
-            xp.to_coefficient(aux);
+            xq.inverse_ntt(q);
+            xp.inverse_ntt(aux);
             {
                 let input: Vec<&[u64]> = xq.limbs().chain(xp.limbs()).collect();
                 let mut output: Vec<&mut [u64]> = scaled.limbs_mut().collect();
@@ -727,7 +727,7 @@ impl Evaluator {
         };
         let mut c0 = permute(&ct.polys[0]);
         let mut c1 = permute(&ct.polys[1]);
-        c1.to_coefficient(&self.params.q);
+        c1.inverse_ntt(&self.params.q);
         let (u0, u1) = self.key_switch(&c1, ksk);
         c0.add_assign(&u0, &self.params.q);
         let noise = log2_add(ct.noise_log2, self.key_switch_noise_log2());

@@ -2,11 +2,11 @@
 //! committed under `tests/fixtures/kat-n4096/` and reproduced here byte for byte. A change to
 //! sampling, key generation, encryption or the binary format that alters a single bit fails
 //! this test; a deliberate one regenerates the files with
-//! `HE_LAYERS_BLESS=1 cargo test -p he-layers --test known_answers` (and says why in its
+//! `HE_LAYERS_BLESS=1 cargo test -p he-engine --test known_answers` (and says why in its
 //! commit). The recipe is [`recipe`]; `RECIPE.md` beside the files repeats it in words.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test, bench or example fails loudly
 
-use he_layers::crypto::{
+use he_engine::{
     BatchEncoder, BfvParameters, Ciphertext, Decryptor, PublicKey, RelinearizationKey, SecretKey,
     SymmetricEncryptor,
 };

@@ -5,7 +5,7 @@ use rand::{Rng, RngCore};
 
 /// Which representation a polynomial's limbs are in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Representation {
+pub(crate) enum Representation {
     /// Coefficients, each limb in [0, q_i).
     Coefficient,
     /// NTT slots (the order of `tfhe-ntt`).
@@ -15,7 +15,7 @@ pub enum Representation {
 /// A polynomial of `Z_Q[X]/(X^N+1)` as residues modulo each prime of a basis, limb after limb
 /// in one buffer.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RnsPoly {
+pub(crate) struct RnsPoly {
     data: Vec<u64>,
     degree: usize,
     representation: Representation,
@@ -41,22 +41,10 @@ impl RnsPoly {
         }
     }
 
-    /// The ring degree N.
-    #[inline]
-    pub fn degree(&self) -> usize {
-        self.degree
-    }
-
     /// The number of limbs.
     #[inline]
     pub fn limb_count(&self) -> usize {
         self.data.len() / self.degree
-    }
-
-    /// The current representation.
-    #[inline]
-    pub fn representation(&self) -> Representation {
-        self.representation
     }
 
     /// Limb i.
@@ -97,7 +85,7 @@ impl RnsPoly {
     }
 
     /// Transforms to NTT form over `basis` (whose first limbs match this polynomial's).
-    pub fn to_ntt(&mut self, basis: &RnsBasis) {
+    pub fn forward_ntt(&mut self, basis: &RnsBasis) {
         if self.representation == Representation::Ntt {
             return;
         }
@@ -109,7 +97,7 @@ impl RnsPoly {
     }
 
     /// Transforms to coefficient form over `basis`.
-    pub fn to_coefficient(&mut self, basis: &RnsBasis) {
+    pub fn inverse_ntt(&mut self, basis: &RnsBasis) {
         if self.representation == Representation::Coefficient {
             return;
         }
@@ -180,11 +168,6 @@ impl RnsPoly {
                 *x = m.mul_shoup(*x, w, ws);
             }
         }
-    }
-
-    /// Whether every residue is zero.
-    pub fn is_zero(&self) -> bool {
-        self.data.iter().all(|&x| x == 0)
     }
 
     /// A polynomial from small signed coefficients, reduced into every limb of `basis`.

@@ -153,7 +153,7 @@ pub fn sanitize_with_rng<R: RngCore + CryptoRng>(
     }
     if plan.flood_bits > 0 {
         let mut flood = sample_flooding(rng, &params, plan.flood_log2);
-        flood.to_ntt(basis);
+        flood.forward_ntt(basis);
         out.polys[0].add_assign(&flood, basis);
     }
     out.seed = None;
@@ -205,7 +205,7 @@ pub(crate) fn sample_flooding<R: RngCore>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::{BatchEncoder, Decryptor, PublicKey, SecretKey};
+    use crate::{BatchEncoder, Decryptor, PublicKey, SecretKey};
     use rand::SeedableRng;
 
     fn params() -> Arc<BfvParameters> {
@@ -214,7 +214,7 @@ mod tests {
             65537,
             &[50, 50, 50],
             50,
-            crate::crypto::SecurityLevel::Bits128,
+            crate::SecurityLevel::Bits128,
         )
         .unwrap()
     }
