@@ -6,6 +6,7 @@
 
 use he_layers::crypto::{BfvParameters, Ciphertext, PublicKey, RelinearizationKey, SecretKey};
 use he_layers::model::crt_combine;
+use he_layers::plan::{LayoutKind, SchemeKind, PROTOCOL_VERSION};
 use he_layers::protocol::{
     ComputeRequest, ComputeResponse, EncryptionParameters, ErrorBody, KeysResponse, ModelConfig,
     ModelInfo, Plan, QuantizationConfig, TensorInfo,
@@ -75,6 +76,12 @@ pub struct ClientConfig {
     /// decryption; without it the output is the end of the encryptable prefix.
     #[serde(default)]
     pub model: Option<PathBuf>,
+    /// The scheme (`"bfv"`, the default).
+    #[serde(default)]
+    pub scheme: SchemeKind,
+    /// The layout (`"batch"`, the default).
+    #[serde(default)]
+    pub layout: LayoutKind,
 }
 
 fn default_quantization() -> QuantizationConfig {
@@ -99,6 +106,8 @@ impl ClientConfig {
             encryption_parameters: self.encryption_parameters.clone(),
             quantization: self.quantization.clone(),
             reencrypt_positions: self.reencrypt_positions.clone(),
+            scheme: self.scheme,
+            layout: self.layout,
         }
     }
 }
@@ -351,19 +360,38 @@ impl Api {
         Self::json(self.send(self.http.get(self.url("/models"))).await?).await
     }
 
-    /// `POST /plan`.
+    /// `POST /plan`. A server speaking another protocol version is told apart from a
+    /// malformed answer.
     pub async fn plan(&self, cfg: &ModelConfig) -> Result<Plan, ClientError> {
         let body = serde_json::to_vec(cfg).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        Self::json(
-            self.send(
+        let resp = self
+            .send(
                 self.http
                     .post(self.url("/plan"))
                     .header("content-type", "application/json")
                     .body(body),
             )
-            .await?,
-        )
-        .await
+            .await?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        // The version first (a Value would round the plan's 128-bit intervals).
+        #[derive(Deserialize)]
+        struct Version {
+            protocol: Option<u32>,
+        }
+        let protocol = serde_json::from_slice::<Version>(&bytes)
+            .ok()
+            .and_then(|v| v.protocol);
+        if protocol != Some(PROTOCOL_VERSION) {
+            return Err(ClientError::Protocol(format!(
+                "the server speaks protocol {}, this client {PROTOCOL_VERSION}: use a client and \
+                 server of the same release",
+                protocol.map_or("1 (or unknown)".to_string(), |p| p.to_string())
+            )));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(format!("plan: {e}")))
     }
 
     /// Makes sure the server holds these public keys: asks `GET /keys/{id}` with the key id
@@ -409,12 +437,15 @@ impl Api {
         &self,
         req: &ComputeRequest,
         params: &Arc<BfvParameters>,
-        cts: Vec<u8>,
+        cts: impl Into<bytes::Bytes>,
     ) -> Result<(ComputeResponse, Vec<Ciphertext>, usize), ClientError> {
         let json = serde_json::to_vec(req).map_err(|e| ClientError::Protocol(e.to_string()))?;
         let form = reqwest::multipart::Form::new()
             .part("request", reqwest::multipart::Part::bytes(json))
-            .part("ciphertexts", reqwest::multipart::Part::bytes(cts));
+            .part(
+                "ciphertexts",
+                reqwest::multipart::Part::stream(reqwest::Body::from(cts.into())),
+            );
         let resp = self
             .send(self.http.post(self.url("/compute")).multipart(form))
             .await?;
@@ -627,9 +658,8 @@ pub async fn run_compute(
             "the keys were made for other encryption parameters; run `client keygen` with this config's parameters".into(),
         ));
     }
-    let mut model_cfg = config.model_config();
+    let model_cfg = config.model_config();
     let plan = api.plan(&model_cfg).await?;
-    model_cfg.quantization.weight_bits = Some(plan.weight_bits);
     let batch = images.tensor.batch();
     let slots = keys.components[0].params.degree();
     if batch == 0 || batch > slots {
@@ -719,7 +749,9 @@ pub async fn run_compute(
             let enc = EncryptedTensor::encrypt(&x, &info, &c.sk)
                 .map_err(|e| ClientError::Crypto(e.to_string()))?;
             pb.inc(x.len() as u64);
-            uploads.push(Ciphertext::batch_to_bytes(&enc.cts, &c.params));
+            uploads.push(bytes::Bytes::from(Ciphertext::batch_to_bytes(
+                &enc.cts, &c.params,
+            )));
         }
         pb.finish_and_clear();
         let encrypt_ms = t0.elapsed().as_secs_f64() * 1000.0;
@@ -738,21 +770,25 @@ pub async fn run_compute(
             .zip(uploads)
             .zip(&key_ids)
             .map(|((c, up), id)| {
-                let req = ComputeRequest {
-                    model: model_cfg.clone(),
+                let mut req = ComputeRequest {
+                    plan_id: plan.plan_id.clone(),
                     plain_modulus: c.params.plain_modulus(),
                     key_id: id.clone(),
                     layers: [s, e],
-                    input: TensorInfo {
-                        batch,
-                        ..cur_info.clone()
-                    },
+                    batch,
                 };
                 let api = api.clone();
                 let params = c.params.clone();
                 let pb = pb.clone();
+                let model_cfg = model_cfg.clone();
                 async move {
-                    let r = api.compute(&req, &params, up).await;
+                    let mut r = api.compute(&req, &params, up.clone()).await;
+                    // A server that evicted the plan compiles it again from the configuration.
+                    if matches!(&r, Err(ClientError::Server { kind, .. }) if kind == "unknown_plan")
+                    {
+                        req.plan_id = api.plan(&model_cfg).await?.plan_id;
+                        r = api.compute(&req, &params, up).await;
+                    }
                     pb.inc(1);
                     r
                 }

@@ -18,7 +18,7 @@ use client::{Api, KeySet};
 use he_layers::crypto::arith::Modulus;
 use he_layers::crypto::{Ciphertext, Decryptor};
 use he_layers::layers::EncodedLayer;
-use he_layers::protocol::{ComputeRequest, EncryptionParameters, ModelConfig, TensorInfo};
+use he_layers::protocol::{ComputeRequest, EncryptionParameters, ModelConfig};
 use he_layers::tensor::{EncryptedTensor, IntTensor, ValueInfo};
 use net_builder::{build_model, load_model, BuildOptions, PickleOptions};
 use std::path::{Path, PathBuf};
@@ -51,6 +51,8 @@ fn model_config() -> ModelConfig {
         .unwrap(),
         quantization: serde_json::from_str(r#"{"input_scale_bits": 3, "weight_bits": 4}"#).unwrap(),
         reencrypt_positions: vec![2],
+        scheme: Default::default(),
+        layout: Default::default(),
     }
 }
 
@@ -112,17 +114,11 @@ async fn exchange(flood_bits: Option<u32>) -> Exchange {
     let zeros = IntTensor::from_data(before.shape.clone(), batch, vec![0; 256 * batch]).unwrap();
     let enc = EncryptedTensor::encrypt(&zeros, &info, &c.sk).unwrap();
     let req = ComputeRequest {
-        model: model.clone(),
+        plan_id: plan.plan_id.clone(),
         plain_modulus: c.params.plain_modulus(),
         key_id: kr.key_id,
         layers: [4, 5],
-        input: TensorInfo {
-            shape: info.shape.clone(),
-            batch,
-            scale: info.scale,
-            lo: info.lo,
-            hi: info.hi,
-        },
+        batch,
     };
     let (resp, outputs, _) = api
         .compute(

@@ -114,6 +114,8 @@ async fn lenet1_with_a_reencryption_gives_the_plaintext_labels() {
         layers: None,
         reencrypt_positions: vec![2],
         model: None,
+        scheme: Default::default(),
+        layout: Default::default(),
     };
     let dir = models().join("mnist-lenet1-square/samples");
     let paths: Vec<PathBuf> = (0..16).map(|i| dir.join(format!("{i:02}.png"))).collect();
@@ -151,6 +153,8 @@ fn tiny_config(address: &str) -> ClientConfig {
         layers: Some([0, 1]),
         reencrypt_positions: vec![0],
         model: None,
+        scheme: Default::default(),
+        layout: Default::default(),
     }
 }
 
@@ -238,25 +242,39 @@ async fn malformed_requests_get_json_errors_and_the_server_survives() {
     assert_eq!((again.key_id.as_str(), sent_again), (kr.key_id.as_str(), 0));
     let images =
         load_test_set(&models().join("data/mnist-t10k-images-idx3-ubyte.gz"), 0, 4).unwrap();
-    let mut model = ModelConfig {
+    let model = ModelConfig {
         net: cfg.net.clone(),
         encryption_parameters: cfg.encryption_parameters.clone(),
         quantization: cfg.quantization.clone(),
         reencrypt_positions: vec![0],
+        scheme: Default::default(),
+        layout: Default::default(),
     };
     let plan = api.plan(&model).await.unwrap();
-    model.quantization.weight_bits = Some(plan.weight_bits);
+    assert_eq!(plan.protocol, he_layers::plan::PROTOCOL_VERSION);
+    assert_eq!(plan.plan_id.len(), 64);
+    // The same configuration names the same plan.
+    assert_eq!(api.plan(&model).await.unwrap().plan_id, plan.plan_id);
     let input = TensorInfo {
         batch: 4,
         ..plan.input.clone()
     };
     let good = ComputeRequest {
-        model: model.clone(),
+        plan_id: plan.plan_id.clone(),
         plain_modulus: c.params.plain_modulus(),
         key_id: kr.key_id.clone(),
         layers: [0, 1],
-        input: input.clone(),
+        batch: 4,
     };
+    // The whole model without a re-encryption: a plan whose one segment overflows a 20-bit t.
+    let whole_plan = api
+        .plan(&ModelConfig {
+            reencrypt_positions: vec![],
+            ..model.clone()
+        })
+        .await
+        .unwrap();
+    assert!(whole_plan.layers.iter().any(|l| l.overflow));
     let q = quantize(&images.tensor, 3);
     let info = he_layers::tensor::ValueInfo {
         shape: input.shape.clone(),
@@ -404,6 +422,21 @@ async fn malformed_requests_get_json_errors_and_the_server_survives() {
         )
         .await
     );
+    // 9b. Ciphertexts in the format of an older release (version 1, no scheme byte).
+    let mut old_format = cts.clone();
+    old_format[4] = 1;
+    old_format[7] = 0;
+    case!(
+        "format version 1",
+        400,
+        "unsupported_format",
+        post_compute(
+            &http,
+            &address,
+            vec![("request", json(&good)), ("ciphertexts", old_format)]
+        )
+        .await
+    );
     // 10. Ciphertexts for another parameter set.
     let other = KeySet::generate(&params(r#"{"degree": 4096, "plain_modulus_bits": 19}"#)).unwrap();
     let oc = &other.components[0];
@@ -425,11 +458,11 @@ async fn malformed_requests_get_json_errors_and_the_server_survives() {
         )
         .await
     );
-    // 11. Wrong input shape.
+    // 11. More images than slots.
     let mut r = good.clone();
-    r.input.shape = vec![1, 27, 27];
+    r.batch = c.params.degree() + 1;
     case!(
-        "wrong shape",
+        "batch over the slots",
         422,
         "input_mismatch",
         post_compute(
@@ -439,13 +472,40 @@ async fn malformed_requests_get_json_errors_and_the_server_survives() {
         )
         .await
     );
-    // 12. Unknown net.
+    // 12. Unknown net (on /plan, where configurations are judged), unknown and malformed plans.
+    let r = http
+        .post(format!("{address}/plan"))
+        .header("content-type", "application/json")
+        .body(
+            serde_json::to_vec(&ModelConfig {
+                net: "no-such-net".into(),
+                ..model.clone()
+            })
+            .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    case!("plan: unknown net", 404, "unknown_net", kind_of(r).await);
     let mut r = good.clone();
-    r.model.net = "no-such-net".into();
+    r.plan_id = "ab".repeat(32);
     case!(
-        "unknown net",
+        "unknown plan",
         404,
-        "unknown_net",
+        "unknown_plan",
+        post_compute(
+            &http,
+            &address,
+            vec![("request", json(&r)), ("ciphertexts", cts.clone())]
+        )
+        .await
+    );
+    let mut r = good.clone();
+    r.plan_id = "mnist-tiny".into();
+    case!(
+        "malformed plan id",
+        400,
+        "invalid_plan_id",
         post_compute(
             &http,
             &address,
@@ -468,20 +528,26 @@ async fn malformed_requests_get_json_errors_and_the_server_survives() {
         .await
     );
     // 14. Insecure parameters.
-    let mut r = good.clone();
-    r.model.encryption_parameters =
-        params(r#"{"degree": 4096, "plain_modulus_bits": 20, "coeff_bits": [50, 50, 50]}"#);
-    r.plain_modulus = r.model.encryption_parameters.plain_moduli().unwrap()[0];
+    let r = http
+        .post(format!("{address}/plan"))
+        .header("content-type", "application/json")
+        .body(
+            serde_json::to_vec(&ModelConfig {
+                encryption_parameters: params(
+                    r#"{"degree": 4096, "plain_modulus_bits": 20, "coeff_bits": [50, 50, 50]}"#,
+                ),
+                ..model.clone()
+            })
+            .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
     case!(
-        "insecure parameters",
+        "plan: insecure parameters",
         422,
         "invalid_parameters",
-        post_compute(
-            &http,
-            &address,
-            vec![("request", json(&r)), ("ciphertexts", cts.clone())]
-        )
-        .await
+        kind_of(r).await
     );
     // 15. An unknown (never uploaded) key id.
     let mut r = good.clone();
@@ -524,23 +590,32 @@ async fn malformed_requests_get_json_errors_and_the_server_survives() {
         )
         .await
     );
-    // 18. weight_bits left open.
-    let mut r = good.clone();
-    r.model.quantization.weight_bits = None;
+    // 18. A protocol-1 request (the configuration resent instead of a plan id).
+    let old = serde_json::json!({
+        "net": "mnist-tiny",
+        "encryption_parameters": {"degree": 8192, "plain_modulus_bits": 20},
+        "quantization": {"input_scale_bits": 3, "weight_bits": 4},
+        "plain_modulus": c.params.plain_modulus(),
+        "key_id": kr.key_id,
+        "layers": [0, 1],
+        "input": {"shape": [1, 28, 28], "batch": 4, "scale": 8.0, "lo": 0, "hi": 8},
+    });
     case!(
-        "open weight bits",
-        422,
-        "invalid_quantization",
+        "protocol-1 request",
+        400,
+        "protocol_version",
         post_compute(
             &http,
             &address,
-            vec![("request", json(&r)), ("ciphertexts", cts.clone())]
+            vec![
+                ("request", serde_json::to_vec(&old).unwrap()),
+                ("ciphertexts", cts.clone())
+            ]
         )
         .await
     );
     // 19. A range over a re-encryption boundary.
     let mut r = good.clone();
-    r.model.reencrypt_positions = vec![1];
     r.layers = [0, 4];
     case!(
         "range over a boundary",
@@ -555,7 +630,7 @@ async fn malformed_requests_get_json_errors_and_the_server_survives() {
     );
     // 20. Predicted overflow (the whole model with a 20-bit t).
     let mut r = good.clone();
-    r.model.reencrypt_positions = vec![];
+    r.plan_id = whole_plan.plan_id.clone();
     r.layers = [0, 4];
     case!(
         "overflow",
@@ -584,7 +659,7 @@ async fn malformed_requests_get_json_errors_and_the_server_survives() {
     );
     // 22. An empty batch.
     let mut r = good.clone();
-    r.input.batch = 0;
+    r.batch = 0;
     case!(
         "empty batch",
         422,
@@ -750,23 +825,6 @@ async fn malformed_requests_get_json_errors_and_the_server_survives() {
             .unwrap();
         case!(name, 422, kind, kind_of(r).await);
     }
-    // 34. /compute with security none is refused the same way.
-    let mut r = good.clone();
-    r.model.encryption_parameters = params(
-        r#"{"degree": 4096, "plain_modulus_bits": 20, "security": "none", "coeff_bits": [36, 36, 37]}"#,
-    );
-    r.plain_modulus = r.model.encryption_parameters.plain_moduli().unwrap()[0];
-    case!(
-        "compute: security none",
-        422,
-        "invalid_parameters",
-        post_compute(
-            &http,
-            &address,
-            vec![("request", json(&r)), ("ciphertexts", cts.clone())]
-        )
-        .await
-    );
     // 35–37: which ranges a client may run is the model owner's decision (issue 10).
     let mut r = good.clone();
     r.layers = [2, 3];
@@ -774,19 +832,6 @@ async fn malformed_requests_get_json_errors_and_the_server_survives() {
         "compute: a range that is not a segment",
         422,
         "range_not_allowed",
-        post_compute(
-            &http,
-            &address,
-            vec![("request", json(&r)), ("ciphertexts", cts.clone())]
-        )
-        .await
-    );
-    let mut r = good.clone();
-    r.model.reencrypt_positions = vec![2];
-    case!(
-        "compute: a re-encryption position the owner does not allow",
-        422,
-        "reencrypt_not_allowed",
         post_compute(
             &http,
             &address,
@@ -812,8 +857,12 @@ async fn malformed_requests_get_json_errors_and_the_server_survives() {
     let strict = start_server_with(limit, Some(150)).await;
     let strict_api = Api::new(&strict).unwrap();
     let (skr, _) = strict_api.upload_keys(c).await.unwrap();
+    let strict_plan = strict_api.plan(&model).await.unwrap();
+    assert!(strict_plan.circuit_privacy[0].refused.is_some());
+    assert!(strict_plan.circuit_privacy[0].sanitization.is_none());
     let mut r = good.clone();
     r.key_id = skr.key_id;
+    r.plan_id = strict_plan.plan_id.clone();
     case!(
         "compute: no room for circuit privacy",
         422,
@@ -825,9 +874,6 @@ async fn malformed_requests_get_json_errors_and_the_server_survives() {
         )
         .await
     );
-    let strict_plan = strict_api.plan(&model).await.unwrap();
-    assert!(strict_plan.circuit_privacy[0].refused.is_some());
-    assert!(strict_plan.circuit_privacy[0].sanitization.is_none());
 
     let mut failures = Vec::new();
     for (name, status, kind, (got_status, got_kind)) in &cases {

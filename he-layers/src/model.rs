@@ -57,6 +57,22 @@ pub enum ModelError {
     /// The input does not match what the range expects.
     #[error("input mismatch: {0}")]
     Input(String),
+    /// More (or fewer) images than a ciphertext's slots hold.
+    #[error("{images} images: between 1 and {slots} fit the slots of one ciphertext")]
+    Images {
+        /// Images given.
+        images: usize,
+        /// Slots available.
+        slots: usize,
+    },
+    /// The number of ciphertexts does not match the tensor.
+    #[error("{found} ciphertexts; the tensor needs {expected}")]
+    CiphertextCount {
+        /// Needed.
+        expected: usize,
+        /// Given.
+        found: usize,
+    },
 }
 
 /// The prediction for one layer, made before anything runs.

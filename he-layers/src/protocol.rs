@@ -5,6 +5,7 @@
 
 use crate::crypto::sanitize::SanitizationPlan;
 use crate::crypto::{BfvParameters, ParameterError, SecurityLevel};
+use crate::plan::{LayoutKind, SchemeKind, StepOps};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::sync::Arc;
 
@@ -244,6 +245,12 @@ pub struct ModelConfig {
     /// `rencrypt_positions`).
     #[serde(default, alias = "rencrypt_positions")]
     pub reencrypt_positions: Vec<usize>,
+    /// The scheme (`"bfv"`, the default and only one today).
+    #[serde(default)]
+    pub scheme: SchemeKind,
+    /// The layout (`"batch"`, the default).
+    #[serde(default)]
+    pub layout: LayoutKind,
 }
 
 /// Facts of a tensor that travel with its ciphertexts.
@@ -288,11 +295,27 @@ pub struct LayerPlan {
     /// For a re-encryption boundary: bits the client divides by.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rescale_bits: Option<u32>,
+    /// For a layer the server runs: the homomorphic operations of the plan's layout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ops: Option<StepOps>,
+    /// For a layer the server runs: the estimated noise budget left after it, bits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicted_budget_bits: Option<f64>,
 }
 
 /// What the server will do with a model configuration: answered by `POST /plan`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
+    /// The protocol version the server speaks ([`PROTOCOL_VERSION`](crate::plan::PROTOCOL_VERSION)).
+    pub protocol: u32,
+    /// The plan's name: a SHA-256 of the canonical configuration. `/compute` names it.
+    pub plan_id: String,
+    /// The scheme.
+    pub scheme: SchemeKind,
+    /// The layout.
+    pub layout: LayoutKind,
+    /// Galois elements the client must hold keys for (none in the batch layout).
+    pub galois_elements: Vec<u64>,
     /// Model name.
     pub net: String,
     /// Class names.
@@ -338,22 +361,24 @@ pub struct SegmentPrivacy {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ComputeRequest {
-    /// The model configuration (as for `/plan`; `weight_bits` must be set).
-    #[serde(flatten)]
-    pub model: ModelConfig,
-    /// The plaintext modulus of this request's ciphertexts (one of the configuration's).
+    /// The plan (`plan_id` of `POST /plan`): the configuration it was made for is the
+    /// server's, not resent.
+    pub plan_id: String,
+    /// The plaintext modulus of this request's ciphertexts (one of the plan's).
     pub plain_modulus: u64,
     /// The keys uploaded with `POST /keys`.
     pub key_id: String,
-    /// Layers to run, `[start, end)`.
+    /// The segment to run, `[start, end)` (one of the plan's segments).
     pub layers: [usize; 2],
-    /// The input's facts (must match what layer `start` expects).
-    pub input: TensorInfo,
+    /// Images in the ciphertexts (used slots).
+    pub batch: usize,
 }
 
 /// The JSON part of the `/compute` answer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ComputeResponse {
+    /// The protocol version the server speaks.
+    pub protocol: u32,
     /// Layers run.
     pub layers: [usize; 2],
     /// The output's facts.

@@ -185,37 +185,18 @@ impl<C> EncryptedTensor<C> {
 
 impl EncryptedTensor<crate::crypto::Ciphertext> {
     /// Encrypts an integer tensor in the batch layout with the secret key (seeded, half-size
-    /// ciphertexts): activation a becomes one ciphertext whose slot j holds image j's value,
-    /// taken centered mod t (so a value beyond t/2 becomes its residue, as CRT needs).
+    /// ciphertexts): activation a becomes one ciphertext whose slot j holds image j's value
+    /// ([`BatchLayout`](crate::plan::BatchLayout) with a
+    /// [`BfvSlotEncryptor`](crate::layers::BfvSlotEncryptor)).
     pub fn encrypt(
         x: &IntTensor,
         info: &ValueInfo,
         sk: &crate::crypto::SecretKey,
-    ) -> Result<Self, crate::crypto::Error> {
-        use crate::crypto::{BatchEncoder, SymmetricEncryptor};
-        let params = sk.parameters();
-        let encoder = BatchEncoder::try_new(params)?;
-        if x.batch() > encoder.slot_count() {
-            return Err(crate::crypto::Error::TooManyValues {
-                given: x.batch(),
-                slots: encoder.slot_count(),
-            });
-        }
-        let t = params.plain_modulus() as i128;
-        let sym = SymmetricEncryptor::new(sk);
-        let cts = (0..x.len())
-            .map(|a| {
-                let vals: Vec<i64> = x
-                    .activation(a)
-                    .iter()
-                    .map(|&v| {
-                        let r = v.rem_euclid(t);
-                        (if r > t / 2 { r - t } else { r }) as i64
-                    })
-                    .collect();
-                sym.encrypt(&encoder.encode(&vals)?)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+    ) -> Result<Self, crate::model::ModelError> {
+        use crate::plan::Layout;
+        let encryptor = crate::layers::BfvSlotEncryptor::new(sk)
+            .map_err(|e| crate::model::ModelError::from(crate::layers::LayerError::from(e)))?;
+        let cts = crate::plan::BatchLayout.encrypt(x, &encryptor)?;
         Ok(Self {
             shape: x.shape().to_vec(),
             batch: x.batch(),
@@ -230,25 +211,11 @@ impl EncryptedTensor<crate::crypto::Ciphertext> {
     pub fn decrypt(
         &self,
         sk: &crate::crypto::SecretKey,
-    ) -> Result<IntTensor, crate::crypto::Error> {
-        use crate::crypto::{BatchEncoder, Decryptor};
-        let encoder = BatchEncoder::try_new(sk.parameters())?;
-        let dec = Decryptor::new(sk);
-        let mut data = Vec::with_capacity(self.cts.len() * self.batch);
-        for ct in &self.cts {
-            let slots = encoder.decode(&dec.decrypt(ct)?);
-            data.extend(
-                slots[..self.batch.min(slots.len())]
-                    .iter()
-                    .map(|&v| v as i128),
-            );
-        }
-        IntTensor::from_data(self.shape.clone(), self.batch, data).ok_or(
-            crate::crypto::Error::LengthMismatch {
-                left: self.cts.len(),
-                right: self.shape.iter().product(),
-            },
-        )
+    ) -> Result<IntTensor, crate::model::ModelError> {
+        use crate::plan::Layout;
+        let decryptor = crate::layers::BfvSlotDecryptor::new(sk)
+            .map_err(|e| crate::model::ModelError::from(crate::layers::LayerError::from(e)))?;
+        crate::plan::BatchLayout.decrypt(&self.cts, &self.info(), self.batch, &decryptor)
     }
 
     /// The smallest noise budget over all ciphertexts (needs the secret key).

@@ -6,7 +6,7 @@
 use crate::build::{build_model, BuildError, BuildOptions, BuiltModel};
 use crate::spec::ModelSpec;
 use he_layers::crypto::{BfvParameters, Ciphertext, PublicKey, RelinearizationKey, SecretKey};
-use he_layers::layers::{BfvBackend, EncodedLayer};
+use he_layers::layers::BfvBackend;
 use he_layers::model::{crt_combine, EncodedModel, ModelError};
 use he_layers::tensor::{EncryptedTensor, IntTensor};
 use std::ops::Range;
@@ -65,25 +65,9 @@ impl CrtModel {
         &self.components[0].model
     }
 
-    /// The segments the server runs: maximal runs of encryptable layers within the
-    /// encryptable prefix, split at re-encryption boundaries.
+    /// The segments the server runs ([`he_layers::plan::segments`]).
     pub fn segments(&self) -> Vec<Range<usize>> {
-        let model = self.model();
-        let end = model.encryptable_prefix();
-        let mut out = Vec::new();
-        let mut start = 0;
-        for (i, l) in model.layers()[..end].iter().enumerate() {
-            if matches!(l, EncodedLayer::Reencrypt(_)) {
-                if start < i {
-                    out.push(start..i);
-                }
-                start = i + 1;
-            }
-        }
-        if start < end {
-            out.push(start..end);
-        }
-        out
+        he_layers::plan::segments(self.model())
     }
 }
 

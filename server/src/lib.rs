@@ -10,6 +10,7 @@
 pub mod cache;
 pub mod error;
 pub mod keys;
+pub mod plans;
 pub mod registry;
 
 use axum::body::Body;
@@ -20,14 +21,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use error::ApiError;
+use he_layers::crypto::sanitize::sanitize;
 pub use he_layers::crypto::sanitize::DEFAULT_FLOOD_BITS;
-use he_layers::crypto::sanitize::{plan_sanitization, sanitize};
 use he_layers::crypto::{
     BfvParameters, Ciphertext, GaloisKeys, PublicKey, RelinearizationKey, SecurityLevel,
 };
+use he_layers::plan::{Layout, PROTOCOL_VERSION};
 use he_layers::protocol::{ComputeRequest, ComputeResponse, KeysResponse, ModelConfig, TensorInfo};
-use he_layers::tensor::EncryptedTensor;
 use keys::{KeyCache, KeyEntry};
+use plans::{PlanCache, ServedPlan};
 use rayon::prelude::*;
 use registry::Registry;
 use std::net::SocketAddr;
@@ -82,6 +84,8 @@ pub struct AppState {
     pub registry: Registry,
     /// Uploaded keys.
     pub keys: KeyCache,
+    /// Compiled plans, by id.
+    pub plans: PlanCache,
     /// Request counter for log lines.
     next_id: AtomicU64,
     /// Largest key set accepted (the key cache's byte limit).
@@ -104,6 +108,7 @@ impl AppState {
         Ok(Self {
             registry,
             keys: KeyCache::new(config.max_cached_keys, config.max_cached_key_bytes),
+            plans: PlanCache::new(config.max_cached_models, usize::MAX),
             next_id: AtomicU64::new(1),
             max_key_bytes: config.max_cached_key_bytes,
             allow_insecure: config.allow_insecure_parameters,
@@ -211,13 +216,34 @@ async fn plan(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let cfg: ModelConfig = parse_json(&body, "model configuration")?;
-    state.check_security(cfg.encryption_parameters.security.0)?;
-    let state2 = state.clone();
-    let flood_bits = state.flood_bits;
-    let plan = tokio::task::spawn_blocking(move || state2.registry.plan(&cfg, flood_bits))
+    let plan = state.compile_plan(cfg).await?;
+    Ok(Json(&plan.public).into_response())
+}
+
+impl AppState {
+    /// The plan of a configuration: from the cache, or compiled (every check on the
+    /// configuration happens here) and cached under its id.
+    async fn compile_plan(self: &Arc<Self>, cfg: ModelConfig) -> Result<Arc<ServedPlan>, ApiError> {
+        self.check_security(cfg.encryption_parameters.security.0)?;
+        let state = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let fingerprints = cfg
+                .encryption_parameters
+                .resolve()
+                .map_err(|e| ApiError::unprocessable("invalid_parameters", e.to_string()))?
+                .iter()
+                .map(|p| p.fingerprint())
+                .collect::<Vec<_>>();
+            let id = plans::plan_id(&cfg, &fingerprints)?;
+            if let Some(p) = state.plans.get(&id) {
+                return Ok(p);
+            }
+            let plan = plans::compile(&state.registry, &cfg, state.flood_bits)?;
+            Ok(state.plans.insert(plan.id.clone(), plan, 1).0)
+        })
         .await
-        .map_err(|e| ApiError::internal(format!("plan task failed: {e}")))??;
-    Ok(Json(plan).into_response())
+        .map_err(|e| ApiError::internal(format!("plan task failed: {e}")))?
+    }
 }
 
 /// Reads every part of a multipart body into (name, bytes), with errors as JSON. The whole
@@ -295,6 +321,11 @@ fn serial(kind: &'static str) -> impl Fn(he_layers::crypto::SerialError) -> ApiE
         he_layers::crypto::SerialError::Parameters(_) => {
             ApiError::unprocessable("invalid_parameters", format!("{kind}: {e}"))
         }
+        he_layers::crypto::SerialError::UnsupportedVersion { .. }
+        | he_layers::crypto::SerialError::UnsupportedScheme { .. } => ApiError::bad_request(
+            "unsupported_format",
+            format!("{kind}: {e}; client and server must be of the same release"),
+        ),
         _ => ApiError::bad_request("malformed_binary", format!("{kind}: {e}")),
     }
 }
@@ -423,6 +454,37 @@ fn multipart_response(json: &[u8], binary: &[u8]) -> Response {
         .unwrap_or_else(|_| ApiError::internal("could not build the response").into_response())
 }
 
+/// Parses the JSON part of `/compute`; a protocol-1 request (the configuration resent, no
+/// `plan_id`) gets an error that says what changed rather than a field-by-field complaint.
+fn parse_compute_request(bytes: &[u8]) -> Result<ComputeRequest, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        let old = serde_json::from_slice::<serde_json::Value>(bytes)
+            .ok()
+            .is_some_and(|v| v.get("plan_id").is_none() && v.get("net").is_some());
+        if old {
+            ApiError::bad_request(
+                "protocol_version",
+                format!(
+                    "this server speaks protocol {PROTOCOL_VERSION}: /compute names the plan_id                      that POST /plan returns instead of resending the configuration; update the                      client"
+                ),
+            )
+        } else {
+            ApiError::bad_request("invalid_json", format!("request: {e}"))
+        }
+    })
+}
+
+fn hex64(value: &str, kind: &'static str, what: &str) -> Result<(), ApiError> {
+    if value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            kind,
+            format!("{what} must be 64 hex digits"),
+        ))
+    }
+}
+
 async fn compute(
     State(state): State<Arc<AppState>>,
     multipart: Result<Multipart, MultipartRejection>,
@@ -430,129 +492,80 @@ async fn compute(
     let id = state.request_id();
     let started = Instant::now();
     let parts = read_parts(multipart, &["request", "ciphertexts"]).await?;
-    let req: ComputeRequest = parse_json(part(&parts, "request")?, "request")?;
+    let req = parse_compute_request(part(&parts, "request")?)?;
     let cts_bytes = part(&parts, "ciphertexts")?.to_vec();
     let bytes_in = cts_bytes.len();
-    let net = req.model.net.clone();
     let [start, end] = req.layers;
 
-    // Keys, parameters, model, range and input: all checked before any ciphertext work.
-    if req.key_id.len() != 64 || !req.key_id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(ApiError::bad_request(
-            "invalid_key_id",
-            "key_id must be 64 hex digits, as POST /keys returns",
-        ));
-    }
+    // Plan, keys, segment and batch: all checked before any ciphertext work. Everything about
+    // the configuration was checked once, when the plan was compiled.
+    hex64(
+        &req.plan_id,
+        "invalid_plan_id",
+        "plan_id (as POST /plan returns it)",
+    )?;
+    hex64(
+        &req.key_id,
+        "invalid_key_id",
+        "key_id (as POST /keys returns it)",
+    )?;
+    let plan = state.plans.get(&req.plan_id).ok_or_else(|| {
+        ApiError::not_found(
+            "unknown_plan",
+            "no plan with this plan_id (never made, or evicted): POST /plan again",
+        )
+    })?;
     let keys = state.keys.get(&req.key_id).ok_or_else(|| {
         ApiError::not_found(
             "unknown_key",
             "no keys with this key_id (never uploaded, or evicted): upload them with POST /keys",
         )
     })?;
-    state.registry.get(&net)?;
-    state.check_security(req.model.encryption_parameters.security.0)?;
-    if req.model.quantization.weight_bits.is_none() {
-        return Err(ApiError::unprocessable(
-            "invalid_quantization",
-            "quantization.weight_bits must be set for /compute (POST /plan reports the value to use)",
-        ));
-    }
-    let moduli = req
-        .model
-        .encryption_parameters
-        .plain_moduli()
-        .map_err(|e| ApiError::unprocessable("invalid_parameters", e.to_string()))?;
-    if !moduli.contains(&req.plain_modulus) {
-        return Err(ApiError::unprocessable(
-            "invalid_parameters",
-            format!(
-                "plain_modulus {} is not one of the configuration's {moduli:?}",
-                req.plain_modulus
-            ),
-        ));
-    }
-    let params = req
-        .model
-        .encryption_parameters
-        .for_modulus(req.plain_modulus)
-        .map_err(|e| ApiError::unprocessable("invalid_parameters", e.to_string()))?;
+    let component = plan.component(req.plain_modulus)?;
+    let params = component.params.clone();
     if params.fingerprint() != keys.params.fingerprint() {
         return Err(ApiError::unprocessable(
             "parameter_mismatch",
             format!(
-                "the keys are for parameters {}, the request names {}",
+                "the keys are for parameters {}, the plan's modulus {} is {}",
                 keys.params.fingerprint_hex(),
+                req.plain_modulus,
                 params.fingerprint_hex()
             ),
         ));
     }
-    let registry_state = state.clone();
-    let model_cfg = req.model.clone();
-    let t = req.plain_modulus;
-    let built = tokio::task::spawn_blocking(move || registry_state.registry.built(&model_cfg, t))
-        .await
-        .map_err(|e| ApiError::internal(format!("model task failed: {e}")))??;
-    let model = &built.model;
     let range = start..end;
-    model
-        .check_range(&range)
-        .map_err(|e| ApiError::unprocessable("invalid_layers", e.to_string()))?;
-    let allowed = registry::segments(model);
-    if !allowed.contains(&[start, end]) {
-        return Err(ApiError::unprocessable(
-            "range_not_allowed",
-            format!(
-                "layers [{start}, {end}) are not a segment of this configuration: a client runs \
-                 only whole segments between the re-encryption positions the model's owner \
-                 allows; here {allowed:?} (POST /plan lists them)"
-            ),
-        ));
-    }
+    let seg_index = plan.segment_index(&range)?;
+    let model = &component.built.model;
     model
         .check_overflow(&range)
         .map_err(|e| ApiError::unprocessable("overflow", e.to_string()))?;
-    let expect = model.info_before(start);
-    let input = &req.input;
-    if input.shape != expect.shape
-        || input.scale != expect.scale
-        || input.lo < expect.lo
-        || input.hi > expect.hi
-    {
-        return Err(ApiError::unprocessable(
-            "input_mismatch",
-            format!(
-                "layer {start} expects shape {:?}, scale {}, values in [{}, {}]; the request has shape {:?}, scale {}, [{}, {}]",
-                expect.shape, expect.scale, expect.lo, expect.hi, input.shape, input.scale, input.lo, input.hi
-            ),
-        ));
-    }
-    if input.batch == 0 || input.batch > params.degree() {
-        return Err(ApiError::unprocessable(
-            "input_mismatch",
-            format!(
-                "batch {} must be between 1 and N = {}",
-                input.batch,
-                params.degree()
-            ),
-        ));
-    }
+    let layout = plans::layout_of(plan.execution.layout);
+    let segment = &plan.execution.segments[seg_index];
+    let expected = layout
+        .ciphertext_count(&segment.input, req.batch, params.degree())
+        .map_err(|e| ApiError::unprocessable("input_mismatch", e.to_string()))?;
     if model.layers()[range.clone()].iter().any(|l| l.depth() > 0) && !keys.has_relin {
         return Err(ApiError::unprocessable(
             "missing_key",
             "the layers square ciphertexts: upload a relinearization key with the keys",
         ));
     }
-    // Circuit privacy is sized from the public model before any work; a range whose budget
-    // cannot absorb the flooding is refused here, not after the computation.
-    let sanitization = match state.flood_bits {
-        Some(bits) => Some(
-            plan_sanitization(&params, model.range_noise_log2(&range), bits).map_err(|e| {
-                ApiError::unprocessable(
-                    "no_room_for_circuit_privacy",
-                    format!("layers [{start}, {end}): {e}"),
-                )
-            })?,
-        ),
+    // Circuit privacy was sized from the public model when the plan was compiled; a segment
+    // whose budget cannot absorb the flooding is refused here, before any work.
+    let sanitization = match component.sanitization.get(seg_index) {
+        Some(Ok(p)) => Some(p.clone()),
+        Some(Err(e)) => {
+            return Err(ApiError::unprocessable(
+                "no_room_for_circuit_privacy",
+                format!("layers [{start}, {end}): {e}"),
+            ))
+        }
+        None if plan.sanitized => {
+            return Err(ApiError::internal(
+                "the plan lacks a sanitization for this segment",
+            ))
+        }
         None => None,
     };
     let out_params = match &sanitization {
@@ -561,7 +574,6 @@ async fn compute(
             .map_err(|e| ApiError::internal(e.to_string()))?,
         None => params.clone(),
     };
-    let expected = expect.len();
     let params2 = params.clone();
     let cts = tokio::task::spawn_blocking(move || {
         let mut cts = Ciphertext::batch_from_bytes(&cts_bytes, &params2, expected)
@@ -581,31 +593,24 @@ async fn compute(
             ),
         ));
     }
-    let tensor = EncryptedTensor {
-        shape: input.shape.clone(),
-        batch: input.batch,
-        cts,
-        scale: input.scale,
-        lo: input.lo,
-        hi: input.hi,
-    };
 
     let t0 = Instant::now();
-    let built2 = built.clone();
+    let plan2 = plan.clone();
     let keys2 = keys.clone();
-    let plan2 = sanitization.clone();
+    let sanitization2 = sanitization.clone();
+    let batch = req.batch;
+    let t = req.plain_modulus;
     let (out, sanitize_ms) = tokio::task::spawn_blocking(move || {
-        let mut out = built2
-            .model
-            .run_encrypted(range, tensor, &keys2.backend)
+        let component = plan2.component(t)?;
+        let mut out = layout
+            .run(&component.built.model, range, batch, cts, &keys2.backend)
             .map_err(|e| ApiError::unprocessable("compute_refused", e.to_string()))?;
         let t1 = Instant::now();
-        if let Some(plan) = &plan2 {
+        if let Some(p) = &sanitization2 {
             let encryptor = keys2.backend.encryptor();
-            out.cts = out
-                .cts
+            out = out
                 .par_iter()
-                .map(|c| sanitize(c, encryptor, plan))
+                .map(|c| sanitize(c, encryptor, p))
                 .collect::<Result<_, _>>()
                 .map_err(|e| ApiError::internal(format!("sanitization failed: {e}")))?;
         }
@@ -614,30 +619,33 @@ async fn compute(
     .await
     .map_err(|e| ApiError::internal(format!("compute task failed: {e}")))??;
     let compute_ms = t0.elapsed().as_secs_f64() * 1000.0;
-    let binary = Ciphertext::batch_to_bytes(&out.cts, &out_params);
+    let binary = Ciphertext::batch_to_bytes(&out, &out_params);
+    let output = &segment.output;
     let result = ComputeResponse {
+        protocol: PROTOCOL_VERSION,
         layers: [start, end],
         output: TensorInfo {
-            shape: out.shape.clone(),
-            batch: out.batch,
-            scale: out.scale,
-            lo: out.lo,
-            hi: out.hi,
+            shape: output.shape.clone(),
+            batch,
+            scale: output.scale,
+            lo: output.lo,
+            hi: output.hi,
         },
         compute_ms,
         sanitize_ms,
-        ciphertexts: out.cts.len(),
+        ciphertexts: out.len(),
         level: out_params.level(),
         sanitization,
     };
     let json = serde_json::to_vec(&result).map_err(|e| ApiError::internal(e.to_string()))?;
     tracing::info!(
         request = id,
-        net = %net,
+        net = %plan.net,
+        plan = %&plan.id[..12],
         layers = ?[start, end],
         plain_modulus = t,
         ciphertexts_in = expected,
-        ciphertexts_out = out.cts.len(),
+        ciphertexts_out = out.len(),
         bytes_in,
         bytes_out = binary.len(),
         compute_ms = compute_ms as u64,

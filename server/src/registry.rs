@@ -2,10 +2,7 @@
 
 use crate::cache::BoundedCache;
 use crate::error::ApiError;
-use he_layers::crypto::sanitize::plan_sanitization;
-use he_layers::layers::EncodedLayer;
-use he_layers::model::EncodedModel;
-use he_layers::protocol::{LayerPlan, ModelConfig, ModelInfo, Plan, SegmentPrivacy, TensorInfo};
+use he_layers::protocol::{ModelConfig, ModelInfo};
 use net_builder::{build_model, BuildOptions, BuiltModel, ModelSpec, PickleOptions};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -260,86 +257,6 @@ impl Registry {
             .map_err(|e| ApiError::unprocessable("invalid_model_config", e.to_string()))?;
         Ok(self.built.insert(key, built, 1).0)
     }
-
-    /// The plan for a configuration.
-    /// `flood_bits` is the server's λ (`None`: it returns answers unsanitized).
-    pub fn plan(&self, cfg: &ModelConfig, flood_bits: Option<u32>) -> Result<Plan, ApiError> {
-        let served = self.get(&cfg.net)?;
-        let moduli = cfg
-            .encryption_parameters
-            .plain_moduli()
-            .map_err(|e| ApiError::unprocessable("invalid_parameters", e.to_string()))?;
-        let first = *moduli
-            .first()
-            .ok_or_else(|| ApiError::unprocessable("invalid_parameters", "no plaintext modulus"))?;
-        let built = self.built(cfg, first)?;
-        let model = &built.model;
-        let input = model.info_before(0);
-        let prefix = model.encryptable_prefix();
-        let layers: Vec<LayerPlan> = model
-            .predict()
-            .into_iter()
-            .zip(model.layers())
-            .map(|(p, l)| LayerPlan {
-                index: p.index,
-                name: p.name,
-                description: p.description,
-                runs: match l {
-                    EncodedLayer::Reencrypt(_) => "reencrypt",
-                    _ if p.index >= prefix => "plaintext",
-                    _ => "encrypted",
-                }
-                .into(),
-                shape: p.output.shape.clone(),
-                scale: p.output.scale,
-                lo: p.output.lo,
-                hi: p.output.hi,
-                overflow: p.overflow,
-                depth: p.depth,
-                rescale_bits: match l {
-                    EncodedLayer::Reencrypt(r) => Some(r.rescale_bits),
-                    _ => None,
-                },
-            })
-            .collect();
-        let segments = segments(model);
-        let params = model.parameters();
-        let circuit_privacy = match flood_bits {
-            None => Vec::new(),
-            Some(bits) => segments
-                .iter()
-                .map(|&[a, b]| {
-                    let noise = model.range_noise_log2(&(a..b));
-                    let plan = plan_sanitization(params, noise, bits);
-                    SegmentPrivacy {
-                        layers: [a, b],
-                        budget_before_bits: params.log2_q() - noise - 1.0,
-                        refused: plan.as_ref().err().map(|e| e.to_string()),
-                        sanitization: plan.ok(),
-                    }
-                })
-                .collect(),
-        };
-        Ok(Plan {
-            net: cfg.net.clone(),
-            classes: served.manifest.classes.clone(),
-            input: TensorInfo {
-                shape: input.shape.clone(),
-                batch: 0,
-                scale: input.scale,
-                lo: input.lo,
-                hi: input.hi,
-            },
-            input_range: served.manifest.input_range,
-            layers,
-            segments,
-            encryptable_prefix: prefix,
-            weight_bits: built.weight_bits,
-            plain_moduli: moduli,
-            capacity_bits: (model.capacity() as f64).log2(),
-            circuit_privacy,
-        })
-    }
 }
 
 /// The largest input scale a request may ask for, in bits.
@@ -348,26 +265,6 @@ pub const MAX_INPUT_SCALE_BITS: u32 = 30;
 /// The largest weight precision a request may ask for, in bits (weights are i64 scalars, and
 /// the dot-product kernel's u64 path assumes small ones).
 pub const MAX_WEIGHT_BITS: u32 = 30;
-
-/// The encrypted segments `[start, end)` of an encoded model: its encryptable prefix cut at
-/// every re-encryption boundary. These are the only ranges a client may run.
-pub fn segments(model: &EncodedModel) -> Vec<[usize; 2]> {
-    let prefix = model.encryptable_prefix();
-    let mut segments = Vec::new();
-    let mut start = 0;
-    for (i, l) in model.layers().iter().enumerate().take(prefix) {
-        if matches!(l, EncodedLayer::Reencrypt(_)) {
-            if start < i {
-                segments.push([start, i]);
-            }
-            start = i + 1;
-        }
-    }
-    if start < prefix {
-        segments.push([start, prefix]);
-    }
-    segments
-}
 
 /// Re-encryption positions must be strictly increasing (sorted, no repeats) and name layers of
 /// the model.

@@ -19,8 +19,11 @@ use std::sync::Arc;
 
 /// The format's magic bytes.
 pub const MAGIC: [u8; 4] = *b"HELY";
-/// The format version this code writes and reads.
-pub const VERSION: u16 = 1;
+/// The format version this code writes and reads. Version 2 names the scheme in the header
+/// (version 1 had a reserved zero byte there).
+pub const VERSION: u16 = 2;
+/// The scheme byte of the header: 1 is RNS-BFV, the only scheme this engine implements.
+pub const SCHEME_BFV: u8 = 1;
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 40;
 /// Most Galois keys a key set may hold.
@@ -97,6 +100,14 @@ pub enum SerialError {
     UnsupportedVersion {
         /// The version found.
         found: u16,
+    },
+    /// An object of another scheme.
+    #[error(
+        "scheme {found} is not supported (this build reads RNS-BFV objects, scheme {SCHEME_BFV})"
+    )]
+    UnsupportedScheme {
+        /// The scheme byte found.
+        found: u8,
     },
     /// Another kind of object than expected.
     #[error("expected a {expected:?}, found a {found}")]
@@ -307,7 +318,7 @@ fn header(kind: ObjectKind, fingerprint: &[u8; 32], capacity: usize) -> Vec<u8> 
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.push(kind as u8);
-    out.push(0);
+    out.push(SCHEME_BFV);
     out.extend_from_slice(fingerprint);
     out
 }
@@ -344,11 +355,9 @@ fn read_header<'a>(
             },
         });
     }
-    if r.u8("header")? != 0 {
-        return Err(SerialError::Malformed {
-            what: "header",
-            detail: "reserved byte is not zero".into(),
-        });
+    let scheme = r.u8("header")?;
+    if scheme != SCHEME_BFV {
+        return Err(SerialError::UnsupportedScheme { found: scheme });
     }
     let fp = r.seed()?;
     Ok((r, fp))

@@ -486,6 +486,22 @@ fn serialization_rejects_bad_input_with_distinct_errors() {
         SerialError::UnsupportedVersion { found: 9 }
     );
 
+    // A version-1 object (before the scheme byte) is told apart from a misparse.
+    let mut old = bytes.clone();
+    old[4] = 1;
+    old[7] = 0;
+    assert_eq!(
+        Ciphertext::from_bytes(&old, p).unwrap_err(),
+        SerialError::UnsupportedVersion { found: 1 }
+    );
+
+    let mut bad = bytes.clone();
+    bad[7] = 2;
+    assert_eq!(
+        Ciphertext::from_bytes(&bad, p).unwrap_err(),
+        SerialError::UnsupportedScheme { found: 2 }
+    );
+
     let other = preset(4096, 21);
     let wrong_fp = Ciphertext::from_bytes(&bytes, &other).unwrap_err();
     assert!(

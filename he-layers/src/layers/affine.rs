@@ -86,6 +86,20 @@ fn forward_int<A: Affine + Sync>(a: &A, x: &IntTensor) -> Result<IntTensor, Laye
         .ok_or_else(|| LayerError::Input(format!("{}: inconsistent output size", a.layer_name())))
 }
 
+/// Connections with a nonzero weight, summed over outputs: the scalar products a dot-product
+/// layout performs.
+fn nonzero_connections<A: Affine>(a: &A, input: &[usize]) -> Result<u64, LayerError> {
+    let out_len: usize = a.out_shape(input)?.iter().product();
+    let mut conns = Vec::new();
+    let mut total = 0u64;
+    for o in 0..out_len {
+        conns.clear();
+        a.connections(input, o, &mut conns);
+        total += conns.iter().filter(|(_, w)| *w != 0).count() as u64;
+    }
+    Ok(total)
+}
+
 /// Outputs that read the same inputs in the same order, with their weight rows.
 struct OutputGroup {
     inputs: Vec<usize>,
@@ -317,6 +331,11 @@ impl EncodedConv2d {
         forward_int(self, x)
     }
 
+    /// Connections with a nonzero weight over all outputs, for an input of `shape`.
+    pub fn nonzero_connections(&self, shape: &[usize]) -> Result<u64, LayerError> {
+        nonzero_connections(self, shape)
+    }
+
     /// Encrypted forward: one fused dot product per output, in parallel.
     pub fn forward_encrypted<B: HeBackend>(
         &self,
@@ -458,6 +477,11 @@ impl EncodedLinear {
     /// Exact integer forward.
     pub fn forward_int(&self, x: &IntTensor) -> Result<IntTensor, LayerError> {
         forward_int(self, x)
+    }
+
+    /// Connections with a nonzero weight over all outputs, for an input of `shape`.
+    pub fn nonzero_connections(&self, shape: &[usize]) -> Result<u64, LayerError> {
+        nonzero_connections(self, shape)
     }
 
     /// Encrypted forward: one fused dot product per output, in parallel.

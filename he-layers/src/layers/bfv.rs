@@ -1,7 +1,10 @@
 //! The BFV implementation of [`HeBackend`].
 
-use super::{HeBackend, LayerError};
-use crate::crypto::{Ciphertext, Encryptor, Error, Evaluator, PublicKey, RelinearizationKey};
+use super::{HeBackend, LayerError, SlotDecryptor, SlotEncryptor};
+use crate::crypto::{
+    BatchEncoder, Ciphertext, Decryptor, Encryptor, Error, Evaluator, PublicKey,
+    RelinearizationKey, SecretKey, SymmetricEncryptor,
+};
 
 /// Runs layers with the RNS-BFV evaluator. The public key makes fresh encryptions where a
 /// result would otherwise be transparent; the relinearization key serves Square.
@@ -35,10 +38,7 @@ impl BfvBackend {
 }
 
 fn crypto(e: Error) -> LayerError {
-    LayerError::Crypto {
-        layer: String::new(),
-        source: e,
-    }
+    LayerError::from(e)
 }
 
 impl HeBackend for BfvBackend {
@@ -78,5 +78,75 @@ impl HeBackend for BfvBackend {
             .add_constant_assign(&mut z, c)
             .map_err(crypto)?;
         Ok(z)
+    }
+}
+
+/// Encrypts slot vectors with the client's secret key (seeded, half-size ciphertexts), each
+/// value taken centered mod t (so a value beyond t/2 becomes its residue, as CRT needs).
+pub struct BfvSlotEncryptor<'a> {
+    encryptor: SymmetricEncryptor<'a>,
+    encoder: BatchEncoder,
+    t: i128,
+}
+
+impl<'a> BfvSlotEncryptor<'a> {
+    /// An encryptor for a secret key whose parameters allow batching.
+    pub fn new(sk: &'a SecretKey) -> Result<Self, Error> {
+        Ok(Self {
+            encryptor: SymmetricEncryptor::new(sk),
+            encoder: BatchEncoder::try_new(sk.parameters())?,
+            t: sk.parameters().plain_modulus() as i128,
+        })
+    }
+}
+
+impl SlotEncryptor for BfvSlotEncryptor<'_> {
+    type Ciphertext = Ciphertext;
+
+    fn slot_count(&self) -> usize {
+        self.encoder.slot_count()
+    }
+
+    fn encrypt_slots(&self, values: &[i128]) -> Result<Ciphertext, LayerError> {
+        let t = self.t;
+        let centered: Vec<i64> = values
+            .iter()
+            .map(|&v| {
+                let r = v.rem_euclid(t);
+                (if r > t / 2 { r - t } else { r }) as i64
+            })
+            .collect();
+        let pt = self.encoder.encode(&centered).map_err(crypto)?;
+        self.encryptor.encrypt(&pt).map_err(crypto)
+    }
+}
+
+/// Decrypts ciphertexts (at any level of the key's parameter set) into centered slot values.
+pub struct BfvSlotDecryptor<'a> {
+    decryptor: Decryptor<'a>,
+    encoder: BatchEncoder,
+}
+
+impl<'a> BfvSlotDecryptor<'a> {
+    /// A decryptor for a secret key whose parameters allow batching.
+    pub fn new(sk: &'a SecretKey) -> Result<Self, Error> {
+        Ok(Self {
+            decryptor: Decryptor::new(sk),
+            encoder: BatchEncoder::try_new(sk.parameters())?,
+        })
+    }
+}
+
+impl SlotDecryptor for BfvSlotDecryptor<'_> {
+    type Ciphertext = Ciphertext;
+
+    fn decrypt_slots(&self, ct: &Ciphertext) -> Result<Vec<i128>, LayerError> {
+        let pt = self.decryptor.decrypt(ct).map_err(crypto)?;
+        Ok(self
+            .encoder
+            .decode(&pt)
+            .into_iter()
+            .map(i128::from)
+            .collect())
     }
 }

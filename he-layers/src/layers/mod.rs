@@ -7,7 +7,7 @@ mod bfv;
 mod elementwise;
 
 pub use affine::{EncodedConv2d, EncodedLinear};
-pub use bfv::BfvBackend;
+pub use bfv::{BfvBackend, BfvSlotDecryptor, BfvSlotEncryptor};
 pub use elementwise::{
     EncodedAvgPool2d, Flatten, PlaintextOnlyKind, PlaintextOnlyLayer, ReencryptBoundary, Square,
 };
@@ -46,6 +46,28 @@ pub trait HeBackend: Sync {
 
     /// A fresh, non-transparent encryption of c in every slot (replaces products with zero).
     fn encrypt_constant(&self, c: i128) -> Result<Self::Ciphertext, LayerError>;
+}
+
+/// Client side: encrypts one vector of slot values (integers of the mirror; the scheme reduces
+/// them as it must, e.g. centered mod t). A layout decides which values share a ciphertext.
+pub trait SlotEncryptor: Sync {
+    /// The ciphertext produced.
+    type Ciphertext: Send;
+
+    /// Values one ciphertext holds.
+    fn slot_count(&self) -> usize;
+
+    /// Encrypts `values` into the first slots (the rest hold zero).
+    fn encrypt_slots(&self, values: &[i128]) -> Result<Self::Ciphertext, LayerError>;
+}
+
+/// Client side: decrypts one ciphertext into its slot values (centered integers).
+pub trait SlotDecryptor: Sync {
+    /// The ciphertext read.
+    type Ciphertext: Sync;
+
+    /// Every slot's value.
+    fn decrypt_slots(&self, ct: &Self::Ciphertext) -> Result<Vec<i128>, LayerError>;
 }
 
 /// Why a layer could not run.
@@ -220,6 +242,15 @@ impl EncodedLayer {
             lo: out.lo,
             hi: out.hi,
         })
+    }
+}
+
+impl From<crate::crypto::Error> for LayerError {
+    fn from(source: crate::crypto::Error) -> Self {
+        Self::Crypto {
+            layer: String::new(),
+            source,
+        }
     }
 }
 

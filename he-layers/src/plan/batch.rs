@@ -1,0 +1,146 @@
+//! The batch layout (CryptoNets): one ciphertext per activation, slot j of every ciphertext
+//! holding image j. Layers are dot products with integer scalars and slot-wise squares: no
+//! rotations, no Galois keys; a batch costs the same for 1 image as for N.
+
+use super::{segment_plans, ExecutionPlan, LayerStep, Layout, LayoutKind, SchemeKind, StepOps};
+use crate::layers::{EncodedLayer, HeBackend, SlotDecryptor, SlotEncryptor};
+use crate::model::{EncodedModel, ModelError};
+use crate::tensor::{EncryptedTensor, IntTensor, ValueInfo};
+use rayon::prelude::*;
+use std::ops::Range;
+
+/// The batch layout.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BatchLayout;
+
+/// The operations of one layer in the batch layout, for an input with `input`'s shape.
+fn layer_ops(layer: &EncodedLayer, input: &ValueInfo) -> Result<StepOps, ModelError> {
+    let out = layer.output_info(input)?.len() as u64;
+    let mut ops = StepOps {
+        ciphertexts_out: out,
+        ..StepOps::default()
+    };
+    match layer {
+        EncodedLayer::Conv2d(c) => ops.scalar_products = c.nonzero_connections(&input.shape)?,
+        EncodedLayer::Linear(l) => ops.scalar_products = l.nonzero_connections(&input.shape)?,
+        EncodedLayer::Square(_) => {
+            ops.ciphertext_products = out;
+            ops.key_switches = out;
+        }
+        _ => {}
+    }
+    Ok(ops)
+}
+
+impl Layout for BatchLayout {
+    fn kind(&self) -> LayoutKind {
+        LayoutKind::Batch
+    }
+
+    fn compile(&self, model: &EncodedModel) -> Result<ExecutionPlan, ModelError> {
+        let budgets = model.estimate_noise_budgets();
+        let steps = model.layers()[..model.encryptable_prefix()]
+            .iter()
+            .enumerate()
+            .map(|(index, layer)| {
+                Ok(LayerStep {
+                    index,
+                    ops: layer_ops(layer, model.info_before(index))?,
+                    predicted_budget_bits: budgets[index],
+                })
+            })
+            .collect::<Result<_, ModelError>>()?;
+        Ok(ExecutionPlan {
+            scheme: SchemeKind::Bfv,
+            layout: LayoutKind::Batch,
+            segments: segment_plans(model),
+            steps,
+            galois_elements: Vec::new(),
+        })
+    }
+
+    fn ciphertext_count(
+        &self,
+        info: &ValueInfo,
+        images: usize,
+        slots: usize,
+    ) -> Result<usize, ModelError> {
+        if images == 0 || images > slots {
+            return Err(ModelError::Images { images, slots });
+        }
+        Ok(info.len())
+    }
+
+    fn encrypt<E: SlotEncryptor>(
+        &self,
+        x: &IntTensor,
+        encryptor: &E,
+    ) -> Result<Vec<E::Ciphertext>, ModelError> {
+        let slots = encryptor.slot_count();
+        if x.batch() == 0 || x.batch() > slots {
+            return Err(ModelError::Images {
+                images: x.batch(),
+                slots,
+            });
+        }
+        (0..x.len())
+            .into_par_iter()
+            .map(|a| encryptor.encrypt_slots(x.activation(a)))
+            .collect::<Result<_, _>>()
+            .map_err(ModelError::from)
+    }
+
+    fn decrypt<D: SlotDecryptor>(
+        &self,
+        cts: &[D::Ciphertext],
+        info: &ValueInfo,
+        images: usize,
+        decryptor: &D,
+    ) -> Result<IntTensor, ModelError> {
+        if cts.len() != info.len() {
+            return Err(ModelError::CiphertextCount {
+                expected: info.len(),
+                found: cts.len(),
+            });
+        }
+        let rows = cts
+            .par_iter()
+            .map(|ct| {
+                let slots = decryptor.decrypt_slots(ct)?;
+                if slots.len() < images {
+                    return Err(ModelError::Images {
+                        images,
+                        slots: slots.len(),
+                    });
+                }
+                Ok(slots[..images].to_vec())
+            })
+            .collect::<Result<Vec<_>, ModelError>>()?;
+        IntTensor::from_data(info.shape.clone(), images, rows.concat()).ok_or(
+            ModelError::CiphertextCount {
+                expected: info.len(),
+                found: cts.len(),
+            },
+        )
+    }
+
+    fn run<B: HeBackend>(
+        &self,
+        model: &EncodedModel,
+        layers: Range<usize>,
+        images: usize,
+        cts: Vec<B::Ciphertext>,
+        backend: &B,
+    ) -> Result<Vec<B::Ciphertext>, ModelError> {
+        let info = model.info_before(layers.start);
+        let x = EncryptedTensor {
+            shape: info.shape.clone(),
+            batch: images,
+            cts,
+            scale: info.scale,
+            lo: info.lo,
+            hi: info.hi,
+        };
+        Ok(model.run_encrypted(layers, x, backend)?.cts)
+    }
+}

@@ -1,0 +1,88 @@
+//! What a layout compiles a model into: the segments the server runs, and per layer the
+//! operations it performs and the noise it is predicted to leave.
+
+use super::kind::{LayoutKind, SchemeKind};
+use crate::tensor::ValueInfo;
+use serde::{Deserialize, Serialize};
+use std::ops::Range;
+
+/// Homomorphic operations of one layer in one layout, counted before anything runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepOps {
+    /// Ciphertexts the layer outputs.
+    pub ciphertexts_out: u64,
+    /// Ciphertext × integer-scalar products (terms of dot products).
+    pub scalar_products: u64,
+    /// Ciphertext × plaintext products.
+    pub plaintext_products: u64,
+    /// Ciphertext × ciphertext products (squares included).
+    pub ciphertext_products: u64,
+    /// Slot rotations (automorphisms).
+    pub rotations: u64,
+    /// Key switches (relinearizations and rotations).
+    pub key_switches: u64,
+}
+
+/// One layer of a compiled plan.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LayerStep {
+    /// Layer index in the model.
+    pub index: usize,
+    /// The operations the layout performs for it.
+    pub ops: StepOps,
+    /// The evaluator's conservative estimate of the noise budget left after it (bits).
+    pub predicted_budget_bits: f64,
+}
+
+/// A range of layers the server runs in one request, between re-encryption boundaries.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SegmentPlan {
+    /// Layers `[start, end)`.
+    pub layers: Range<usize>,
+    /// The facts of the tensor entering it.
+    pub input: ValueInfo,
+    /// The facts of the tensor leaving it.
+    pub output: ValueInfo,
+    /// The server's bound on log2 of the noise of every ciphertext it returns, from the
+    /// public model and fresh noise at `layers.start` (what circuit-privacy flooding is sized
+    /// by).
+    pub noise_log2: f64,
+}
+
+/// A model compiled by a layout.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExecutionPlan {
+    /// The scheme.
+    pub scheme: SchemeKind,
+    /// The layout.
+    pub layout: LayoutKind,
+    /// The segments, in order.
+    pub segments: Vec<SegmentPlan>,
+    /// One step per layer of the encryptable prefix (re-encryption boundaries included,
+    /// with no operations).
+    pub steps: Vec<LayerStep>,
+    /// Galois elements the client must generate keys for (sorted, unique).
+    pub galois_elements: Vec<u64>,
+}
+
+impl ExecutionPlan {
+    /// The segment that runs exactly `layers`, if any.
+    pub fn segment(&self, layers: &Range<usize>) -> Option<&SegmentPlan> {
+        self.segments.iter().find(|s| &s.layers == layers)
+    }
+
+    /// The operations of a range of layers, summed.
+    pub fn ops(&self, layers: &Range<usize>) -> StepOps {
+        self.steps
+            .iter()
+            .filter(|s| layers.contains(&s.index))
+            .fold(StepOps::default(), |a, s| StepOps {
+                ciphertexts_out: s.ops.ciphertexts_out,
+                scalar_products: a.scalar_products + s.ops.scalar_products,
+                plaintext_products: a.plaintext_products + s.ops.plaintext_products,
+                ciphertext_products: a.ciphertext_products + s.ops.ciphertext_products,
+                rotations: a.rotations + s.ops.rotations,
+                key_switches: a.key_switches + s.ops.key_switches,
+            })
+    }
+}

@@ -1,0 +1,273 @@
+//! Plans the server has compiled, named by a content hash of their canonical configuration:
+//! `/plan` compiles one (every check on the configuration happens there, once), `/compute`
+//! names it by `plan_id` and only checks what the request adds (keys, segment, batch, bytes).
+
+use crate::cache::BoundedCache;
+use crate::error::ApiError;
+use crate::registry::Registry;
+use he_layers::crypto::sanitize::{plan_sanitization, SanitizationPlan};
+use he_layers::crypto::BfvParameters;
+use he_layers::layers::EncodedLayer;
+use he_layers::plan::{BatchLayout, ExecutionPlan, Layout, LayoutKind, PROTOCOL_VERSION};
+use he_layers::protocol::{LayerPlan, ModelConfig, Plan, SegmentPrivacy, TensorInfo};
+use net_builder::BuiltModel;
+use std::ops::Range;
+use std::sync::Arc;
+
+/// One plaintext modulus of a plan.
+#[derive(Debug)]
+pub struct PlanComponent {
+    /// Its parameter set.
+    pub params: Arc<BfvParameters>,
+    /// The model encoded for it.
+    pub built: Arc<BuiltModel>,
+    /// Per segment (in the plan's order): the sanitization of its answers, or why there is no
+    /// room for it. Empty when the server runs without circuit privacy.
+    pub sanitization: Vec<Result<SanitizationPlan, String>>,
+}
+
+/// A compiled plan.
+#[derive(Debug)]
+pub struct ServedPlan {
+    /// Its id (64 hex digits).
+    pub id: String,
+    /// The model.
+    pub net: String,
+    /// One component per plaintext modulus, in the order of `public.plain_moduli`.
+    pub components: Vec<PlanComponent>,
+    /// What the layout compiled (shared by every component: same layers, scales, bounds).
+    pub execution: ExecutionPlan,
+    /// What `/plan` answers.
+    pub public: Plan,
+    /// Whether the server sanitizes answers.
+    pub sanitized: bool,
+}
+
+impl ServedPlan {
+    /// The component of a plaintext modulus.
+    pub fn component(&self, plain_modulus: u64) -> Result<&PlanComponent, ApiError> {
+        self.components
+            .iter()
+            .find(|c| c.params.plain_modulus() == plain_modulus)
+            .ok_or_else(|| {
+                ApiError::unprocessable(
+                    "invalid_parameters",
+                    format!(
+                        "plain_modulus {plain_modulus} is not one of the plan's {:?}",
+                        self.public.plain_moduli
+                    ),
+                )
+            })
+    }
+
+    /// The index of the segment that runs exactly `layers`, or why the range is refused.
+    pub fn segment_index(&self, layers: &Range<usize>) -> Result<usize, ApiError> {
+        let model = &self.components[0].built.model;
+        model
+            .check_range(layers)
+            .map_err(|e| ApiError::unprocessable("invalid_layers", e.to_string()))?;
+        self.execution
+            .segments
+            .iter()
+            .position(|s| &s.layers == layers)
+            .ok_or_else(|| {
+                let allowed: Vec<[usize; 2]> = self
+                    .execution
+                    .segments
+                    .iter()
+                    .map(|s| [s.layers.start, s.layers.end])
+                    .collect();
+                ApiError::unprocessable(
+                    "range_not_allowed",
+                    format!(
+                        "layers [{}, {}) are not a segment of this plan: a client runs only whole \
+                         segments between the re-encryption positions the model's owner allows; \
+                         here {allowed:?} (POST /plan lists them)",
+                        layers.start, layers.end
+                    ),
+                )
+            })
+    }
+}
+
+/// Compiled plans by id, bounded.
+pub type PlanCache = BoundedCache<ServedPlan>;
+
+/// The id of a configuration: SHA-256 of its canonical form (net, every parameter set's
+/// fingerprint in order, quantization as asked, re-encryption positions, scheme, layout).
+pub fn plan_id(cfg: &ModelConfig, fingerprints: &[[u8; 32]]) -> Result<String, ApiError> {
+    use sha2::{Digest, Sha256};
+    let canonical = serde_json::to_vec(&(
+        PROTOCOL_VERSION,
+        &cfg.net,
+        fingerprints,
+        &cfg.quantization,
+        &cfg.reencrypt_positions,
+        cfg.scheme,
+        cfg.layout,
+    ))
+    .map_err(|e| ApiError::internal(format!("plan id: {e}")))?;
+    Ok(Sha256::digest(&canonical)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// The layout a configuration names (the one place the server dispatches on it).
+pub fn layout_of(kind: LayoutKind) -> BatchLayout {
+    match kind {
+        LayoutKind::Batch => BatchLayout,
+    }
+}
+
+/// Compiles a configuration: every parameter set resolved and every check made once, the
+/// model built per plaintext modulus, the layout's plan, the sanitization of every segment
+/// for every modulus. `flood_bits` is the server's λ (`None`: answers unsanitized).
+pub fn compile(
+    registry: &Registry,
+    cfg: &ModelConfig,
+    flood_bits: Option<u32>,
+) -> Result<ServedPlan, ApiError> {
+    let served = registry.get(&cfg.net)?;
+    let moduli = cfg
+        .encryption_parameters
+        .plain_moduli()
+        .map_err(|e| ApiError::unprocessable("invalid_parameters", e.to_string()))?;
+    let mut built = Vec::with_capacity(moduli.len());
+    let mut resolved = cfg.clone();
+    for &t in &moduli {
+        let b = registry.built(&resolved, t)?;
+        // Every component uses the weight precision the first one chose.
+        resolved.quantization.weight_bits = Some(b.weight_bits);
+        built.push(b);
+    }
+    let first = built
+        .first()
+        .ok_or_else(|| ApiError::unprocessable("invalid_parameters", "no plaintext modulus"))?
+        .clone();
+    let model = &first.model;
+    let layout = layout_of(cfg.layout);
+    let execution = layout
+        .compile(model)
+        .map_err(|e| ApiError::unprocessable("invalid_model_config", e.to_string()))?;
+    let components: Vec<PlanComponent> = built
+        .into_iter()
+        .map(|b| {
+            let params = b.model.parameters().clone();
+            let sanitization = match flood_bits {
+                None => Vec::new(),
+                Some(bits) => execution
+                    .segments
+                    .iter()
+                    .map(|s| {
+                        plan_sanitization(&params, s.noise_log2, bits).map_err(|e| e.to_string())
+                    })
+                    .collect(),
+            };
+            PlanComponent {
+                params,
+                built: b,
+                sanitization,
+            }
+        })
+        .collect();
+    let fingerprints: Vec<[u8; 32]> = components.iter().map(|c| c.params.fingerprint()).collect();
+    let id = plan_id(cfg, &fingerprints)?;
+    let prefix = model.encryptable_prefix();
+    let layers: Vec<LayerPlan> = model
+        .predict()
+        .into_iter()
+        .zip(model.layers())
+        .map(|(p, l)| {
+            let step = execution.steps.get(p.index).filter(|_| l.is_encryptable());
+            LayerPlan {
+                index: p.index,
+                name: p.name,
+                description: p.description,
+                runs: match l {
+                    EncodedLayer::Reencrypt(_) => "reencrypt",
+                    _ if p.index >= prefix => "plaintext",
+                    _ => "encrypted",
+                }
+                .into(),
+                shape: p.output.shape.clone(),
+                scale: p.output.scale,
+                lo: p.output.lo,
+                hi: p.output.hi,
+                overflow: p.overflow,
+                depth: p.depth,
+                rescale_bits: match l {
+                    EncodedLayer::Reencrypt(r) => Some(r.rescale_bits),
+                    _ => None,
+                },
+                ops: step.map(|s| s.ops),
+                predicted_budget_bits: step.map(|s| s.predicted_budget_bits),
+            }
+        })
+        .collect();
+    let params = model.parameters();
+    // Per segment: the first modulus' sanitization, refused if any modulus has no room.
+    let circuit_privacy = match flood_bits {
+        None => Vec::new(),
+        Some(_) => execution
+            .segments
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let refused = components.iter().find_map(|c| {
+                    c.sanitization[i]
+                        .as_ref()
+                        .err()
+                        .map(|e| format!("plaintext modulus {}: {e}", c.params.plain_modulus()))
+                });
+                SegmentPrivacy {
+                    layers: [s.layers.start, s.layers.end],
+                    budget_before_bits: params.log2_q() - s.noise_log2 - 1.0,
+                    sanitization: if refused.is_some() {
+                        None
+                    } else {
+                        components[0].sanitization[i].as_ref().ok().cloned()
+                    },
+                    refused,
+                }
+            })
+            .collect(),
+    };
+    let input = model.info_before(0);
+    let public = Plan {
+        protocol: PROTOCOL_VERSION,
+        plan_id: id.clone(),
+        scheme: execution.scheme,
+        layout: execution.layout,
+        galois_elements: execution.galois_elements.clone(),
+        net: cfg.net.clone(),
+        classes: served.manifest.classes.clone(),
+        input: TensorInfo {
+            shape: input.shape.clone(),
+            batch: 0,
+            scale: input.scale,
+            lo: input.lo,
+            hi: input.hi,
+        },
+        input_range: served.manifest.input_range,
+        layers,
+        segments: execution
+            .segments
+            .iter()
+            .map(|s| [s.layers.start, s.layers.end])
+            .collect(),
+        encryptable_prefix: prefix,
+        weight_bits: first.weight_bits,
+        plain_moduli: moduli,
+        capacity_bits: (model.capacity() as f64).log2(),
+        circuit_privacy,
+    };
+    Ok(ServedPlan {
+        id,
+        net: cfg.net.clone(),
+        components,
+        execution,
+        public,
+        sanitized: flood_bits.is_some(),
+    })
+}
