@@ -4,15 +4,21 @@
 //! budget, rescale and re-encrypt. The secret key never leaves this process.
 #![warn(missing_docs)]
 
+mod http;
+pub use http::HttpTransport;
+
 use he_layers::crypto::{BfvParameters, Ciphertext, PublicKey, RelinearizationKey, SecretKey};
-use he_layers::model::crt_combine;
+use he_layers::model::quantize;
 use he_layers::plan::{LayoutKind, SchemeKind, PROTOCOL_VERSION};
 use he_layers::protocol::{
     ComputeRequest, ComputeResponse, EncryptionParameters, ErrorBody, KeysResponse, ModelConfig,
-    ModelInfo, Plan, QuantizationConfig, TensorInfo,
+    ModelInfo, Plan, QuantizationConfig, Runs,
 };
-use he_layers::tensor::{EncryptedTensor, FloatTensor, IntTensor, ValueInfo};
+use he_layers::tensor::{FloatTensor, IntTensor};
 use indicatif::{ProgressBar, ProgressStyle};
+use net_builder::session::{
+    tensor_info, Progress, SegmentReport, Session, SessionError, SessionPlan, Stage,
+};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -46,6 +52,9 @@ pub enum ClientError {
     /// Cryptographic failure (wrong keys, …).
     #[error("{0}")]
     Crypto(String),
+    /// The pipeline refused or failed.
+    #[error(transparent)]
+    Session(#[from] SessionError),
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> ClientError + '_ {
@@ -573,27 +582,6 @@ pub struct ImageResult {
     pub logits: Vec<f64>,
 }
 
-/// One encrypted segment's costs.
-#[derive(Clone, Debug, Serialize)]
-pub struct SegmentResult {
-    /// Layers the server ran.
-    pub layers: [usize; 2],
-    /// Noise budget left in the results (bits, smallest ciphertext), per plaintext modulus.
-    pub noise_budget: Vec<u32>,
-    /// Client encryption time, ms.
-    pub encrypt_ms: f64,
-    /// Server compute time, ms (summed over plaintext moduli).
-    pub server_ms: f64,
-    /// Round trip of the /compute calls, ms (concurrent over moduli).
-    pub round_trip_ms: f64,
-    /// Decryption and CRT recombination, ms.
-    pub decrypt_ms: f64,
-    /// Bytes sent.
-    pub bytes_up: usize,
-    /// Bytes received.
-    pub bytes_down: usize,
-}
-
 /// The output of `client compute`.
 #[derive(Clone, Debug, Serialize)]
 pub struct ComputeReport {
@@ -606,7 +594,7 @@ pub struct ComputeReport {
     /// Per image.
     pub images: Vec<ImageResult>,
     /// Per encrypted segment.
-    pub segments: Vec<SegmentResult>,
+    pub segments: Vec<SegmentReport>,
     /// Bytes of public keys uploaded (0 if the server had them).
     pub keys_upload_bytes: usize,
     /// Whole run, ms.
@@ -618,27 +606,56 @@ pub struct ComputeReport {
     pub integers: Option<IntTensor>,
 }
 
-fn bar(len: u64, msg: &str, quiet: bool) -> ProgressBar {
-    if quiet {
-        return ProgressBar::hidden();
-    }
-    let pb = ProgressBar::new(len);
-    pb.set_style(
-        ProgressStyle::with_template("{msg:>28} [{bar:30}] {pos}/{len} {elapsed}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    pb.set_message(msg.to_string());
-    pb
+/// Progress bars for a session: one per segment and stage, counting plaintext moduli.
+struct Bars {
+    quiet: bool,
+    current: std::sync::Mutex<Option<((usize, Stage), ProgressBar)>>,
 }
 
-fn info_of(t: &TensorInfo) -> ValueInfo {
-    ValueInfo {
-        shape: t.shape.clone(),
-        scale: t.scale,
-        lo: t.lo,
-        hi: t.hi,
-        float_bound: 0.0,
-        error_bound: 0.0,
+impl Bars {
+    fn new(quiet: bool) -> Self {
+        Self {
+            quiet,
+            current: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn update(&self, p: Progress) {
+        if self.quiet {
+            return;
+        }
+        let Ok(mut cur) = self.current.lock() else {
+            return;
+        };
+        let key = (p.segment, p.stage);
+        if cur.as_ref().map(|(k, _)| *k) != Some(key) {
+            if let Some((_, old)) = cur.take() {
+                old.finish_and_clear();
+            }
+            let pb = ProgressBar::new(p.total as u64);
+            pb.set_style(
+                ProgressStyle::with_template("{msg:>28} [{bar:30}] {pos}/{len} moduli {elapsed}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            let stage = match p.stage {
+                Stage::Encrypt => "encrypt",
+                Stage::Compute => "compute",
+                Stage::Decrypt => "decrypt",
+            };
+            pb.set_message(format!("segment {}: {stage}", p.segment));
+            *cur = Some((key, pb));
+        }
+        if let Some((_, pb)) = cur.as_ref() {
+            pb.set_position(p.done as u64);
+        }
+    }
+
+    fn finish(&self) {
+        if let Ok(mut cur) = self.current.lock() {
+            if let Some((_, pb)) = cur.take() {
+                pb.finish_and_clear();
+            }
+        }
     }
 }
 
@@ -676,26 +693,12 @@ pub async fn run_compute(
         )));
     }
     // Quantize exactly as the server's model expects.
-    let (lo, hi, scale) = (plan.input.lo, plan.input.hi, plan.input.scale);
-    let mut x = IntTensor::from_data(
-        images.tensor.shape().to_vec(),
-        batch,
-        images
-            .tensor
-            .data()
-            .iter()
-            .map(|&v| (v * scale).round() as i128)
-            .collect(),
-    )
-    .ok_or_else(|| ClientError::Config("inconsistent images".into()))?;
-    if let Some(v) = x.data().iter().find(|&&v| v < lo || v > hi) {
-        return Err(ClientError::Config(format!(
-            "an input value {} is outside the model's range [{}, {}]",
-            *v as f64 / scale,
-            plan.input_range[0],
-            plan.input_range[1]
-        )));
-    }
+    let x = quantize(&images.tensor, &tensor_info(&plan.input)).map_err(|e| {
+        ClientError::Config(format!(
+            "{e} (the model accepts [{}, {}])",
+            plan.input_range[0], plan.input_range[1]
+        ))
+    })?;
 
     // Keys: uploaded once per key id (the server keeps them content-addressed).
     let mut key_ids = Vec::new();
@@ -707,24 +710,12 @@ pub async fn run_compute(
     }
 
     let [first, last] = config.layers.unwrap_or([0, plan.encryptable_prefix]);
-    let segments: Vec<[usize; 2]> = plan
+    let session_plan = SessionPlan::from_plan(&plan)?.restricted(first..last)?;
+    // Overflow is predicted before anything is encrypted, for the layers this run covers.
+    if let Some(l) = session_plan
         .segments
         .iter()
-        .filter_map(|&[s, e]| {
-            let (s, e) = (s.max(first), e.min(last));
-            (s < e).then_some([s, e])
-        })
-        .collect();
-    if segments.is_empty() {
-        return Err(ClientError::Config(format!(
-            "layers {first}..{last} contain no encrypted segment of this plan ({:?})",
-            plan.segments
-        )));
-    }
-    // Overflow is predicted before anything is encrypted, for the layers this run covers.
-    if let Some(l) = segments
-        .iter()
-        .flat_map(|&[s, e]| &plan.layers[s..e])
+        .flat_map(|s| &plan.layers[s.layers.clone()])
         .find(|l| l.overflow)
     {
         return Err(ClientError::Config(format!(
@@ -732,153 +723,29 @@ pub async fn run_compute(
             l.index, l.name, plan.capacity_bits
         )));
     }
+    let end = session_plan.segments.last().map_or(0, |s| s.layers.end);
     let moduli = plan.plain_moduli.clone();
-    let mut seg_results = Vec::new();
-    let mut cur_info = plan.input.clone();
-    for (si, &[s, e]) in segments.iter().enumerate() {
-        // Encrypt under every modulus.
-        let t0 = Instant::now();
-        let pb = bar(
-            (keys.components.len() * x.len()) as u64,
-            &format!("segment {si}: encrypt"),
-            quiet,
-        );
-        let info = info_of(&cur_info);
-        let mut uploads = Vec::new();
-        for c in &keys.components {
-            let enc = EncryptedTensor::encrypt(&x, &info, &c.sk)
-                .map_err(|e| ClientError::Crypto(e.to_string()))?;
-            pb.inc(x.len() as u64);
-            uploads.push(bytes::Bytes::from(Ciphertext::batch_to_bytes(
-                &enc.cts, &c.params,
-            )));
-        }
-        pb.finish_and_clear();
-        let encrypt_ms = t0.elapsed().as_secs_f64() * 1000.0;
-        let bytes_up: usize = uploads.iter().map(|u| u.len()).sum();
-
-        // Compute: one request per modulus, concurrently.
-        let t1 = Instant::now();
-        let pb = bar(
-            moduli.len() as u64,
-            &format!("segment {si}: layers {s}..{e}"),
-            quiet,
-        );
-        let calls = keys
-            .components
-            .iter()
-            .zip(uploads)
-            .zip(&key_ids)
-            .map(|((c, up), id)| {
-                let mut req = ComputeRequest {
-                    plan_id: plan.plan_id.clone(),
-                    plain_modulus: c.params.plain_modulus(),
-                    key_id: id.clone(),
-                    layers: [s, e],
-                    batch,
-                };
-                let api = api.clone();
-                let params = c.params.clone();
-                let pb = pb.clone();
-                let model_cfg = model_cfg.clone();
-                async move {
-                    let mut r = api.compute(&req, &params, up.clone()).await;
-                    // A server that evicted the plan compiles it again from the configuration.
-                    if matches!(&r, Err(ClientError::Server { kind, .. }) if kind == "unknown_plan")
-                    {
-                        req.plan_id = api.plan(&model_cfg).await?.plan_id;
-                        r = api.compute(&req, &params, up).await;
-                    }
-                    pb.inc(1);
-                    r
-                }
-            });
-        let results = futures_util::future::join_all(calls).await;
-        pb.finish_and_clear();
-        let round_trip_ms = t1.elapsed().as_secs_f64() * 1000.0;
-        let mut outs = Vec::new();
-        let (mut server_ms, mut bytes_down) = (0.0, 0);
-        let mut out_info = None;
-        for r in results {
-            let (resp, cts, received) = r?;
-            server_ms += resp.compute_ms;
-            bytes_down += received;
-            out_info = Some(resp.output.clone());
-            outs.push(EncryptedTensor {
-                shape: resp.output.shape.clone(),
-                batch,
-                cts,
-                scale: resp.output.scale,
-                lo: resp.output.lo,
-                hi: resp.output.hi,
-            });
-        }
-        let out_info = out_info.ok_or_else(|| ClientError::Protocol("no result".into()))?;
-
-        // Decrypt, measure, recombine.
-        let t2 = Instant::now();
-        let pb = bar(outs.len() as u64, &format!("segment {si}: decrypt"), quiet);
-        let mut parts = Vec::new();
-        let mut budgets = Vec::new();
-        for (o, c) in outs.iter().zip(&keys.components) {
-            budgets.push(
-                o.min_noise_budget(&c.sk)
-                    .map_err(|e| ClientError::Crypto(e.to_string()))?,
-            );
-            parts.push(
-                o.decrypt(&c.sk)
-                    .map_err(|e| ClientError::Crypto(e.to_string()))?,
-            );
-            pb.inc(1);
-        }
-        pb.finish_and_clear();
-        let mut data = Vec::with_capacity(parts[0].data().len());
-        let mut residues = vec![0u64; moduli.len()];
-        for i in 0..parts[0].data().len() {
-            for ((r, p), &t) in residues.iter_mut().zip(&parts).zip(&moduli) {
-                *r = p.data()[i].rem_euclid(t as i128) as u64;
-            }
-            data.push(
-                crt_combine(&residues, &moduli)
-                    .ok_or_else(|| ClientError::Crypto("CRT recombination failed".into()))?,
-            );
-        }
-        let decrypt_ms = t2.elapsed().as_secs_f64() * 1000.0;
-        x = IntTensor::from_data(out_info.shape.clone(), batch, data)
-            .ok_or_else(|| ClientError::Protocol("inconsistent result size".into()))?;
-        cur_info = out_info;
-
-        // A re-encryption boundary follows: rescale as the mirror does.
-        if let Some(next) = segments.get(si + 1) {
-            for l in &plan.layers[e..next[0]] {
-                if let Some(k) = l.rescale_bits {
-                    x = x.map(|&v| he_layers::layers::rescale_round(v, k));
-                    cur_info = TensorInfo {
-                        shape: l.shape.clone(),
-                        batch,
-                        scale: l.scale,
-                        lo: l.lo,
-                        hi: l.hi,
-                    };
-                }
-            }
-        }
-        seg_results.push(SegmentResult {
-            layers: [s, e],
-            noise_budget: budgets,
-            encrypt_ms,
-            server_ms,
-            round_trip_ms,
-            decrypt_ms,
-            bytes_up,
-            bytes_down,
-        });
-    }
+    let session = Session::new(
+        session_plan,
+        keys.components.iter().map(|c| &c.sk).collect(),
+    )?;
+    let transport = HttpTransport::new(
+        api.clone(),
+        model_cfg,
+        plan.plan_id.clone(),
+        key_ids,
+        keys.components.iter().map(|c| c.params.clone()).collect(),
+    );
+    let bars = Bars::new(quiet);
+    let run = session.run(&transport, &x, &|p| bars.update(p)).await?;
+    bars.finish();
+    let x = run.output;
+    let cur_info = run.output_info;
+    let seg_results = run.segments;
 
     // Outputs: integers / scale, then a plaintext tail if the model is at hand.
     let integers = x.clone();
     let mut out = x.map(|&v| v as f64 / cur_info.scale);
-    let end = segments.last().map_or(0, |s| s[1]);
     let mut tail = false;
     if end == plan.encryptable_prefix && end < plan.layers.len() {
         if let Some(path) = &config.model {
@@ -886,7 +753,7 @@ pub async fn run_compute(
                 .map_err(|e| ClientError::Config(e.to_string()))?;
             let boundaries = plan.layers[..end]
                 .iter()
-                .filter(|l| l.runs == "reencrypt")
+                .filter(|l| l.runs == Runs::Reencrypt)
                 .count();
             let spec_start = end - boundaries;
             let imgs: Vec<Vec<f64>> = (0..batch).map(|j| out.image(j)).collect();

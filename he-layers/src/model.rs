@@ -65,6 +65,14 @@ pub enum ModelError {
         /// Slots available.
         slots: usize,
     },
+    /// CRT over moduli that are not pairwise coprime, or whose product overflows 128 bits.
+    #[error(
+        "the plaintext moduli {moduli:?} are not pairwise coprime, or their product exceeds 2^127"
+    )]
+    NotCoprime {
+        /// The moduli.
+        moduli: Vec<u64>,
+    },
     /// The number of ciphertexts does not match the tensor.
     #[error("{found} ciphertexts; the tensor needs {expected}")]
     CiphertextCount {
@@ -332,28 +340,7 @@ impl EncodedModel {
     /// the input scale. Values outside the model's input range are refused, since the
     /// predicted bounds assume them.
     pub fn quantize_input(&self, x: &FloatTensor) -> Result<IntTensor, ModelError> {
-        if x.shape() != self.input.shape.as_slice() {
-            return Err(ModelError::Input(format!(
-                "input shape {:?}, the model expects {:?}",
-                x.shape(),
-                self.input.shape
-            )));
-        }
-        let (lo, hi, scale) = (self.input.lo, self.input.hi, self.input.scale);
-        let mut out = Vec::with_capacity(x.data().len());
-        for &v in x.data() {
-            let q = (v * scale).round();
-            if !q.is_finite() || q < lo as f64 || q > hi as f64 {
-                return Err(ModelError::Input(format!(
-                    "input value {v} is outside the model's input range [{}, {}]",
-                    lo as f64 / scale,
-                    hi as f64 / scale
-                )));
-            }
-            out.push(q as i128);
-        }
-        IntTensor::from_data(x.shape().to_vec(), x.batch(), out)
-            .ok_or_else(|| ModelError::Input("inconsistent input size".into()))
+        quantize(x, &self.input)
     }
 
     /// The integer mirror over a range of layers (any layers with an integer form).
@@ -417,6 +404,35 @@ impl EncodedModel {
     }
 }
 
+/// Quantizes float inputs (one tensor of `info`'s shape per image) to integers at `info`'s
+/// scale: round(x · scale). Values whose integers fall outside `[info.lo, info.hi]` are
+/// refused, since every predicted bound assumes them. The one quantization of inputs, for the
+/// server's model and every client pipeline.
+pub fn quantize(x: &FloatTensor, info: &ValueInfo) -> Result<IntTensor, ModelError> {
+    if x.shape() != info.shape.as_slice() {
+        return Err(ModelError::Input(format!(
+            "input shape {:?}, the model expects {:?}",
+            x.shape(),
+            info.shape
+        )));
+    }
+    let (lo, hi, scale) = (info.lo, info.hi, info.scale);
+    let mut out = Vec::with_capacity(x.data().len());
+    for &v in x.data() {
+        let q = (v * scale).round();
+        if !q.is_finite() || q < lo as f64 || q > hi as f64 {
+            return Err(ModelError::Input(format!(
+                "input value {v} is outside the model's input range [{}, {}]",
+                lo as f64 / scale,
+                hi as f64 / scale
+            )));
+        }
+        out.push(q as i128);
+    }
+    IntTensor::from_data(x.shape().to_vec(), x.batch(), out)
+        .ok_or_else(|| ModelError::Input("inconsistent input size".into()))
+}
+
 /// Recombines residues modulo pairwise coprime moduli into the centered integer they encode
 /// (CRT), for models run over several plaintext moduli. `None` if the product overflows i128
 /// or the moduli are not coprime.
@@ -439,6 +455,43 @@ pub fn crt_combine(residues: &[u64], moduli: &[u64]) -> Option<i128> {
         x as i128
     };
     Some(v)
+}
+
+/// Recombines one tensor per plaintext modulus (the same integers, each decrypted modulo its
+/// own t) into the exact integers, value by value ([`crt_combine`]). The one CRT step every
+/// client pipeline uses.
+pub fn crt_combine_tensors(parts: &[IntTensor], moduli: &[u64]) -> Result<IntTensor, ModelError> {
+    let first = parts.first().ok_or(ModelError::CiphertextCount {
+        expected: moduli.len(),
+        found: 0,
+    })?;
+    if parts.len() != moduli.len() || parts.iter().any(|p| p.data().len() != first.data().len()) {
+        return Err(ModelError::CiphertextCount {
+            expected: moduli.len(),
+            found: parts.len(),
+        });
+    }
+    if moduli.len() == 1 {
+        return Ok(first.clone());
+    }
+    let mut data = Vec::with_capacity(first.data().len());
+    let mut residues = vec![0u64; parts.len()];
+    for i in 0..first.data().len() {
+        for ((r, p), &t) in residues.iter_mut().zip(parts).zip(moduli) {
+            *r = p.data()[i].rem_euclid(t as i128) as u64;
+        }
+        data.push(
+            crt_combine(&residues, moduli).ok_or(ModelError::NotCoprime {
+                moduli: moduli.to_vec(),
+            })?,
+        );
+    }
+    IntTensor::from_data(first.shape().to_vec(), first.batch(), data).ok_or(
+        ModelError::CiphertextCount {
+            expected: first.data().len(),
+            found: 0,
+        },
+    )
 }
 
 fn modinv(a: u64, m: u64) -> Option<u64> {

@@ -269,6 +269,18 @@ pub struct TensorInfo {
     pub hi: i128,
 }
 
+/// Where a layer of a plan runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Runs {
+    /// On the server, on ciphertexts.
+    Encrypted,
+    /// On the client between segments: decrypt, rescale, encrypt again.
+    Reencrypt,
+    /// On the client, after the last decryption (ReLU, MaxPool, …).
+    Plaintext,
+}
+
 /// One layer of a plan.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LayerPlan {
@@ -278,8 +290,8 @@ pub struct LayerPlan {
     pub name: String,
     /// Kind and hyper-parameters.
     pub description: String,
-    /// "encrypted", "reencrypt" (client) or "plaintext" (client, after decryption).
-    pub runs: String,
+    /// Where it runs.
+    pub runs: Runs,
     /// Output shape.
     pub shape: Vec<usize>,
     /// Output scale.

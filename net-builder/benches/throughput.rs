@@ -8,13 +8,15 @@
 //! cargo bench -p net-builder --bench throughput -- mnist-cryptonets 3x25   # override the moduli
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test, bench or example fails loudly
 
-use he_layers::crypto::stats::{snapshot, OpCounts};
+use he_layers::crypto::stats::OpCounts;
+use he_layers::plan::LayoutKind;
 use he_layers::protocol::{EncryptionParameters, QuantizationConfig};
 use net_builder::data::idx_images;
-use net_builder::pipeline::{build_crt, decrypt_combine, encrypt_components, ClientKeys};
+use net_builder::pipeline::{build_crt, ClientKeys};
+use net_builder::session::{InProcess, LayerObservation, Observed, Session, SessionPlan};
 use net_builder::{load_model, BuildOptions, PickleOptions};
 use std::path::Path;
-use std::time::Instant;
+use std::sync::Mutex;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     he_layers::tune_allocator();
@@ -73,19 +75,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .iter()
             .map(|c| ClientKeys::generate(c.model.parameters()))
             .collect();
-        let backends: Vec<_> = keys.iter().map(|k| k.backend()).collect();
-
-        let t = Instant::now();
-        let mut cur = encrypt_components(&crt, &keys, &q, 0)?;
-        let encrypt_s = t.elapsed().as_secs_f64();
-        let bytes =
-            |cur: &[he_layers::tensor::EncryptedTensor<he_layers::crypto::Ciphertext>]| -> usize {
-                cur.iter()
-                    .flat_map(|e| &e.cts)
-                    .map(|c| c.serialized_len())
-                    .sum()
-            };
-        let up = bytes(&cur);
         let threads = rayon::current_num_threads();
         println!(
             "\n{net}: batch of {n} images, N={n}, log q={}, plaintext moduli {moduli:?} (CRT {}), inputs × 2^{}, {}-bit weights, {threads} threads",
@@ -94,22 +83,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             quant.input_scale_bits,
             crt.components[0].weight_bits,
         );
+        // The session in process, unsanitized (this measures the computation), observed layer
+        // by layer: wall time and operation counts per layer, over every plaintext modulus.
+        let per_layer: Mutex<Vec<(f64, OpCounts)>> = Mutex::new(vec![Default::default(); end]);
+        let observe = |o: LayerObservation<'_>| {
+            if let (Ok(mut rows), Observed::Layer) = (per_layer.lock(), o.observed) {
+                if let Some(row) = rows.get_mut(o.layer) {
+                    row.0 += o.ms / 1000.0;
+                    row.1 = row.1 + o.ops;
+                }
+            }
+        };
+        let transport = InProcess::new(&crt, &keys, None)?.observed(&observe);
+        let plan = SessionPlan::from_model(model, LayoutKind::Batch, &crt.moduli)?;
+        let session = Session::new(plan, keys.iter().map(|k| &k.sk).collect())?;
+        let run = session.run_blocking(&transport, &q)?;
         println!();
         println!("| layer | wall | NTTs | key switches | scalar products | ct products |");
         println!("|---|---:|---:|---:|---:|---:|");
+        let rows = per_layer.into_inner().map_err(|_| "lock")?;
         let mut total = 0.0;
-        let start_counts = snapshot();
-        for i in 0..end {
-            let before = snapshot();
-            let t = Instant::now();
-            let mut next = Vec::with_capacity(cur.len());
-            for ((c, comp), b) in cur.into_iter().zip(&crt.components).zip(&backends) {
-                next.push(comp.model.run_encrypted(i..i + 1, c, b)?);
-            }
-            cur = next;
-            let s = t.elapsed().as_secs_f64();
-            let d = snapshot() - before;
+        let mut all = OpCounts::default();
+        for (i, (s, d)) in rows.iter().enumerate() {
             total += s;
+            all = all + *d;
             println!(
                 "| {i} {} | {s:.2} s | {} | {} | {} | {} |",
                 model.layers()[i].describe(),
@@ -119,7 +116,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 d.ct_products
             );
         }
-        let all: OpCounts = snapshot() - start_counts;
         println!(
             "| **total** | **{total:.2} s = {:.3} ms/image** | {} | {} | {} | {} |",
             1000.0 * total / n as f64,
@@ -128,15 +124,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             all.scalar_products,
             all.ct_products
         );
-        let down = bytes(&cur);
-        let t = Instant::now();
-        let out = decrypt_combine(&crt, &keys, &cur)?;
-        let decrypt_s = t.elapsed().as_secs_f64();
+        let seg = |f: fn(&net_builder::session::SegmentReport) -> f64| -> f64 {
+            run.segments.iter().map(f).sum()
+        };
+        let (encrypt_s, decrypt_s) = (
+            seg(|s| s.encrypt_ms) / 1000.0,
+            seg(|s| s.decrypt_ms) / 1000.0,
+        );
+        let up: usize = run.segments.iter().map(|s| s.bytes_up).sum();
+        let down: usize = run.segments.iter().map(|s| s.bytes_down).sum();
         let mirror = model.run_int(0..end, &q)?;
-        let equal = (0..n).filter(|&j| out.image(j) == mirror.image(j)).count();
+        let equal = (0..n)
+            .filter(|&j| run.output.image(j) == mirror.image(j))
+            .count();
         println!();
         println!(
-            "client: encrypt {:.3} ms/image, decrypt {:.4} ms/image; upload {:.1} KB/image, download {:.2} KB/image; {equal}/{n} outputs equal the integer mirror",
+            "client: encrypt {:.3} ms/image, decrypt and measure noise {:.4} ms/image; upload {:.1} KB/image, download {:.2} KB/image; {equal}/{n} outputs equal the integer mirror",
             1000.0 * encrypt_s / n as f64,
             1000.0 * decrypt_s / n as f64,
             up as f64 / n as f64 / 1000.0,

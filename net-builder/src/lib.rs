@@ -9,6 +9,7 @@ pub mod eval;
 pub mod onnx;
 pub mod pickle;
 pub mod pipeline;
+pub mod session;
 pub mod spec;
 pub mod torch;
 

@@ -7,7 +7,8 @@ use he_layers::crypto::arith::generate_primes;
 use he_layers::tensor::FloatTensor;
 use net_builder::data::{idx_images, idx_labels, png_image};
 use net_builder::eval::{accuracy, argmax};
-use net_builder::pipeline::{build_crt, run_local, ClientKeys};
+use net_builder::pipeline::{build_crt, ClientKeys};
+use net_builder::session::run_local;
 use net_builder::{load_model, BuildOptions, PickleOptions};
 use std::path::{Path, PathBuf};
 
@@ -143,7 +144,7 @@ fn cryptonets_mirror_accuracy_is_within_0_3_percent_and_encrypted_equals_mirror(
         .iter()
         .map(|c| ClientKeys::generate(c.model.parameters()))
         .collect();
-    let run = run_local(&crt, &keys, &q).unwrap();
+    let run = run_local(&crt, &keys, &q, None).unwrap();
     assert_eq!(
         run.output,
         model.run_int(0..model.layers().len(), &q).unwrap()

@@ -5,15 +5,18 @@
 //! smallest change that would fix it. `recommend` searches for the cheapest set that works.
 #![warn(missing_docs)]
 
-use he_layers::crypto::sanitize::{
-    plan_sanitization, sanitize, SanitizationPlan, DEFAULT_FLOOD_BITS,
-};
-use he_layers::crypto::Encryptor;
+use he_layers::crypto::sanitize::{SanitizationPlan, DEFAULT_FLOOD_BITS};
 use he_layers::layers::EncodedLayer;
-use he_layers::protocol::{EncryptionParameters, ProtocolError, Security};
-use he_layers::tensor::{EncryptedTensor, FloatTensor, IntTensor};
+use he_layers::model::crt_combine_tensors;
+use he_layers::plan::LayoutKind;
+use he_layers::protocol::{EncryptionParameters, ProtocolError, Runs, Security};
+use he_layers::tensor::{FloatTensor, IntTensor};
 use net_builder::eval::argmax;
-use net_builder::pipeline::{build_crt, decrypt_combine, encrypt_components, ClientKeys, CrtModel};
+use net_builder::pipeline::{build_crt, ClientKeys, CrtModel};
+use net_builder::session::{
+    decrypt_tensor, min_noise_budget, plan_circuit_privacy, InProcess, LayerObservation, Observed,
+    Session, SessionError, SessionPlan,
+};
 use net_builder::{BuildOptions, ModelSpec, PickleOptions};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -143,7 +146,7 @@ pub struct LayerReport {
     /// Kind and hyper-parameters.
     pub description: String,
     /// Where it ran: "encrypted" or "reencrypt" (client).
-    pub runs: String,
+    pub runs: Runs,
     /// Noise budget left, bits, smallest over ciphertexts and plaintext moduli.
     pub noise_budget: u32,
     /// The evaluator's prediction of it (conservative; negative: predicted short by that many
@@ -456,16 +459,6 @@ pub fn run_set(
         };
         return report;
     }
-    // The server's sanitization of every segment's answer, per plaintext modulus, planned
-    // (and refused) before anything runs, as the server does.
-    let flood_bits = set.flood_bits.unwrap_or(DEFAULT_FLOOD_BITS);
-    let plans = match plan_segments(&crt, prefix, flood_bits) {
-        Ok(p) => p,
-        Err(v) => {
-            report.verdict = v;
-            return report;
-        }
-    };
     let predicted = model.estimate_noise_budgets();
     let t0 = Instant::now();
     let keys: Vec<ClientKeys> = crt
@@ -486,26 +479,64 @@ pub fn run_set(
             return report;
         }
     };
+    // The server's side in process, sanitizing every segment's answer as the server does
+    // (refused, before anything runs, where it would refuse), observed layer by layer.
+    let flood_bits = set.flood_bits.unwrap_or(DEFAULT_FLOOD_BITS);
+    let observations = Observations::new(model, x.batch());
+    let observe = |o: LayerObservation<'_>| observations.record(&o, &keys);
+    let plans = match plan_circuit_privacy(&crt, Some(flood_bits)) {
+        Ok(p) => p,
+        Err(SessionError::NoRoomForCircuitPrivacy { layers, reason }) => {
+            report.verdict = Verdict::NoRoomForCircuitPrivacy {
+                layer: layers.end - 1,
+                fix: reason,
+            };
+            return report;
+        }
+        Err(e) => {
+            report.verdict = Verdict::Invalid {
+                message: e.to_string(),
+            };
+            return report;
+        }
+    };
+    let transport = match InProcess::new(&crt, &keys, Some(flood_bits)) {
+        Ok(t) => t.observed(&observe),
+        Err(SessionError::NoRoomForCircuitPrivacy { layers, reason }) => {
+            report.verdict = Verdict::NoRoomForCircuitPrivacy {
+                layer: layers.end - 1,
+                fix: reason,
+            };
+            return report;
+        }
+        Err(e) => {
+            report.verdict = Verdict::Invalid {
+                message: e.to_string(),
+            };
+            return report;
+        }
+    };
+    let session = SessionPlan::from_model(model, LayoutKind::Batch, &moduli)
+        .and_then(|plan| Session::new(plan, keys.iter().map(|k| &k.sk).collect()));
+    let run = match session.and_then(|s| s.run_blocking(&transport, &x)) {
+        Ok(r) => r,
+        Err(e) => {
+            report.verdict = Verdict::Invalid {
+                message: e.to_string(),
+            };
+            return report;
+        }
+    };
+    report.upload_bytes = run.segments.iter().map(|s| s.bytes_up).sum();
+    report.download_bytes = run.segments.iter().map(|s| s.bytes_down).sum();
+    let compute_ms: f64 = run.segments.iter().map(|s| s.server_ms).sum();
+    let observed = observations.into_layers();
     let float_outs = float_per_layer(loaded, &crt);
-    let backends: Vec<_> = keys.iter().map(|k| k.backend()).collect();
+    let predictions = model.predict();
     let mut mirror = x.clone();
-    let mut cur: Vec<EncryptedTensor<he_layers::crypto::Ciphertext>> =
-        match encrypt_components(&crt, &keys, &x, 0) {
-            Ok(c) => c,
-            Err(e) => {
-                report.verdict = Verdict::Invalid {
-                    message: e.to_string(),
-                };
-                return report;
-            }
-        };
-    report.upload_bytes += bytes_of(&cur);
-    let mut compute_ms = 0.0;
     let mut last: Option<IntTensor> = None;
     for (i, layer) in model.layers()[..prefix].iter().enumerate() {
-        let t = Instant::now();
         let reencrypt = matches!(layer, EncodedLayer::Reencrypt(_));
-        let mut sanitized: Option<(SanitizationPlan, (u32, usize), f64)> = None;
         let next_mirror = match model.run_int(i..i + 1, &mirror) {
             Ok(m) => m,
             Err(e) => {
@@ -515,67 +546,33 @@ pub fn run_set(
                 return report;
             }
         };
-        let (values, budget, ms) = if reencrypt {
-            // The client's step: decrypt and recombine, rescale, encrypt afresh.
-            report.download_bytes += bytes_of(&cur);
-            let dec = decrypt_combine(&crt, &keys, &cur).unwrap_or_else(|_| mirror.clone());
-            let rescaled = model
-                .run_int(i..i + 1, &dec)
-                .unwrap_or_else(|_| next_mirror.clone());
-            cur = match encrypt_components(&crt, &keys, &rescaled, i + 1) {
-                Ok(c) => c,
-                Err(e) => {
-                    report.verdict = Verdict::Invalid {
-                        message: e.to_string(),
-                    };
-                    return report;
-                }
-            };
-            let spent = t.elapsed().as_secs_f64() * 1000.0;
-            report.upload_bytes += bytes_of(&cur);
-            (rescaled, min_budget(&cur, &keys), spent)
+        // A boundary's row is what the client encrypted afresh: the next segment's input.
+        let seen = if reencrypt {
+            observed.input.get(i + 1)
         } else {
-            let mut outs = Vec::with_capacity(cur.len());
-            for ((c, comp), b) in cur.drain(..).zip(&crt.components).zip(&backends) {
-                match comp.model.run_encrypted(i..i + 1, c, b) {
-                    Ok(o) => outs.push(o),
-                    Err(e) => {
-                        report.verdict = Verdict::Invalid {
-                            message: e.to_string(),
-                        };
-                        return report;
-                    }
-                }
-            }
-            let spent = t.elapsed().as_secs_f64() * 1000.0;
-            compute_ms += spent;
-            cur = outs;
-            if let Some(per_modulus) = &plans[i] {
-                let ts = Instant::now();
-                let before = (min_budget(&cur, &keys), bytes_of(&cur));
-                for ((c, k), plan) in cur.iter_mut().zip(&keys).zip(per_modulus) {
-                    let enc = Encryptor::new(&k.pk);
-                    match c
-                        .cts
-                        .iter()
-                        .map(|x| sanitize(x, &enc, plan))
-                        .collect::<Result<Vec<_>, _>>()
-                    {
-                        Ok(v) => c.cts = v,
-                        Err(e) => {
-                            report.verdict = Verdict::Invalid {
-                                message: format!("sanitization: {e}"),
-                            };
-                            return report;
-                        }
-                    }
-                }
-                let ms = ts.elapsed().as_secs_f64() * 1000.0;
-                compute_ms += ms;
-                sanitized = Some((per_modulus[0].clone(), before, ms));
-            }
-            let dec = decrypt_combine(&crt, &keys, &cur).unwrap_or_else(|_| mirror.clone());
-            (dec, min_budget(&cur, &keys), spent)
+            observed.layer.get(i)
+        }
+        .and_then(Option::as_ref);
+        let Some(seen) = seen else {
+            report.verdict = Verdict::Invalid {
+                message: format!("layer {i} was not observed"),
+            };
+            return report;
+        };
+        let sanitized = observed.sanitized.get(i).and_then(Option::as_ref);
+        let shown = sanitized.unwrap_or(seen);
+        let values = shown.values.clone();
+        let budget = shown.budget;
+        let ms = if reencrypt {
+            // The client's decryption, rescale and encryption around the boundary.
+            let seg = run
+                .segments
+                .iter()
+                .position(|s| s.layers[1] == i)
+                .unwrap_or(0);
+            run.segments[seg].decrypt_ms + run.segments.get(seg + 1).map_or(0.0, |s| s.encrypt_ms)
+        } else {
+            seen.ms
         };
         let info = model.info_before(i + 1);
         let equals = values == next_mirror;
@@ -584,34 +581,44 @@ pub fn run_set(
             .and_then(|f| f.as_ref())
             .map(|f| error_against(&values, info.scale, f))
             .unwrap_or((f64::NAN, f64::NAN));
-        let observed = values
+        let observed_max = values
             .data()
             .iter()
             .map(|v| v.unsigned_abs())
             .max()
             .unwrap_or(0);
-        let p = &model.predict()[i];
+        let plan = sanitized.and_then(|_| {
+            let end = segment_ending(model, i);
+            let k = he_layers::plan::segments(model)
+                .iter()
+                .position(|r| *r == end)?;
+            plans.get(k)?.first()
+        });
         report.layers.push(LayerReport {
             index: i,
             name: layer.name().to_string(),
             description: layer.describe(),
-            runs: if reencrypt { "reencrypt" } else { "encrypted" }.into(),
+            runs: if reencrypt {
+                Runs::Reencrypt
+            } else {
+                Runs::Encrypted
+            },
             noise_budget: budget,
-            predicted_noise_budget: sanitized.as_ref().map_or(predicted[i], |s| s.0.budget_bits),
+            predicted_noise_budget: plan.map_or(predicted[i], |p| p.budget_bits),
             bound_bits: info.bound_bits(),
             capacity_bits: (model.capacity() as f64).log2(),
-            overflow: p.overflow,
-            observed_bits: (observed as f64).log2(),
+            overflow: predictions[i].overflow,
+            observed_bits: (observed_max as f64).log2(),
             max_error,
             mean_error,
             equals_mirror: equals,
             ms,
-            ciphertexts: cur.iter().map(|c| c.cts.len()).sum(),
-            bytes: bytes_of(&cur),
-            budget_before_sanitization: sanitized.as_ref().map(|s| s.1 .0),
-            bytes_before_sanitization: sanitized.as_ref().map(|s| s.1 .1),
-            sanitize_ms: sanitized.as_ref().map(|s| s.2),
-            sanitization: sanitized.map(|s| s.0),
+            ciphertexts: shown.ciphertexts,
+            bytes: shown.bytes,
+            budget_before_sanitization: sanitized.map(|_| seen.budget),
+            bytes_before_sanitization: sanitized.map(|_| seen.bytes),
+            sanitize_ms: sanitized.map(|s| s.ms),
+            sanitization: plan.cloned(),
             sample: debug.then(|| {
                 (
                     values.image(0).into_iter().take(8).collect(),
@@ -624,19 +631,14 @@ pub fn run_set(
             layer.describe()
         ));
         if budget == 0 || !equals {
-            let layer_idx = i;
-            let fix = fix_for_noise(&crt, set, layer_idx);
-            report.verdict = Verdict::NoiseExhausted {
-                layer: layer_idx,
-                fix,
-            };
+            let fix = fix_for_noise(&crt, set, i);
+            report.verdict = Verdict::NoiseExhausted { layer: i, fix };
             report.total_ms = started.elapsed().as_secs_f64() * 1000.0;
             return report;
         }
         mirror = next_mirror;
         last = Some(values);
     }
-    report.download_bytes += bytes_of(&cur);
     // Labels: the encrypted integers at the end of the prefix against the float model.
     if let Some(out) = last {
         let float =
@@ -668,65 +670,125 @@ pub fn run_set(
     report
 }
 
-/// The server's sanitization of each segment's answer (indexed by the segment's last layer),
-/// per plaintext modulus: what it would refuse, as a verdict. λ = 0 plans nothing.
-fn plan_segments(
-    crt: &CrtModel,
-    prefix: usize,
-    flood_bits: u32,
-) -> Result<Vec<Option<Vec<SanitizationPlan>>>, Verdict> {
-    let model = crt.model();
-    let mut plans: Vec<Option<Vec<SanitizationPlan>>> = vec![None; prefix];
-    if flood_bits == 0 {
-        return Ok(plans);
-    }
-    let mut start = 0;
-    for end in 1..=prefix {
-        if matches!(model.layers()[end - 1], EncodedLayer::Reencrypt(_)) {
-            start = end;
-            continue;
-        }
-        if end < prefix && !matches!(model.layers()[end], EncodedLayer::Reencrypt(_)) {
-            continue;
-        }
-        let per_modulus = crt
-            .components
-            .iter()
-            .map(|comp| {
-                let m = &comp.model;
-                plan_sanitization(
-                    m.parameters(),
-                    m.range_noise_log2(&(start..end)),
-                    flood_bits,
-                )
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| Verdict::NoRoomForCircuitPrivacy {
-                layer: end - 1,
-                fix: e.to_string(),
-            })?;
-        plans[end - 1] = Some(per_modulus);
-    }
-    Ok(plans)
+/// The segment that ends at layer `i` (its last layer), as the plan cuts them.
+fn segment_ending(model: &he_layers::model::EncodedModel, i: usize) -> std::ops::Range<usize> {
+    he_layers::plan::segments(model)
+        .into_iter()
+        .find(|r| r.end == i + 1)
+        .unwrap_or(i..i + 1)
 }
 
-type Cts = Vec<EncryptedTensor<he_layers::crypto::Ciphertext>>;
-
-/// Serialized bytes of every ciphertext of every plaintext modulus.
-fn bytes_of(cur: &Cts) -> usize {
-    cur.iter()
-        .flat_map(|e| &e.cts)
-        .map(|c| c.serialized_len())
-        .sum()
+/// What the observer saw of one layer, over every plaintext modulus.
+struct Seen {
+    /// Decrypted and recombined integers.
+    values: IntTensor,
+    /// Smallest measured budget.
+    budget: u32,
+    /// Ciphertexts, all moduli.
+    ciphertexts: usize,
+    /// Their bytes.
+    bytes: usize,
+    /// Time, ms (all moduli).
+    ms: f64,
 }
 
-/// The smallest noise budget over every ciphertext of every plaintext modulus.
-fn min_budget(cur: &Cts, keys: &[ClientKeys]) -> u32 {
-    cur.iter()
-        .zip(keys)
-        .map(|(c, k)| c.min_noise_budget(&k.sk).unwrap_or(0))
-        .min()
-        .unwrap_or(0)
+/// One modulus' share of a [`Seen`].
+struct Part {
+    values: Option<IntTensor>,
+    budget: u32,
+    ciphertexts: usize,
+    bytes: usize,
+    ms: f64,
+}
+
+/// Per layer: the segment inputs, the layer outputs and the sanitized answers seen.
+struct SeenLayers {
+    input: Vec<Option<Seen>>,
+    layer: Vec<Option<Seen>>,
+    sanitized: Vec<Option<Seen>>,
+}
+
+/// Each modulus' share, by what was observed and at which layer.
+type PartsByLayer = std::collections::BTreeMap<(Observed, usize), Vec<Option<Part>>>;
+
+/// The observer's notes, decrypted with the client's keys as they come.
+struct Observations<'m> {
+    model: &'m he_layers::model::EncodedModel,
+    moduli: Vec<u64>,
+    batch: usize,
+    parts: std::sync::Mutex<PartsByLayer>,
+}
+
+impl<'m> Observations<'m> {
+    fn new(model: &'m he_layers::model::EncodedModel, batch: usize) -> Self {
+        Self {
+            model,
+            moduli: model.plaintext_moduli().to_vec(),
+            batch,
+            parts: Default::default(),
+        }
+    }
+
+    fn record(&self, o: &LayerObservation<'_>, keys: &[ClientKeys]) {
+        let Some(k) = keys.get(o.component) else {
+            return;
+        };
+        let info = match o.observed {
+            Observed::Input => self.model.info_before(o.layer),
+            Observed::Layer | Observed::Sanitized => self.model.info_before(o.layer + 1),
+        };
+        let part = Part {
+            values: decrypt_tensor(LayoutKind::Batch, o.cts, info, self.batch, &k.sk).ok(),
+            budget: min_noise_budget(o.cts, &k.sk).unwrap_or(0),
+            ciphertexts: o.cts.len(),
+            bytes: o.cts.iter().map(|c| c.serialized_len()).sum(),
+            ms: o.ms,
+        };
+        if let Ok(mut parts) = self.parts.lock() {
+            let slot = parts
+                .entry((o.observed, o.layer))
+                .or_insert_with(|| (0..self.moduli.len()).map(|_| None).collect());
+            if let Some(s) = slot.get_mut(o.component) {
+                *s = Some(part);
+            }
+        }
+    }
+
+    fn into_layers(self) -> SeenLayers {
+        let n = self.model.layers().len() + 1;
+        let mut out = SeenLayers {
+            input: (0..n).map(|_| None).collect(),
+            layer: (0..n).map(|_| None).collect(),
+            sanitized: (0..n).map(|_| None).collect(),
+        };
+        let parts = self.parts.into_inner().unwrap_or_default();
+        for ((kind, layer), parts) in parts {
+            let Some(parts) = parts.into_iter().collect::<Option<Vec<Part>>>() else {
+                continue;
+            };
+            let tensors: Option<Vec<IntTensor>> = parts.iter().map(|p| p.values.clone()).collect();
+            let Some(values) = tensors.and_then(|t| crt_combine_tensors(&t, &self.moduli).ok())
+            else {
+                continue;
+            };
+            let seen = Seen {
+                values,
+                budget: parts.iter().map(|p| p.budget).min().unwrap_or(0),
+                ciphertexts: parts.iter().map(|p| p.ciphertexts).sum(),
+                bytes: parts.iter().map(|p| p.bytes).sum(),
+                ms: parts.iter().map(|p| p.ms).sum(),
+            };
+            let slot = match kind {
+                Observed::Input => &mut out.input,
+                Observed::Layer => &mut out.layer,
+                Observed::Sanitized => &mut out.sanitized,
+            };
+            if let Some(s) = slot.get_mut(layer) {
+                *s = Some(seen);
+            }
+        }
+        out
+    }
 }
 
 fn build_crt_with(
@@ -1055,7 +1117,7 @@ pub fn recommend(
             continue;
         }
         // The server refuses what its estimate says cannot be sanitized: so does the search.
-        if plan_segments(&crt, prefix, DEFAULT_FLOOD_BITS).is_err() {
+        if plan_circuit_privacy(&crt, Some(DEFAULT_FLOOD_BITS)).is_err() {
             continue;
         }
         // The estimate errs low by up to ~17 bits on the shipped models; only clear failures are

@@ -9,7 +9,7 @@ use he_layers::crypto::sanitize::{plan_sanitization, SanitizationPlan};
 use he_layers::crypto::BfvParameters;
 use he_layers::layers::EncodedLayer;
 use he_layers::plan::{BatchLayout, ExecutionPlan, Layout, LayoutKind, PROTOCOL_VERSION};
-use he_layers::protocol::{LayerPlan, ModelConfig, Plan, SegmentPrivacy, TensorInfo};
+use he_layers::protocol::{LayerPlan, ModelConfig, Plan, Runs, SegmentPrivacy, TensorInfo};
 use net_builder::BuiltModel;
 use std::ops::Range;
 use std::sync::Arc;
@@ -185,11 +185,10 @@ pub fn compile(
                 name: p.name,
                 description: p.description,
                 runs: match l {
-                    EncodedLayer::Reencrypt(_) => "reencrypt",
-                    _ if p.index >= prefix => "plaintext",
-                    _ => "encrypted",
-                }
-                .into(),
+                    EncodedLayer::Reencrypt(_) => Runs::Reencrypt,
+                    _ if p.index >= prefix => Runs::Plaintext,
+                    _ => Runs::Encrypted,
+                },
                 shape: p.output.shape.clone(),
                 scale: p.output.scale,
                 lo: p.output.lo,

@@ -53,10 +53,22 @@ impl Sub for OpCounts {
     type Output = OpCounts;
     fn sub(self, o: OpCounts) -> OpCounts {
         OpCounts {
-            ntts: self.ntts - o.ntts,
-            key_switches: self.key_switches - o.key_switches,
-            ct_products: self.ct_products - o.ct_products,
-            scalar_products: self.scalar_products - o.scalar_products,
+            ntts: self.ntts.saturating_sub(o.ntts),
+            key_switches: self.key_switches.saturating_sub(o.key_switches),
+            ct_products: self.ct_products.saturating_sub(o.ct_products),
+            scalar_products: self.scalar_products.saturating_sub(o.scalar_products),
+        }
+    }
+}
+
+impl std::ops::Add for OpCounts {
+    type Output = OpCounts;
+    fn add(self, o: OpCounts) -> OpCounts {
+        OpCounts {
+            ntts: self.ntts + o.ntts,
+            key_switches: self.key_switches + o.key_switches,
+            ct_products: self.ct_products + o.ct_products,
+            scalar_products: self.scalar_products + o.scalar_products,
         }
     }
 }

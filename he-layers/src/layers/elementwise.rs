@@ -293,9 +293,16 @@ impl ReencryptBoundary {
 
     /// Integer forward: the client's rounding division.
     pub fn forward_int(&self, x: &IntTensor) -> Result<IntTensor, LayerError> {
-        let k = self.rescale_bits.min(126);
-        Ok(x.map(|&v| rescale_round(v, k)))
+        Ok(reencrypt_rescale(x, self.rescale_bits))
     }
+}
+
+/// What the client does at a re-encryption boundary, after decrypting and before encrypting
+/// again: every integer divided by 2^rescale_bits, rounded (ties away from zero). The one
+/// definition the mirror ([`ReencryptBoundary::forward_int`]) and every client pipeline use.
+pub fn reencrypt_rescale(x: &IntTensor, rescale_bits: u32) -> IntTensor {
+    let k = rescale_bits.min(126);
+    x.map(|&v| rescale_round(v, k))
 }
 
 /// Layers that only the plaintext side runs.

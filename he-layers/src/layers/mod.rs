@@ -9,7 +9,8 @@ mod elementwise;
 pub use affine::{EncodedConv2d, EncodedLinear};
 pub use bfv::{BfvBackend, BfvSlotDecryptor, BfvSlotEncryptor};
 pub use elementwise::{
-    EncodedAvgPool2d, Flatten, PlaintextOnlyKind, PlaintextOnlyLayer, ReencryptBoundary, Square,
+    reencrypt_rescale, EncodedAvgPool2d, Flatten, PlaintextOnlyKind, PlaintextOnlyLayer,
+    ReencryptBoundary, Square,
 };
 
 use crate::tensor::{EncryptedTensor, IntTensor, ValueInfo};

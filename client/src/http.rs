@@ -1,0 +1,92 @@
+//! The session's transport to a server: each segment call is one `POST /compute` naming the
+//! plan. A server that evicted the plan gets it again from the configuration, once.
+
+use crate::{Api, ClientError};
+use he_layers::crypto::{BfvParameters, Ciphertext};
+use he_layers::protocol::{ComputeRequest, ModelConfig};
+use net_builder::session::{SegmentAnswer, SegmentCall, SessionError, Transport};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+/// `/compute` over HTTP for one plan and one key id per plaintext modulus.
+pub struct HttpTransport {
+    api: Api,
+    model: ModelConfig,
+    plan_id: Mutex<String>,
+    key_ids: Vec<String>,
+    params: Vec<Arc<BfvParameters>>,
+}
+
+impl HttpTransport {
+    /// A transport for a plan (made from `model`), with the key ids and parameter sets of
+    /// every plaintext modulus, in the plan's order.
+    pub fn new(
+        api: Api,
+        model: ModelConfig,
+        plan_id: String,
+        key_ids: Vec<String>,
+        params: Vec<Arc<BfvParameters>>,
+    ) -> Self {
+        Self {
+            api,
+            model,
+            plan_id: Mutex::new(plan_id),
+            key_ids,
+            params,
+        }
+    }
+
+    fn plan_id(&self) -> String {
+        self.plan_id.lock().map(|g| g.clone()).unwrap_or_default()
+    }
+
+    async fn call(&self, call: SegmentCall) -> Result<SegmentAnswer, ClientError> {
+        let m = call.component;
+        let (params, key_id) = self
+            .params
+            .get(m)
+            .zip(self.key_ids.get(m))
+            .ok_or_else(|| ClientError::Config(format!("no keys for plaintext modulus {m}")))?;
+        let body = bytes::Bytes::from(Ciphertext::batch_to_bytes(&call.cts, params));
+        let bytes_up = body.len();
+        let mut req = ComputeRequest {
+            plan_id: self.plan_id(),
+            plain_modulus: call.plain_modulus,
+            key_id: key_id.clone(),
+            layers: [call.layers.start, call.layers.end],
+            batch: call.batch,
+        };
+        let mut answer = self.api.compute(&req, params, body.clone()).await;
+        if matches!(&answer, Err(ClientError::Server { kind, .. }) if kind == "unknown_plan") {
+            let id = self.api.plan(&self.model).await?.plan_id;
+            if let Ok(mut g) = self.plan_id.lock() {
+                g.clone_from(&id);
+            }
+            req.plan_id = id;
+            answer = self.api.compute(&req, params, body).await;
+        }
+        let (resp, cts, received) = answer?;
+        Ok(SegmentAnswer {
+            cts,
+            server_ms: resp.compute_ms,
+            sanitize_ms: resp.sanitize_ms,
+            bytes_up,
+            bytes_down: received,
+        })
+    }
+}
+
+impl Transport for HttpTransport {
+    fn compute(
+        &self,
+        call: SegmentCall,
+    ) -> impl Future<Output = Result<SegmentAnswer, SessionError>> + Send {
+        let layers = call.layers.clone();
+        async move {
+            self.call(call).await.map_err(|e| SessionError::Transport {
+                layers,
+                source: Box::new(e),
+            })
+        }
+    }
+}

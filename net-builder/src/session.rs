@@ -1,0 +1,733 @@
+//! One client pipeline: quantized input → encrypt under every plaintext modulus → compute each
+//! segment through a [`Transport`] → decrypt → CRT → the re-encryption boundary's rescale →
+//! encrypt again, until the last segment. The client (over HTTP), the parameter tester, the
+//! examples and the tests (in process, [`InProcess`]) all run it; nothing else strings these
+//! steps together.
+
+use crate::pipeline::{ClientKeys, CrtModel};
+use he_layers::crypto::sanitize::{plan_sanitization, sanitize, SanitizationPlan};
+use he_layers::crypto::stats::{snapshot, OpCounts};
+use he_layers::crypto::{Ciphertext, SecretKey};
+use he_layers::layers::{
+    reencrypt_rescale, BfvBackend, BfvSlotDecryptor, BfvSlotEncryptor, EncodedLayer, LayerError,
+};
+use he_layers::model::{crt_combine_tensors, EncodedModel, ModelError};
+use he_layers::plan::{self, BatchLayout, Layout, LayoutKind};
+use he_layers::protocol::{Plan, Runs, TensorInfo};
+use he_layers::tensor::{IntTensor, ValueInfo};
+use rayon::prelude::*;
+use serde::Serialize;
+use std::future::Future;
+use std::ops::Range;
+use std::time::Instant;
+
+/// Why a session could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The model, a layer or the layout refused.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// The transport (the server, or the in-process runner) failed.
+    #[error("segment {layers:?}: {source}")]
+    Transport {
+        /// The segment.
+        layers: Range<usize>,
+        /// What went wrong.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A plan that does not describe a runnable pipeline.
+    #[error("the plan is not usable: {0}")]
+    Plan(&'static str),
+    /// The requested layers contain no whole segment.
+    #[error("layers {requested:?} contain no whole segment of the plan ({segments:?})")]
+    NoSegment {
+        /// Requested range.
+        requested: Range<usize>,
+        /// The plan's segments.
+        segments: Vec<Range<usize>>,
+    },
+    /// A segment's answers cannot be sanitized (the server would refuse it).
+    #[error("layers {layers:?}: no room for circuit privacy: {reason}")]
+    NoRoomForCircuitPrivacy {
+        /// The segment.
+        layers: Range<usize>,
+        /// The engine's explanation, with the fixes.
+        reason: String,
+    },
+}
+
+/// The client's rescale at a re-encryption boundary.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Boundary {
+    /// The boundary's layer index.
+    pub layer: usize,
+    /// Bits divided by.
+    pub rescale_bits: u32,
+    /// The facts after it (the next segment's input).
+    pub output: ValueInfo,
+}
+
+impl Boundary {
+    /// Applies the rescale ([`reencrypt_rescale`]).
+    pub fn apply(&self, x: &IntTensor) -> IntTensor {
+        reencrypt_rescale(x, self.rescale_bits)
+    }
+}
+
+/// One segment as the client sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionSegment {
+    /// Layers `[start, end)` the server runs.
+    pub layers: Range<usize>,
+    /// Facts of its input.
+    pub input: ValueInfo,
+    /// Facts of its output.
+    pub output: ValueInfo,
+    /// The re-encryption boundary right after it, if another segment follows.
+    pub boundary: Option<Boundary>,
+}
+
+/// What a client needs of a plan: the layout, the moduli and the segments with their facts
+/// (no weights).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionPlan {
+    /// The layout.
+    pub layout: LayoutKind,
+    /// The plaintext moduli, in the order of the keys.
+    pub plain_moduli: Vec<u64>,
+    /// The segments, in order.
+    pub segments: Vec<SessionSegment>,
+}
+
+fn info_of(shape: &[usize], scale: f64, lo: i128, hi: i128) -> ValueInfo {
+    ValueInfo {
+        shape: shape.to_vec(),
+        scale,
+        lo,
+        hi,
+        float_bound: 0.0,
+        error_bound: 0.0,
+    }
+}
+
+/// The facts a `/plan` answer gives of a tensor.
+pub fn tensor_info(t: &TensorInfo) -> ValueInfo {
+    info_of(&t.shape, t.scale, t.lo, t.hi)
+}
+
+impl SessionPlan {
+    /// From a server's `/plan` answer.
+    pub fn from_plan(plan: &Plan) -> Result<Self, SessionError> {
+        let mut segments = Vec::with_capacity(plan.segments.len());
+        let mut input = tensor_info(&plan.input);
+        for &[start, end] in &plan.segments {
+            let last = end
+                .checked_sub(1)
+                .and_then(|i| plan.layers.get(i))
+                .filter(|_| start < end)
+                .ok_or(SessionError::Plan("a segment outside the layers"))?;
+            let output = info_of(&last.shape, last.scale, last.lo, last.hi);
+            let boundary = plan
+                .layers
+                .get(end)
+                .filter(|l| l.runs == Runs::Reencrypt && end < plan.encryptable_prefix)
+                .map(|l| Boundary {
+                    layer: end,
+                    rescale_bits: l.rescale_bits.unwrap_or(0),
+                    output: info_of(&l.shape, l.scale, l.lo, l.hi),
+                });
+            let next_input = boundary.as_ref().map(|b| b.output.clone());
+            segments.push(SessionSegment {
+                layers: start..end,
+                input: input.clone(),
+                output,
+                boundary,
+            });
+            if let Some(n) = next_input {
+                input = n;
+            }
+        }
+        if segments.is_empty() {
+            return Err(SessionError::Plan("no segment"));
+        }
+        Ok(Self {
+            layout: plan.layout,
+            plain_moduli: plan.plain_moduli.clone(),
+            segments,
+        })
+    }
+
+    /// From a locally built model (in-process runs).
+    pub fn from_model(
+        model: &EncodedModel,
+        layout: LayoutKind,
+        plain_moduli: &[u64],
+    ) -> Result<Self, SessionError> {
+        let segments: Vec<SessionSegment> = plan::segments(model)
+            .into_iter()
+            .map(|r| SessionSegment {
+                input: model.info_before(r.start).clone(),
+                output: model.info_before(r.end).clone(),
+                boundary: match model.layers().get(r.end) {
+                    Some(EncodedLayer::Reencrypt(b)) if r.end < model.encryptable_prefix() => {
+                        Some(Boundary {
+                            layer: r.end,
+                            rescale_bits: b.rescale_bits,
+                            output: model.info_before(r.end + 1).clone(),
+                        })
+                    }
+                    _ => None,
+                },
+                layers: r,
+            })
+            .collect();
+        if segments.is_empty() {
+            return Err(SessionError::Plan("no segment"));
+        }
+        Ok(Self {
+            layout,
+            plain_moduli: plain_moduli.to_vec(),
+            segments,
+        })
+    }
+
+    /// Only the segments wholly inside `layers` (the server runs whole segments only).
+    pub fn restricted(mut self, layers: Range<usize>) -> Result<Self, SessionError> {
+        let all: Vec<Range<usize>> = self.segments.iter().map(|s| s.layers.clone()).collect();
+        self.segments
+            .retain(|s| s.layers.start >= layers.start && s.layers.end <= layers.end);
+        if self.segments.is_empty() {
+            return Err(SessionError::NoSegment {
+                requested: layers,
+                segments: all,
+            });
+        }
+        // The boundary after the last segment kept does not run.
+        if let Some(last) = self.segments.last_mut() {
+            if last.layers.end >= layers.end {
+                last.boundary = None;
+            }
+        }
+        Ok(self)
+    }
+
+    /// The input the first segment expects.
+    pub fn input(&self) -> &ValueInfo {
+        &self.segments[0].input
+    }
+}
+
+/// One segment, for one plaintext modulus, handed to a transport.
+#[derive(Debug)]
+pub struct SegmentCall {
+    /// Segment index in the session plan.
+    pub segment: usize,
+    /// Its layers.
+    pub layers: Range<usize>,
+    /// Component (plaintext modulus) index.
+    pub component: usize,
+    /// The plaintext modulus.
+    pub plain_modulus: u64,
+    /// Images in the slots.
+    pub batch: usize,
+    /// The encrypted input.
+    pub cts: Vec<Ciphertext>,
+}
+
+/// What came back for one call.
+#[derive(Debug)]
+pub struct SegmentAnswer {
+    /// The (sanitized) result.
+    pub cts: Vec<Ciphertext>,
+    /// Server compute time, ms (sanitization included).
+    pub server_ms: f64,
+    /// Of which sanitization, ms.
+    pub sanitize_ms: f64,
+    /// Bytes sent.
+    pub bytes_up: usize,
+    /// Bytes received.
+    pub bytes_down: usize,
+}
+
+/// Runs one segment for one plaintext modulus somewhere: a server over HTTP, or this process.
+pub trait Transport: Sync {
+    /// Computes the call's layers on its ciphertexts.
+    fn compute(
+        &self,
+        call: SegmentCall,
+    ) -> impl Future<Output = Result<SegmentAnswer, SessionError>> + Send;
+}
+
+/// Stages a session reports as it goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// Encrypting a segment's input.
+    Encrypt,
+    /// Waiting for the transport.
+    Compute,
+    /// Decrypting and recombining.
+    Decrypt,
+}
+
+/// Progress: `done` of `total` plaintext moduli finished `stage` for `segment`.
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    /// Segment index.
+    pub segment: usize,
+    /// The stage.
+    pub stage: Stage,
+    /// Moduli done.
+    pub done: usize,
+    /// Moduli in all.
+    pub total: usize,
+}
+
+/// What one segment cost and left.
+#[derive(Clone, Debug, Serialize)]
+pub struct SegmentReport {
+    /// Layers the server ran.
+    pub layers: [usize; 2],
+    /// Noise budget left in the results (bits, smallest ciphertext), per plaintext modulus.
+    pub noise_budget: Vec<u32>,
+    /// Client encryption time, ms.
+    pub encrypt_ms: f64,
+    /// Server compute time, ms (summed over plaintext moduli).
+    pub server_ms: f64,
+    /// Of which sanitization, ms.
+    pub sanitize_ms: f64,
+    /// Round trip of the calls, ms (concurrent over moduli).
+    pub round_trip_ms: f64,
+    /// Decryption, noise measurement and CRT recombination, ms.
+    pub decrypt_ms: f64,
+    /// Bytes sent.
+    pub bytes_up: usize,
+    /// Bytes received.
+    pub bytes_down: usize,
+}
+
+/// The result of a session run.
+#[derive(Clone, Debug)]
+pub struct SessionRun {
+    /// The exact integers after the last segment.
+    pub output: IntTensor,
+    /// Their facts.
+    pub output_info: ValueInfo,
+    /// One report per segment.
+    pub segments: Vec<SegmentReport>,
+}
+
+/// Packs and encrypts a tensor in a layout ([`Layout::encrypt`]).
+pub fn encrypt_tensor(
+    layout: LayoutKind,
+    x: &IntTensor,
+    sk: &SecretKey,
+) -> Result<Vec<Ciphertext>, ModelError> {
+    let encryptor = BfvSlotEncryptor::new(sk).map_err(|e| ModelError::from(LayerError::from(e)))?;
+    match layout {
+        LayoutKind::Batch => BatchLayout.encrypt(x, &encryptor),
+    }
+}
+
+/// Decrypts and unpacks a tensor in a layout ([`Layout::decrypt`]).
+pub fn decrypt_tensor(
+    layout: LayoutKind,
+    cts: &[Ciphertext],
+    info: &ValueInfo,
+    images: usize,
+    sk: &SecretKey,
+) -> Result<IntTensor, ModelError> {
+    let decryptor = BfvSlotDecryptor::new(sk).map_err(|e| ModelError::from(LayerError::from(e)))?;
+    match layout {
+        LayoutKind::Batch => BatchLayout.decrypt(cts, info, images, &decryptor),
+    }
+}
+
+/// Runs layers of a segment in a layout ([`Layout::run`]).
+pub fn run_layers<B: he_layers::layers::HeBackend>(
+    layout: LayoutKind,
+    model: &EncodedModel,
+    layers: Range<usize>,
+    images: usize,
+    cts: Vec<B::Ciphertext>,
+    backend: &B,
+) -> Result<Vec<B::Ciphertext>, ModelError> {
+    match layout {
+        LayoutKind::Batch => BatchLayout.run(model, layers, images, cts, backend),
+    }
+}
+
+/// The smallest measured noise budget over ciphertexts (needs the secret key).
+pub fn min_noise_budget(cts: &[Ciphertext], sk: &SecretKey) -> Result<u32, ModelError> {
+    let dec = he_layers::crypto::Decryptor::new(sk);
+    cts.par_iter()
+        .map(|ct| dec.noise_budget(ct))
+        .try_reduce(|| u32::MAX, |a, b| Ok(a.min(b)))
+        .map_err(|e| ModelError::from(LayerError::from(e)))
+}
+
+/// A client's run of a plan with its secret keys (one per plaintext modulus, in order).
+pub struct Session<'k> {
+    plan: SessionPlan,
+    secret_keys: Vec<&'k SecretKey>,
+}
+
+impl<'k> Session<'k> {
+    /// A session; the keys must match the plan's moduli.
+    pub fn new(plan: SessionPlan, secret_keys: Vec<&'k SecretKey>) -> Result<Self, SessionError> {
+        let moduli: Vec<u64> = secret_keys
+            .iter()
+            .map(|k| k.parameters().plain_modulus())
+            .collect();
+        if moduli != plan.plain_moduli {
+            return Err(SessionError::Plan(
+                "the secret keys are not for the plan's plaintext moduli, in order",
+            ));
+        }
+        Ok(Self { plan, secret_keys })
+    }
+
+    /// The plan.
+    pub fn plan(&self) -> &SessionPlan {
+        &self.plan
+    }
+
+    /// Runs every segment on `x` (the quantized input, every image), re-encrypting between
+    /// segments. `progress` hears of each stage as the moduli finish it.
+    pub async fn run<T: Transport>(
+        &self,
+        transport: &T,
+        x: &IntTensor,
+        progress: &(dyn Fn(Progress) + Sync),
+    ) -> Result<SessionRun, SessionError> {
+        let layout = self.plan.layout;
+        let batch = x.batch();
+        let total = self.secret_keys.len();
+        let mut x = x.clone();
+        let mut info = self.plan.input().clone();
+        let mut reports = Vec::with_capacity(self.plan.segments.len());
+        for (si, seg) in self.plan.segments.iter().enumerate() {
+            if x.shape() != seg.input.shape.as_slice() {
+                return Err(ModelError::Input(format!(
+                    "segment {:?} expects shape {:?}, the tensor has {:?}",
+                    seg.layers,
+                    seg.input.shape,
+                    x.shape()
+                ))
+                .into());
+            }
+            let t0 = Instant::now();
+            let mut inputs = Vec::with_capacity(total);
+            for (m, sk) in self.secret_keys.iter().enumerate() {
+                inputs.push(encrypt_tensor(layout, &x, sk)?);
+                progress(Progress {
+                    segment: si,
+                    stage: Stage::Encrypt,
+                    done: m + 1,
+                    total,
+                });
+            }
+            let encrypt_ms = t0.elapsed().as_secs_f64() * 1000.0;
+
+            let t1 = Instant::now();
+            let calls = inputs.into_iter().enumerate().map(|(m, cts)| {
+                let call = SegmentCall {
+                    segment: si,
+                    layers: seg.layers.clone(),
+                    component: m,
+                    plain_modulus: self.plan.plain_moduli[m],
+                    batch,
+                    cts,
+                };
+                async move {
+                    let answer = transport.compute(call).await;
+                    progress(Progress {
+                        segment: si,
+                        stage: Stage::Compute,
+                        done: m + 1,
+                        total,
+                    });
+                    answer
+                }
+            });
+            let answers = futures_util::future::join_all(calls)
+                .await
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>()?;
+            let round_trip_ms = t1.elapsed().as_secs_f64() * 1000.0;
+
+            let t2 = Instant::now();
+            let mut parts = Vec::with_capacity(total);
+            let mut noise_budget = Vec::with_capacity(total);
+            for (m, (a, sk)) in answers.iter().zip(&self.secret_keys).enumerate() {
+                noise_budget.push(min_noise_budget(&a.cts, sk)?);
+                parts.push(decrypt_tensor(layout, &a.cts, &seg.output, batch, sk)?);
+                progress(Progress {
+                    segment: si,
+                    stage: Stage::Decrypt,
+                    done: m + 1,
+                    total,
+                });
+            }
+            x = crt_combine_tensors(&parts, &self.plan.plain_moduli)?;
+            info = seg.output.clone();
+            if let Some(b) = &seg.boundary {
+                x = b.apply(&x);
+                info = b.output.clone();
+            }
+            let decrypt_ms = t2.elapsed().as_secs_f64() * 1000.0;
+            reports.push(SegmentReport {
+                layers: [seg.layers.start, seg.layers.end],
+                noise_budget,
+                encrypt_ms,
+                server_ms: answers.iter().map(|a| a.server_ms).sum(),
+                sanitize_ms: answers.iter().map(|a| a.sanitize_ms).sum(),
+                round_trip_ms,
+                decrypt_ms,
+                bytes_up: answers.iter().map(|a| a.bytes_up).sum(),
+                bytes_down: answers.iter().map(|a| a.bytes_down).sum(),
+            });
+        }
+        Ok(SessionRun {
+            output: x,
+            output_info: info,
+            segments: reports,
+        })
+    }
+
+    /// [`Self::run`] for callers without an async runtime (the transport must not need one,
+    /// as [`InProcess`] does not).
+    pub fn run_blocking<T: Transport>(
+        &self,
+        transport: &T,
+        x: &IntTensor,
+    ) -> Result<SessionRun, SessionError> {
+        futures_executor::block_on(self.run(transport, x, &|_| {}))
+    }
+}
+
+/// Which ciphertexts an [`InProcess`] observer is shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Observed {
+    /// A segment's input as received (`layer` is the segment's first layer).
+    Input,
+    /// The output of `layer`.
+    Layer,
+    /// The sanitized answer of the segment (`layer` is its last layer).
+    Sanitized,
+}
+
+/// The server's sanitization of every segment's answers, `[segment][component]`, sized from
+/// the public model as the server sizes it; a segment without room for it is refused here, as
+/// the server refuses it. `None` (or λ = 0): nothing.
+pub fn plan_circuit_privacy(
+    crt: &CrtModel,
+    flood_bits: Option<u32>,
+) -> Result<Vec<Vec<SanitizationPlan>>, SessionError> {
+    let Some(bits) = flood_bits.filter(|&b| b > 0) else {
+        return Ok(Vec::new());
+    };
+    plan::segments(crt.model())
+        .iter()
+        .map(|r| {
+            crt.components
+                .iter()
+                .map(|c| {
+                    plan_sanitization(c.model.parameters(), c.model.range_noise_log2(r), bits)
+                        .map_err(|e| SessionError::NoRoomForCircuitPrivacy {
+                            layers: r.clone(),
+                            reason: e.to_string(),
+                        })
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// What an [`InProcess`] observer is shown: a segment's input, each layer's output, the
+/// sanitized answer.
+pub struct LayerObservation<'a> {
+    /// The layer (see [`Observed`]).
+    pub layer: usize,
+    /// Component (plaintext modulus) index.
+    pub component: usize,
+    /// Which ciphertexts these are.
+    pub observed: Observed,
+    /// The ciphertexts after it.
+    pub cts: &'a [Ciphertext],
+    /// Time the layer (or the sanitization) took, ms.
+    pub ms: f64,
+    /// The engine's operations it performed (process-wide counters, so only exact when
+    /// nothing else runs).
+    pub ops: OpCounts,
+}
+
+/// The server's side, in this process: the encoded models of a [`CrtModel`], the backends of
+/// the client's public keys, and the sanitization the server would apply (planned at
+/// construction, refused there as the server refuses it).
+pub struct InProcess<'a> {
+    crt: &'a CrtModel,
+    layout: LayoutKind,
+    backends: Vec<BfvBackend>,
+    /// [segment][component], empty without circuit privacy.
+    sanitization: Vec<Vec<SanitizationPlan>>,
+    segments: Vec<Range<usize>>,
+    observer: Option<&'a (dyn Fn(LayerObservation<'_>) + Sync)>,
+}
+
+impl<'a> InProcess<'a> {
+    /// The runner for a model and the client's keys; `flood_bits` is the server's λ (`None`:
+    /// answers unsanitized, as `--danger-no-circuit-privacy`).
+    pub fn new(
+        crt: &'a CrtModel,
+        keys: &[ClientKeys],
+        flood_bits: Option<u32>,
+    ) -> Result<Self, SessionError> {
+        let segments = plan::segments(crt.model());
+        let sanitization = plan_circuit_privacy(crt, flood_bits)?;
+        Ok(Self {
+            crt,
+            layout: LayoutKind::Batch,
+            backends: keys.iter().map(ClientKeys::backend).collect(),
+            sanitization,
+            segments,
+            observer: None,
+        })
+    }
+
+    /// Runs in another layout than the batch one.
+    pub fn with_layout(mut self, layout: LayoutKind) -> Self {
+        self.layout = layout;
+        self
+    }
+
+    /// Runs layer by layer, showing every layer's ciphertexts to `observer` (the parameter
+    /// tester measures noise and values there).
+    pub fn observed(mut self, observer: &'a (dyn Fn(LayerObservation<'_>) + Sync)) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// The sanitization planned for a segment and component, if any.
+    pub fn sanitization(
+        &self,
+        layers: &Range<usize>,
+        component: usize,
+    ) -> Option<&SanitizationPlan> {
+        let i = self.segments.iter().position(|s| s == layers)?;
+        self.sanitization.get(i)?.get(component)
+    }
+
+    fn run_call(&self, call: SegmentCall) -> Result<SegmentAnswer, SessionError> {
+        let transport = |e: ModelError| SessionError::Transport {
+            layers: call.layers.clone(),
+            source: Box::new(e),
+        };
+        let component = self
+            .crt
+            .components
+            .get(call.component)
+            .ok_or(SessionError::Plan("no such plaintext modulus"))?;
+        let backend = &self.backends[call.component];
+        let model = &component.model;
+        let bytes_up = call.cts.iter().map(Ciphertext::serialized_len).sum();
+        let t0 = Instant::now();
+        let mut cts = call.cts;
+        match self.observer {
+            None => {
+                cts = run_layers(
+                    self.layout,
+                    model,
+                    call.layers.clone(),
+                    call.batch,
+                    cts,
+                    backend,
+                )
+                .map_err(transport)?;
+            }
+            Some(observe) => {
+                observe(LayerObservation {
+                    layer: call.layers.start,
+                    component: call.component,
+                    observed: Observed::Input,
+                    cts: &cts,
+                    ms: 0.0,
+                    ops: OpCounts::default(),
+                });
+                for layer in call.layers.clone() {
+                    let t = Instant::now();
+                    let before = snapshot();
+                    cts = run_layers(
+                        self.layout,
+                        model,
+                        layer..layer + 1,
+                        call.batch,
+                        cts,
+                        backend,
+                    )
+                    .map_err(transport)?;
+                    observe(LayerObservation {
+                        layer,
+                        component: call.component,
+                        observed: Observed::Layer,
+                        cts: &cts,
+                        ms: t.elapsed().as_secs_f64() * 1000.0,
+                        ops: snapshot() - before,
+                    });
+                }
+            }
+        }
+        let t1 = Instant::now();
+        let before = snapshot();
+        let mut sanitize_ms = 0.0;
+        if let Some(p) = self.sanitization(&call.layers, call.component) {
+            let encryptor = backend.encryptor();
+            cts = cts
+                .par_iter()
+                .map(|c| sanitize(c, encryptor, p))
+                .collect::<Result<_, _>>()
+                .map_err(|e| transport(ModelError::from(LayerError::from(e))))?;
+            sanitize_ms = t1.elapsed().as_secs_f64() * 1000.0;
+            if let Some(observe) = self.observer {
+                observe(LayerObservation {
+                    layer: call.layers.end - 1,
+                    component: call.component,
+                    observed: Observed::Sanitized,
+                    cts: &cts,
+                    ms: sanitize_ms,
+                    ops: snapshot() - before,
+                });
+            }
+        }
+        Ok(SegmentAnswer {
+            bytes_down: cts.iter().map(Ciphertext::serialized_len).sum(),
+            cts,
+            server_ms: t0.elapsed().as_secs_f64() * 1000.0,
+            sanitize_ms,
+            bytes_up,
+        })
+    }
+}
+
+impl Transport for InProcess<'_> {
+    fn compute(
+        &self,
+        call: SegmentCall,
+    ) -> impl Future<Output = Result<SegmentAnswer, SessionError>> + Send {
+        std::future::ready(self.run_call(call))
+    }
+}
+
+/// Runs the encryptable prefix of a locally built model on `x` (quantized input), segment by
+/// segment, in process: the session over [`InProcess`] with the server's sanitization at
+/// `flood_bits` (`None`: unsanitized).
+pub fn run_local(
+    crt: &CrtModel,
+    keys: &[ClientKeys],
+    x: &IntTensor,
+    flood_bits: Option<u32>,
+) -> Result<SessionRun, SessionError> {
+    let plan = SessionPlan::from_model(crt.model(), LayoutKind::Batch, &crt.moduli)?;
+    let session = Session::new(plan, keys.iter().map(|k| &k.sk).collect())?;
+    session.run_blocking(&InProcess::new(crt, keys, flood_bits)?, x)
+}
