@@ -3,8 +3,8 @@
 //! scale, bound and overflow of every layer.
 
 use crate::crypto::BfvParameters;
-use crate::layers::{EncodedLayer, HeBackend, LayerError};
-use crate::tensor::{EncryptedTensor, FloatTensor, IntTensor, ValueInfo};
+use crate::layers::{EncodedLayer, LayerError};
+use crate::tensor::{FloatTensor, IntTensor, ValueInfo};
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
 use std::sync::Arc;
@@ -23,6 +23,7 @@ pub struct Quantization {
 
 /// Why a model could not be built or run.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ModelError {
     /// A layer refused.
     #[error(transparent)]
@@ -54,9 +55,50 @@ pub enum ModelError {
         /// log2 of the capacity.
         capacity_bits: f64,
     },
-    /// The input does not match what the range expects.
-    #[error("input mismatch: {0}")]
-    Input(String),
+    /// The CRT moduli of a component do not include its own plaintext modulus.
+    #[error("the CRT moduli {moduli:?} do not include this parameter set's t = {plain_modulus}")]
+    CrtModuli {
+        /// The moduli given.
+        moduli: Vec<u64>,
+        /// The parameter set's t.
+        plain_modulus: u64,
+    },
+    /// A tensor of another shape (or another number of ciphertexts) than layer `layer` takes.
+    #[error("input mismatch: {found_ciphertexts} ciphertexts of shape {found:?}; layer {layer} expects shape {expected:?}")]
+    InputShape {
+        /// The layer the input enters.
+        layer: usize,
+        /// Shape expected.
+        expected: Vec<usize>,
+        /// Shape given.
+        found: Vec<usize>,
+        /// Ciphertexts (or values per image) given.
+        found_ciphertexts: usize,
+    },
+    /// A tensor at another scale, or with a wider interval, than layer `layer` takes.
+    #[error("input mismatch: scale {found_scale} and values in [{}, {}]; layer {layer} expects scale {expected_scale} and values in [{}, {}]", found[0], found[1], expected[0], expected[1])]
+    InputFacts {
+        /// The layer the input enters.
+        layer: usize,
+        /// Scale expected.
+        expected_scale: f64,
+        /// Scale given.
+        found_scale: f64,
+        /// Interval expected.
+        expected: [i128; 2],
+        /// Interval given.
+        found: [i128; 2],
+    },
+    /// An input value outside the model's input range (every bound assumes the range).
+    #[error("input value {value} is outside the model's input range [{min}, {max}]")]
+    InputOutOfRange {
+        /// The value.
+        value: f64,
+        /// Smallest accepted.
+        min: f64,
+        /// Largest accepted.
+        max: f64,
+    },
     /// More (or fewer) images than a ciphertext's slots hold.
     #[error("{images} images: between 1 and {slots} fit the slots of one ciphertext")]
     Images {
@@ -135,11 +177,11 @@ impl EncodedModel {
         }
         let plaintext_moduli = match crt_moduli {
             Some(m) if m.contains(&params.plain_modulus()) => m,
-            Some(m) => {
-                return Err(ModelError::Input(format!(
-                    "the CRT moduli {m:?} do not include this parameter set's t = {}",
-                    params.plain_modulus()
-                )))
+            Some(moduli) => {
+                return Err(ModelError::CrtModuli {
+                    moduli,
+                    plain_modulus: params.plain_modulus(),
+                })
             }
             None => vec![params.plain_modulus()],
         };
@@ -358,50 +400,6 @@ impl EncodedModel {
         }
         Ok(cur)
     }
-
-    /// Runs a range of layers on ciphertexts. The range must be encryptable and free of
-    /// predicted overflow, and the input must have the shape and scale the range expects.
-    pub fn run_encrypted<B: HeBackend>(
-        &self,
-        range: Range<usize>,
-        x: EncryptedTensor<B::Ciphertext>,
-        backend: &B,
-    ) -> Result<EncryptedTensor<B::Ciphertext>, ModelError> {
-        self.check_overflow(&range)?;
-        self.danger_run_encrypted_despite_overflow(range, x, backend)
-    }
-
-    /// Like [`Self::run_encrypted`] but runs even when a layer is predicted to overflow, so
-    /// a parameter tester can show what the overflow does. The results are then garbage.
-    pub fn danger_run_encrypted_despite_overflow<B: HeBackend>(
-        &self,
-        range: Range<usize>,
-        x: EncryptedTensor<B::Ciphertext>,
-        backend: &B,
-    ) -> Result<EncryptedTensor<B::Ciphertext>, ModelError> {
-        self.check_range(&range)?;
-        let expect = self.info_before(range.start);
-        if x.shape != expect.shape || x.cts.len() != expect.len() {
-            return Err(ModelError::Input(format!(
-                "{} ciphertexts of shape {:?}; layer {} expects shape {:?}",
-                x.cts.len(),
-                x.shape,
-                range.start,
-                expect.shape
-            )));
-        }
-        if x.scale != expect.scale || x.lo < expect.lo || x.hi > expect.hi {
-            return Err(ModelError::Input(format!(
-                "scale {} and values in [{}, {}]; layer {} expects scale {} and values in [{}, {}]",
-                x.scale, x.lo, x.hi, range.start, expect.scale, expect.lo, expect.hi
-            )));
-        }
-        let mut cur = x;
-        for layer in &self.layers[range] {
-            cur = layer.forward_encrypted(&cur, backend)?;
-        }
-        Ok(cur)
-    }
 }
 
 /// Quantizes float inputs (one tensor of `info`'s shape per image) to integers at `info`'s
@@ -410,27 +408,30 @@ impl EncodedModel {
 /// server's model and every client pipeline.
 pub fn quantize(x: &FloatTensor, info: &ValueInfo) -> Result<IntTensor, ModelError> {
     if x.shape() != info.shape.as_slice() {
-        return Err(ModelError::Input(format!(
-            "input shape {:?}, the model expects {:?}",
-            x.shape(),
-            info.shape
-        )));
+        return Err(ModelError::InputShape {
+            layer: 0,
+            expected: info.shape.clone(),
+            found: x.shape().to_vec(),
+            found_ciphertexts: x.len(),
+        });
     }
     let (lo, hi, scale) = (info.lo, info.hi, info.scale);
     let mut out = Vec::with_capacity(x.data().len());
     for &v in x.data() {
         let q = (v * scale).round();
         if !q.is_finite() || q < lo as f64 || q > hi as f64 {
-            return Err(ModelError::Input(format!(
-                "input value {v} is outside the model's input range [{}, {}]",
-                lo as f64 / scale,
-                hi as f64 / scale
-            )));
+            return Err(ModelError::InputOutOfRange {
+                value: v,
+                min: lo as f64 / scale,
+                max: hi as f64 / scale,
+            });
         }
         out.push(q as i128);
     }
-    IntTensor::from_data(x.shape().to_vec(), x.batch(), out)
-        .ok_or_else(|| ModelError::Input("inconsistent input size".into()))
+    IntTensor::from_data(x.shape().to_vec(), x.batch(), out).ok_or(ModelError::CiphertextCount {
+        expected: x.data().len(),
+        found: 0,
+    })
 }
 
 /// Recombines residues modulo pairwise coprime moduli into the centered integer they encode

@@ -103,13 +103,59 @@ pub struct EncryptionParameters {
 
 /// Why encryption parameters could not be resolved.
 #[derive(Debug, thiserror::Error, PartialEq)]
+#[non_exhaustive]
 pub enum ProtocolError {
     /// The parameter set is refused (insecure, bad primes, …).
     #[error(transparent)]
     Parameters(#[from] ParameterError),
-    /// The fields do not describe a parameter set.
-    #[error("encryption parameters: {0}")]
-    Invalid(String),
+    /// `plain_moduli_count` out of range.
+    #[error(
+        "encryption parameters: plain_moduli_count {count} is not between 1 and {MAX_PLAIN_MODULI}"
+    )]
+    PlainModuliCount {
+        /// The count asked for.
+        count: usize,
+    },
+    /// Fewer batching primes of the size asked for than the count.
+    #[error("encryption parameters: there are not {count} batching primes of {bits} bits for N = {degree}")]
+    NoBatchingPrimes {
+        /// How many.
+        count: usize,
+        /// Of what size.
+        bits: u32,
+        /// The ring degree.
+        degree: usize,
+    },
+    /// No plaintext modulus given.
+    #[error("encryption parameters: give the plaintext modulus: plain_moduli (or p, t) or plain_modulus_bits")]
+    NoPlainModulus,
+    /// Both forms of the plaintext modulus given.
+    #[error("encryption parameters: give either plain_moduli or plain_modulus_bits, not both")]
+    BothPlainModulusForms,
+    /// More plaintext moduli than allowed.
+    #[error("encryption parameters: {count} plaintext moduli; at most {MAX_PLAIN_MODULI}")]
+    TooManyPlainModuli {
+        /// How many were given.
+        count: usize,
+    },
+    /// A security level without a preset needs explicit moduli.
+    #[error("encryption parameters: security {security} needs coeff_bits (presets are 128-bit)")]
+    CoeffBitsNeeded {
+        /// The level asked for.
+        security: SecurityLevel,
+    },
+    /// `coeff_bits` with too few or too many sizes.
+    #[error("encryption parameters: coeff_bits needs 2 to {MAX_COEFF_MODULI} sizes (ciphertext primes, then the special prime); it has {count}")]
+    CoeffBitsCount {
+        /// Sizes given.
+        count: usize,
+    },
+    /// `coeff_bits` over the total cap.
+    #[error("encryption parameters: coeff_bits total {total} bits, over the {MAX_COEFF_MODULUS_BITS}-bit cap (the 128-bit bound at N = 32768), whatever the security level")]
+    CoeffBitsTotal {
+        /// Their sum.
+        total: u64,
+    },
 }
 
 /// At most this many plaintext moduli (CRT components).
@@ -139,36 +185,23 @@ impl EncryptionParameters {
             (true, Some(bits)) => {
                 let k = self.plain_moduli_count.unwrap_or(1);
                 if k == 0 || k > MAX_PLAIN_MODULI {
-                    return Err(ProtocolError::Invalid(format!(
-                        "plain_moduli_count {k} is not between 1 and {MAX_PLAIN_MODULI}"
-                    )));
+                    return Err(ProtocolError::PlainModuliCount { count: k });
                 }
-                crate::crypto::arith::generate_primes(bits, self.degree, k, &[]).ok_or_else(
-                    || {
-                        ProtocolError::Invalid(format!(
-                            "there are not {k} batching primes of {bits} bits for N = {}",
-                            self.degree
-                        ))
+                crate::crypto::arith::generate_primes(bits, self.degree, k, &[]).ok_or(
+                    ProtocolError::NoBatchingPrimes {
+                        count: k,
+                        bits,
+                        degree: self.degree,
                     },
                 )?
             }
-            (true, None) => {
-                return Err(ProtocolError::Invalid(
-                    "give the plaintext modulus: plain_moduli (or p, t) or plain_modulus_bits"
-                        .into(),
-                ))
-            }
-            (false, Some(_)) => {
-                return Err(ProtocolError::Invalid(
-                    "give either plain_moduli or plain_modulus_bits, not both".into(),
-                ))
-            }
+            (true, None) => return Err(ProtocolError::NoPlainModulus),
+            (false, Some(_)) => return Err(ProtocolError::BothPlainModulusForms),
         };
         if moduli.len() > MAX_PLAIN_MODULI {
-            return Err(ProtocolError::Invalid(format!(
-                "{} plaintext moduli; at most {MAX_PLAIN_MODULI}",
-                moduli.len()
-            )));
+            return Err(ProtocolError::TooManyPlainModuli {
+                count: moduli.len(),
+            });
         }
         Ok(moduli)
     }
@@ -187,26 +220,17 @@ impl EncryptionParameters {
         let level = self.security.0;
         match &self.coeff_bits {
             None if level == SecurityLevel::Bits128 => Ok(BfvParameters::preset(self.degree, t)?),
-            None => Err(ProtocolError::Invalid(format!(
-                "security {level} needs coeff_bits (presets are 128-bit)"
-            ))),
+            None => Err(ProtocolError::CoeffBitsNeeded { security: level }),
             Some(bits) => {
-                let (&special, moduli) = bits.split_last().ok_or_else(|| {
-                    ProtocolError::Invalid("coeff_bits needs at least two sizes".into())
-                })?;
+                let (&special, moduli) = bits
+                    .split_last()
+                    .ok_or(ProtocolError::CoeffBitsCount { count: 0 })?;
                 if moduli.is_empty() || bits.len() > MAX_COEFF_MODULI {
-                    return Err(ProtocolError::Invalid(format!(
-                        "coeff_bits needs 2 to {MAX_COEFF_MODULI} sizes (ciphertext primes, then \
-                         the special prime); it has {}",
-                        bits.len()
-                    )));
+                    return Err(ProtocolError::CoeffBitsCount { count: bits.len() });
                 }
                 let total: u64 = bits.iter().map(|&b| u64::from(b)).sum();
                 if total > u64::from(MAX_COEFF_MODULUS_BITS) {
-                    return Err(ProtocolError::Invalid(format!(
-                        "coeff_bits total {total} bits, over the {MAX_COEFF_MODULUS_BITS}-bit cap \
-                         (the 128-bit bound at N = 32768), whatever the security level"
-                    )));
+                    return Err(ProtocolError::CoeffBitsTotal { total });
                 }
                 Ok(BfvParameters::with_bit_sizes(
                     self.degree,

@@ -10,6 +10,7 @@ use he_layers::layers::{
     ReencryptBoundary, Square,
 };
 use he_layers::model::{crt_combine, EncodedModel, ModelError, Quantization};
+use he_layers::plan::BatchLayout;
 use he_layers::tensor::{EncryptedTensor, FloatTensor, IntTensor, ValueInfo};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -168,7 +169,9 @@ fn check_layer(
         }
     }
     let x_enc = keys.encrypt(&x_q, input);
-    let y_enc = layer.forward_encrypted(&x_enc, &keys.backend).unwrap();
+    let y_enc = BatchLayout
+        .forward_layer(layer, &x_enc, &keys.backend)
+        .unwrap();
     assert_eq!(y_enc.shape, info.shape);
     assert_eq!(y_enc.scale, info.scale);
     let got = keys.decrypt(&y_enc);
@@ -416,7 +419,9 @@ fn whole_model_on_a_full_batch_equals_the_mirror_over_crt_moduli() {
         assert!(model.predict().iter().all(|l| !l.overflow));
         let keys = Keys::new(p);
         let enc = keys.encrypt(&x_q, &input);
-        let out = model.run_encrypted(0..7, enc, &keys.backend).unwrap();
+        let out = BatchLayout
+            .run_tensor(&model, 0..7, enc, &keys.backend)
+            .unwrap();
         assert_eq!(out.shape, vec![4]);
         residues.push(keys.decrypt(&out));
     }
@@ -469,7 +474,7 @@ fn overflow_is_predicted_before_encryption() {
     let x = IntTensor::from_images(vec![64], &[vec![0; 64]]).unwrap();
     let enc = keys.encrypt(&x, &input);
     assert!(matches!(
-        too_big.run_encrypted(0..1, enc, &keys.backend),
+        BatchLayout.run_tensor(&too_big, 0..1, enc, &keys.backend),
         Err(ModelError::Overflow { index: 0, .. })
     ));
 }

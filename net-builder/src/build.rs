@@ -51,6 +51,7 @@ impl Default for BuildOptions {
 
 /// Why a model could not be built.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BuildError {
     /// The spec is invalid.
     #[error(transparent)]
@@ -69,9 +70,42 @@ pub enum BuildError {
         /// The overflow.
         detail: String,
     },
-    /// Options that do not fit the model.
-    #[error("{0}")]
-    Options(String),
+    /// A re-encryption position that is not between two layers of the model.
+    #[error("re-encryption after layer {position}: the model has {layers} layers, so a boundary must come after layer 0 to {}", layers.saturating_sub(2))]
+    ReencryptPosition {
+        /// The position asked for.
+        position: usize,
+        /// Layers of the model.
+        layers: usize,
+    },
+    /// Rescale values that do not pair with the re-encryption positions.
+    #[error("{rescales} rescale values for {positions} re-encryption positions")]
+    RescaleCount {
+        /// Rescale values given.
+        rescales: usize,
+        /// Positions given.
+        positions: usize,
+    },
+    /// An input range that is not a finite interval.
+    #[error("input range [{min}, {max}] is not a finite interval")]
+    InputRange {
+        /// Its start.
+        min: f64,
+        /// Its end.
+        max: f64,
+    },
+    /// A BatchNorm left unfolded (fold_batchnorm runs first; a bug if seen).
+    #[error("BatchNorm {name} was not folded; fold_batchnorm runs first")]
+    UnfoldedBatchNorm {
+        /// The layer.
+        name: String,
+    },
+    /// No plaintext modulus was given.
+    #[error("at least one plaintext modulus is needed")]
+    NoPlainModulus,
+    /// The parameter set is refused.
+    #[error(transparent)]
+    Parameters(#[from] he_layers::crypto::ParameterError),
 }
 
 /// A built model and how it was built.
@@ -101,30 +135,27 @@ pub fn build_model(
         .iter()
         .find(|&&i| i + 1 >= spec.layers.len())
     {
-        return Err(BuildError::Options(format!(
-            "re-encryption after layer {i}: the model has {} layers, so a boundary must come after \
-             layer 0 to {}",
-            spec.layers.len(),
-            spec.layers.len().saturating_sub(2)
-        )));
+        return Err(BuildError::ReencryptPosition {
+            position: i,
+            layers: spec.layers.len(),
+        });
     }
     if let Some(r) = &opts.rescale_bits {
         if r.len() != opts.reencrypt_after.len() {
-            return Err(BuildError::Options(format!(
-                "{} rescale values for {} re-encryption positions",
-                r.len(),
-                opts.reencrypt_after.len()
-            )));
+            return Err(BuildError::RescaleCount {
+                rescales: r.len(),
+                positions: opts.reencrypt_after.len(),
+            });
         }
     }
     if !(opts.input_min <= opts.input_max
         && opts.input_min.is_finite()
         && opts.input_max.is_finite())
     {
-        return Err(BuildError::Options(format!(
-            "input range [{}, {}] is not a finite interval",
-            opts.input_min, opts.input_max
-        )));
+        return Err(BuildError::InputRange {
+            min: opts.input_min,
+            max: opts.input_max,
+        });
     }
     match opts.weight_bits {
         Some(bits) => {
@@ -142,8 +173,8 @@ pub fn build_model(
                 let (model, spec_index) = match build_at(&spec, params, opts, bits) {
                     Ok(m) => m,
                     // A bias too large to quantize at this scale: try a smaller one.
-                    Err(BuildError::Layer(LayerError::Input(e))) => {
-                        last_err = Some(e);
+                    Err(BuildError::Layer(e @ LayerError::Unquantizable { .. })) => {
+                        last_err = Some(e.to_string());
                         continue;
                     }
                     Err(e) => return Err(e),
@@ -271,9 +302,7 @@ fn build_at(
                 },
             }),
             LayerSpec::BatchNorm { name, .. } => {
-                return Err(BuildError::Options(format!(
-                    "BatchNorm {name} was not folded; fold_batchnorm runs first"
-                )))
+                return Err(BuildError::UnfoldedBatchNorm { name: name.clone() })
             }
         };
         info = layer.output_info(&info)?;

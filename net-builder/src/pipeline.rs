@@ -29,15 +29,12 @@ pub fn build_crt(
     opts: &BuildOptions,
 ) -> Result<CrtModel, BuildError> {
     if moduli.is_empty() {
-        return Err(BuildError::Options(
-            "at least one plaintext modulus is needed".into(),
-        ));
+        return Err(BuildError::NoPlainModulus);
     }
     let params: Vec<Arc<BfvParameters>> = moduli
         .iter()
         .map(|&t| BfvParameters::preset(degree, t))
-        .collect::<Result<_, _>>()
-        .map_err(|e| BuildError::Options(e.to_string()))?;
+        .collect::<Result<_, _>>()?;
     let crt = (moduli.len() > 1).then(|| moduli.to_vec());
     let mut opts = BuildOptions {
         crt_moduli: crt,

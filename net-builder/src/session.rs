@@ -408,12 +408,12 @@ impl<'k> Session<'k> {
         let mut reports = Vec::with_capacity(self.plan.segments.len());
         for (si, seg) in self.plan.segments.iter().enumerate() {
             if x.shape() != seg.input.shape.as_slice() {
-                return Err(ModelError::Input(format!(
-                    "segment {:?} expects shape {:?}, the tensor has {:?}",
-                    seg.layers,
-                    seg.input.shape,
-                    x.shape()
-                ))
+                return Err(ModelError::InputShape {
+                    layer: seg.layers.start,
+                    expected: seg.input.shape.clone(),
+                    found: x.shape().to_vec(),
+                    found_ciphertexts: x.len(),
+                }
                 .into());
             }
             let t0 = Instant::now();

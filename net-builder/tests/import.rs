@@ -6,6 +6,7 @@
 use he_layers::crypto::{BfvParameters, PublicKey, RelinearizationKey, SecretKey};
 use he_layers::layers::BfvBackend;
 use he_layers::model::EncodedModel;
+use he_layers::plan::BatchLayout;
 use he_layers::tensor::{EncryptedTensor, FloatTensor};
 use ndarray::{ArrayD, IxDyn};
 use net_builder::{
@@ -208,7 +209,9 @@ fn run_encrypted_prefix(model: &EncodedModel, images: &FloatTensor) {
             .unwrap_or(end);
         let info = model.info_before(start);
         let enc = EncryptedTensor::encrypt(&x, info, &sk).unwrap();
-        let out = model.run_encrypted(start..stop, enc, &backend).unwrap();
+        let out = BatchLayout
+            .run_tensor(model, start..stop, enc, &backend)
+            .unwrap();
         assert!(out.min_noise_budget(&sk).unwrap() > 0);
         let dec = out.decrypt(&sk).unwrap();
         assert_eq!(

@@ -5,6 +5,9 @@
 //! smallest change that would fix it. `recommend` searches for the cheapest set that works.
 #![warn(missing_docs)]
 
+mod error;
+pub use error::TesterError;
+
 use he_layers::crypto::sanitize::{SanitizationPlan, DEFAULT_FLOOD_BITS};
 use he_layers::layers::EncodedLayer;
 use he_layers::model::crt_combine_tensors;
@@ -96,7 +99,7 @@ pub struct ParameterSet {
 
 impl ParameterSet {
     /// The encryption parameters these fields describe.
-    pub fn encryption_parameters(&self) -> Result<EncryptionParameters, String> {
+    pub fn encryption_parameters(&self) -> Result<EncryptionParameters, TesterError> {
         let mut v = serde_json::json!({ "degree": self.degree });
         if let Some(p) = &self.plain_moduli {
             v["plain_moduli"] = p.clone();
@@ -113,7 +116,7 @@ impl ParameterSet {
         if let Some(s) = &self.security {
             v["security"] = s.clone();
         }
-        serde_json::from_value(v).map_err(|e| e.to_string())
+        serde_json::from_value(v).map_err(TesterError::Parameters)
     }
 
     fn label(&self) -> String {
@@ -293,20 +296,25 @@ pub struct Loaded {
 }
 
 /// Loads the model and images a config names (paths relative to `base`).
-pub fn load(cfg: &TesterConfig, base: &Path) -> Result<Loaded, String> {
+pub fn load(cfg: &TesterConfig, base: &Path) -> Result<Loaded, TesterError> {
     let model = base.join(&cfg.model);
     let (file, manifest) = if model.is_dir() {
         (model.join("model.onnx"), Some(model.join("manifest.json")))
     } else {
         (model.clone(), None)
     };
-    let spec =
-        net_builder::load_model(&file, &PickleOptions::default()).map_err(|e| e.to_string())?;
+    let spec = net_builder::load_model(&file, &PickleOptions::default())?;
     let mut input_range = [0.0, 1.0];
     if let Some(m) = manifest.filter(|m| m.exists()) {
+        let text = std::fs::read_to_string(&m).map_err(|source| TesterError::Io {
+            path: m.clone(),
+            source,
+        })?;
         let v: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&m).map_err(|e| e.to_string())?)
-                .map_err(|e| format!("{}: {e}", m.display()))?;
+            serde_json::from_str(&text).map_err(|source| TesterError::Manifest {
+                path: m.clone(),
+                source,
+            })?;
         if let (Some(a), Some(b)) = (v["input_range"][0].as_f64(), v["input_range"][1].as_f64()) {
             input_range = [a, b];
         }
@@ -318,18 +326,14 @@ pub fn load(cfg: &TesterConfig, base: &Path) -> Result<Loaded, String> {
             count,
         } => {
             let path = base.join(test_set);
-            let x =
-                net_builder::data::idx_images(&path, *index, *count).map_err(|e| e.to_string())?;
+            let x = net_builder::data::idx_images(&path, *index, *count)?;
             let lp = PathBuf::from(
                 path.display()
                     .to_string()
                     .replace("images-idx3", "labels-idx1"),
             );
             let y = if lp != path && lp.exists() {
-                Some(
-                    net_builder::data::idx_labels(&lp, *index, *count)
-                        .map_err(|e| e.to_string())?,
-                )
+                Some(net_builder::data::idx_labels(&lp, *index, *count)?)
             } else {
                 None
             };
@@ -339,13 +343,12 @@ pub fn load(cfg: &TesterConfig, base: &Path) -> Result<Loaded, String> {
             let mut shape = None;
             let mut data = Vec::new();
             for f in files {
-                let (s, px) =
-                    net_builder::data::png_image(&base.join(f)).map_err(|e| e.to_string())?;
+                let (s, px) = net_builder::data::png_image(&base.join(f))?;
                 shape.get_or_insert(s);
                 data.push(px);
             }
             let x = FloatTensor::from_images(shape.unwrap_or_default(), &data)
-                .ok_or("inconsistent images")?;
+                .ok_or(TesterError::InconsistentImages)?;
             (x, None)
         }
     };
@@ -419,7 +422,14 @@ pub fn run_set(
     let started = Instant::now();
     let params = match set.encryption_parameters() {
         Ok(p) => p,
-        Err(e) => return empty_report(set, Verdict::Invalid { message: e }),
+        Err(e) => {
+            return empty_report(
+                set,
+                Verdict::Invalid {
+                    message: e.to_string(),
+                },
+            )
+        }
     };
     let sets = match params.resolve() {
         Ok(s) => s,

@@ -74,3 +74,63 @@ impl std::fmt::Display for ApiError {
         )
     }
 }
+
+// The one mapping from the library's errors to (status, kind). Handlers use `?`.
+
+impl From<he_layers::protocol::ProtocolError> for ApiError {
+    fn from(e: he_layers::protocol::ProtocolError) -> Self {
+        Self::unprocessable("invalid_parameters", e.to_string())
+    }
+}
+
+impl From<he_layers::crypto::SerialError> for ApiError {
+    fn from(e: he_layers::crypto::SerialError) -> Self {
+        use he_layers::crypto::SerialError as S;
+        match e {
+            S::FingerprintMismatch { .. } => {
+                Self::unprocessable("parameter_mismatch", e.to_string())
+            }
+            S::Parameters(_) => Self::unprocessable("invalid_parameters", e.to_string()),
+            S::UnsupportedVersion { .. } | S::UnsupportedScheme { .. } => Self::bad_request(
+                "unsupported_format",
+                format!("{e}; client and server must be of the same release"),
+            ),
+            _ => Self::bad_request("malformed_binary", e.to_string()),
+        }
+    }
+}
+
+impl From<he_layers::model::ModelError> for ApiError {
+    fn from(e: he_layers::model::ModelError) -> Self {
+        use he_layers::model::ModelError as M;
+        let kind = match &e {
+            M::Range { .. } => "invalid_layers",
+            M::Overflow { .. } => "overflow",
+            M::InputShape { .. }
+            | M::InputFacts { .. }
+            | M::InputOutOfRange { .. }
+            | M::Images { .. }
+            | M::CiphertextCount { .. } => "input_mismatch",
+            M::CrtModuli { .. } | M::NotCoprime { .. } => "invalid_parameters",
+            _ => "compute_refused",
+        };
+        Self::unprocessable(kind, e.to_string())
+    }
+}
+
+impl From<net_builder::BuildError> for ApiError {
+    fn from(e: net_builder::BuildError) -> Self {
+        use net_builder::BuildError as B;
+        match e {
+            B::Model(m) => m.into(),
+            B::Parameters(_) => Self::unprocessable("invalid_parameters", e.to_string()),
+            _ => Self::unprocessable("invalid_model_config", e.to_string()),
+        }
+    }
+}
+
+impl From<tokio::task::JoinError> for ApiError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        Self::internal(format!("a worker task failed: {e}"))
+    }
+}

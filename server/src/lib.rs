@@ -229,8 +229,7 @@ impl AppState {
         tokio::task::spawn_blocking(move || {
             let fingerprints = cfg
                 .encryption_parameters
-                .resolve()
-                .map_err(|e| ApiError::unprocessable("invalid_parameters", e.to_string()))?
+                .resolve()?
                 .iter()
                 .map(|p| p.fingerprint())
                 .collect::<Vec<_>>();
@@ -241,8 +240,7 @@ impl AppState {
             let plan = plans::compile(&state.registry, &cfg, state.flood_bits)?;
             Ok(state.plans.insert(plan.id.clone(), plan, 1).0)
         })
-        .await
-        .map_err(|e| ApiError::internal(format!("plan task failed: {e}")))?
+        .await?
     }
 }
 
@@ -313,23 +311,6 @@ fn part<'a>(parts: &'a [(String, axum::body::Bytes)], name: &str) -> Result<&'a 
         .ok_or_else(|| ApiError::bad_request("bad_multipart", format!("missing part {name:?}")))
 }
 
-fn serial(kind: &'static str) -> impl Fn(he_layers::crypto::SerialError) -> ApiError {
-    move |e| match e {
-        he_layers::crypto::SerialError::FingerprintMismatch { .. } => {
-            ApiError::unprocessable("parameter_mismatch", format!("{kind}: {e}"))
-        }
-        he_layers::crypto::SerialError::Parameters(_) => {
-            ApiError::unprocessable("invalid_parameters", format!("{kind}: {e}"))
-        }
-        he_layers::crypto::SerialError::UnsupportedVersion { .. }
-        | he_layers::crypto::SerialError::UnsupportedScheme { .. } => ApiError::bad_request(
-            "unsupported_format",
-            format!("{kind}: {e}; client and server must be of the same release"),
-        ),
-        _ => ApiError::bad_request("malformed_binary", format!("{kind}: {e}")),
-    }
-}
-
 async fn upload_keys(
     State(state): State<Arc<AppState>>,
     multipart: Result<Multipart, MultipartRejection>,
@@ -368,7 +349,7 @@ async fn upload_keys(
         .map(|(_, b)| b.to_vec());
     let allow_insecure = state.allow_insecure;
     let entry = tokio::task::spawn_blocking(move || -> Result<KeyEntry, ApiError> {
-        let params = BfvParameters::from_bytes(&params_bytes).map_err(serial("parameters"))?;
+        let params = BfvParameters::from_bytes(&params_bytes)?;
         if !allow_insecure && params.security() == SecurityLevel::DangerNone {
             return Err(ApiError::unprocessable(
                 "invalid_parameters",
@@ -377,19 +358,16 @@ async fn upload_keys(
                  experiments",
             ));
         }
-        let pk = PublicKey::from_bytes(&pk_bytes, &params).map_err(serial("public key"))?;
+        let pk = PublicKey::from_bytes(&pk_bytes, &params)?;
         let rk = rk_bytes
-            .map(|b| {
-                RelinearizationKey::from_bytes(&b, &params).map_err(serial("relinearization key"))
-            })
+            .map(|b| RelinearizationKey::from_bytes(&b, &params).map_err(ApiError::from))
             .transpose()?;
         let gk = gk_bytes
-            .map(|b| GaloisKeys::from_bytes(&b, &params).map_err(serial("Galois keys")))
+            .map(|b| GaloisKeys::from_bytes(&b, &params).map_err(ApiError::from))
             .transpose()?;
         Ok(KeyEntry::new(params, pk, rk, gk, total))
     })
-    .await
-    .map_err(|e| ApiError::internal(format!("key task failed: {e}")))??;
+    .await??;
     let fingerprint = entry.params.fingerprint_hex();
     tracing::info!(request = id, key_id = %&key_id[..16], fingerprint = %fingerprint, bytes = total, "keys stored");
     let (_, evicted) = state.keys.insert(key_id.clone(), entry, total);
@@ -537,14 +515,10 @@ async fn compute(
     let range = start..end;
     let seg_index = plan.segment_index(&range)?;
     let model = &component.built.model;
-    model
-        .check_overflow(&range)
-        .map_err(|e| ApiError::unprocessable("overflow", e.to_string()))?;
+    model.check_overflow(&range)?;
     let layout = plans::layout_of(plan.execution.layout);
     let segment = &plan.execution.segments[seg_index];
-    let expected = layout
-        .ciphertext_count(&segment.input, req.batch, params.degree())
-        .map_err(|e| ApiError::unprocessable("input_mismatch", e.to_string()))?;
+    let expected = layout.ciphertext_count(&segment.input, req.batch, params.degree())?;
     if model.layers()[range.clone()].iter().any(|l| l.depth() > 0) && !keys.has_relin {
         return Err(ApiError::unprocessable(
             "missing_key",
@@ -576,14 +550,12 @@ async fn compute(
     };
     let params2 = params.clone();
     let cts = tokio::task::spawn_blocking(move || {
-        let mut cts = Ciphertext::batch_from_bytes(&cts_bytes, &params2, expected)
-            .map_err(serial("ciphertexts"))?;
+        let mut cts = Ciphertext::batch_from_bytes(&cts_bytes, &params2, expected)?;
         // The serialized noise estimate is the client's word: replaced by the fresh bound.
         cts.iter_mut().for_each(Ciphertext::assume_fresh_noise);
         Ok::<_, ApiError>(cts)
     })
-    .await
-    .map_err(|e| ApiError::internal(format!("decode task failed: {e}")))??;
+    .await??;
     if cts.len() != expected {
         return Err(ApiError::unprocessable(
             "input_mismatch",
@@ -602,9 +574,7 @@ async fn compute(
     let t = req.plain_modulus;
     let (out, sanitize_ms) = tokio::task::spawn_blocking(move || {
         let component = plan2.component(t)?;
-        let mut out = layout
-            .run(&component.built.model, range, batch, cts, &keys2.backend)
-            .map_err(|e| ApiError::unprocessable("compute_refused", e.to_string()))?;
+        let mut out = layout.run(&component.built.model, range, batch, cts, &keys2.backend)?;
         let t1 = Instant::now();
         if let Some(p) = &sanitization2 {
             let encryptor = keys2.backend.encryptor();
@@ -616,8 +586,7 @@ async fn compute(
         }
         Ok::<_, ApiError>((out, t1.elapsed().as_secs_f64() * 1000.0))
     })
-    .await
-    .map_err(|e| ApiError::internal(format!("compute task failed: {e}")))??;
+    .await??;
     let compute_ms = t0.elapsed().as_secs_f64() * 1000.0;
     let binary = Ciphertext::batch_to_bytes(&out, &out_params);
     let output = &segment.output;

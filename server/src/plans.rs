@@ -63,9 +63,7 @@ impl ServedPlan {
     /// The index of the segment that runs exactly `layers`, or why the range is refused.
     pub fn segment_index(&self, layers: &Range<usize>) -> Result<usize, ApiError> {
         let model = &self.components[0].built.model;
-        model
-            .check_range(layers)
-            .map_err(|e| ApiError::unprocessable("invalid_layers", e.to_string()))?;
+        model.check_range(layers)?;
         self.execution
             .segments
             .iter()
@@ -129,10 +127,7 @@ pub fn compile(
     flood_bits: Option<u32>,
 ) -> Result<ServedPlan, ApiError> {
     let served = registry.get(&cfg.net)?;
-    let moduli = cfg
-        .encryption_parameters
-        .plain_moduli()
-        .map_err(|e| ApiError::unprocessable("invalid_parameters", e.to_string()))?;
+    let moduli = cfg.encryption_parameters.plain_moduli()?;
     let mut built = Vec::with_capacity(moduli.len());
     let mut resolved = cfg.clone();
     for &t in &moduli {
@@ -147,9 +142,7 @@ pub fn compile(
         .clone();
     let model = &first.model;
     let layout = layout_of(cfg.layout);
-    let execution = layout
-        .compile(model)
-        .map_err(|e| ApiError::unprocessable("invalid_model_config", e.to_string()))?;
+    let execution = layout.compile(model)?;
     let components: Vec<PlanComponent> = built
         .into_iter()
         .map(|b| {

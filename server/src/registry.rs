@@ -197,10 +197,7 @@ impl Registry {
         plain_modulus: u64,
     ) -> Result<Arc<BuiltModel>, ApiError> {
         let served = self.get(&cfg.net)?;
-        let moduli = cfg
-            .encryption_parameters
-            .plain_moduli()
-            .map_err(|e| ApiError::unprocessable("invalid_parameters", e.to_string()))?;
+        let moduli = cfg.encryption_parameters.plain_moduli()?;
         if !moduli.contains(&plain_modulus) {
             return Err(ApiError::unprocessable(
                 "invalid_parameters",
@@ -209,10 +206,7 @@ impl Registry {
                 ),
             ));
         }
-        let params = cfg
-            .encryption_parameters
-            .for_modulus(plain_modulus)
-            .map_err(|e| ApiError::unprocessable("invalid_parameters", e.to_string()))?;
+        let params = cfg.encryption_parameters.for_modulus(plain_modulus)?;
         check_reencrypt_positions(&cfg.reencrypt_positions, served.spec.layers.len())?;
         if let Some(p) = cfg
             .reencrypt_positions
@@ -253,8 +247,7 @@ impl Registry {
                 format!("weight_bits {w}: at most {MAX_WEIGHT_BITS}"),
             ));
         }
-        let built = build_model(&served.spec, &params, &opts)
-            .map_err(|e| ApiError::unprocessable("invalid_model_config", e.to_string()))?;
+        let built = build_model(&served.spec, &params, &opts)?;
         Ok(self.built.insert(key, built, 1).0)
     }
 }

@@ -1,14 +1,14 @@
 //! Conv2d and Linear: affine maps out[o] = Σ w · x[i] + bias[o], run as one fused dot product
 //! per output, parallel across outputs.
 
-use super::{shape_error, HeBackend, LayerError};
-use crate::tensor::{EncryptedTensor, IntTensor, ValueInfo};
+use super::{shape_error, LayerError};
+use crate::tensor::{IntTensor, ValueInfo};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// What Conv2d and Linear share: for each output, its connections (input index and quantized
-/// weight, zero weights included) and its bias.
-trait Affine {
+/// weight, zero weights included) and its bias. A layout reads a layer through it.
+pub(crate) trait Affine {
     fn layer_name(&self) -> &str;
     fn out_shape(&self, input: &[usize]) -> Result<Vec<usize>, LayerError>;
     /// All connections of output o, including zero weights (they still carry quantization error).
@@ -82,8 +82,10 @@ fn forward_int<A: Affine + Sync>(a: &A, x: &IntTensor) -> Result<IntTensor, Laye
             acc
         })
         .collect();
-    IntTensor::from_data(shape, batch, data)
-        .ok_or_else(|| LayerError::Input(format!("{}: inconsistent output size", a.layer_name())))
+    IntTensor::from_data(shape, batch, data).ok_or_else(|| LayerError::Inconsistent {
+        layer: a.layer_name().to_string(),
+        what: "output size",
+    })
 }
 
 /// Connections with a nonzero weight, summed over outputs: the scalar products a dot-product
@@ -100,90 +102,6 @@ fn nonzero_connections<A: Affine>(a: &A, input: &[usize]) -> Result<u64, LayerEr
     Ok(total)
 }
 
-/// Outputs that read the same inputs in the same order, with their weight rows.
-struct OutputGroup {
-    inputs: Vec<usize>,
-    outputs: Vec<usize>,
-    rows: Vec<Vec<i64>>,
-}
-
-fn forward_encrypted<A: Affine + Sync, B: HeBackend>(
-    a: &A,
-    x: &EncryptedTensor<B::Ciphertext>,
-    backend: &B,
-) -> Result<Vec<B::Ciphertext>, LayerError> {
-    let out_len: usize = a.out_shape(&x.shape)?.iter().product();
-    // Outputs reading the same inputs in the same order (every output of a Linear, every
-    // channel at one position of a Conv2d) are computed together, up to six at a time, so each
-    // input is read once per block instead of once per output.
-    let mut groups: Vec<OutputGroup> = Vec::new();
-    let mut index: std::collections::HashMap<Vec<usize>, usize> = Default::default();
-    let mut conns = Vec::new();
-    for o in 0..out_len {
-        conns.clear();
-        a.connections(&x.shape, o, &mut conns);
-        let inputs: Vec<usize> = conns.iter().map(|&(i, _)| i).collect();
-        let weights: Vec<i64> = conns.iter().map(|&(_, w)| w).collect();
-        let g = *index.entry(inputs.clone()).or_insert_with(|| {
-            groups.push(OutputGroup {
-                inputs,
-                outputs: Vec::new(),
-                rows: Vec::new(),
-            });
-            groups.len() - 1
-        });
-        groups[g].outputs.push(o);
-        groups[g].rows.push(weights);
-    }
-    const BLOCK: usize = 6;
-    // One task per block: (group, first output of the block).
-    let tasks: Vec<(&OutputGroup, usize)> = groups
-        .iter()
-        .flat_map(|g| {
-            (0..g.outputs.len())
-                .step_by(BLOCK)
-                .map(move |start| (g, start))
-        })
-        .collect();
-    let done = tasks
-        .into_par_iter()
-        .map(|(g, start)| {
-            let end = (start + BLOCK).min(g.outputs.len());
-            let (outs, rows) = (&g.outputs[start..end], &g.rows[start..end]);
-            let refs: Vec<&B::Ciphertext> = g.inputs.iter().map(|&i| &x.cts[i]).collect();
-            let results = backend.dot_many(&refs, rows)?;
-            outs.iter()
-                .zip(results)
-                .map(|(&o, r)| {
-                    let bias = a.bias_of(&x.shape, o);
-                    let ct = match r {
-                        Some(mut ct) => {
-                            backend.add_constant(&mut ct, bias)?;
-                            ct
-                        }
-                        // Every weight is zero: a product would be transparent, so the output
-                        // is a fresh encryption of the bias instead.
-                        None => backend.encrypt_constant(bias)?,
-                    };
-                    Ok((o, ct))
-                })
-                .collect::<Result<Vec<_>, LayerError>>()
-        })
-        .collect::<Result<Vec<_>, LayerError>>()?;
-    let mut slots: Vec<Option<B::Ciphertext>> = (0..out_len).map(|_| None).collect();
-    for (o, ct) in done.into_iter().flatten() {
-        slots[o] = Some(ct);
-    }
-    slots
-        .into_iter()
-        .map(|c| {
-            c.ok_or_else(|| {
-                LayerError::Input(format!("{}: an output was not computed", a.layer_name()))
-            })
-        })
-        .collect()
-}
-
 /// Quantizes float weights to round(w · 2^bits) and biases to round(b · input_scale · 2^bits);
 /// `bits` may be negative for layers with large weights.
 fn quantize(
@@ -194,10 +112,11 @@ fn quantize(
     weight_scale_bits: i32,
 ) -> Result<(Vec<i64>, Vec<i128>, f64), LayerError> {
     let sw = (weight_scale_bits.clamp(-62, 62) as f64).exp2();
-    let bad = |what: &str, v: f64| {
-        LayerError::Input(format!(
-            "{name}: {what} {v} cannot be quantized at weight scale 2^{weight_scale_bits}"
-        ))
+    let bad = |what: &'static str, value: f64| LayerError::Unquantizable {
+        layer: name.to_string(),
+        what,
+        value,
+        weight_scale_bits,
     };
     let w = weights
         .iter()
@@ -266,14 +185,19 @@ impl EncodedConv2d {
         let name = name.into();
         let n_w = out_channels * in_channels * kernel[0] * kernel[1];
         if weights.len() != n_w || bias.is_some_and(|b| b.len() != out_channels) {
-            return Err(LayerError::Input(format!(
-                "{name}: expected {n_w} weights and {out_channels} biases"
-            )));
+            return Err(LayerError::ParameterCount {
+                layer: name,
+                expected_weights: n_w,
+                expected_biases: out_channels,
+                found_weights: weights.len(),
+                found_biases: bias.map_or(out_channels, <[f64]>::len),
+            });
         }
         if kernel.contains(&0) || stride.contains(&0) {
-            return Err(LayerError::Input(format!(
-                "{name}: kernel and stride must be positive"
-            )));
+            return Err(LayerError::Geometry {
+                layer: name,
+                problem: "kernel and stride must be positive",
+            });
         }
         let zeros = vec![0.0; out_channels];
         let (weights, bias, weight_scale) = quantize(
@@ -334,15 +258,6 @@ impl EncodedConv2d {
     /// Connections with a nonzero weight over all outputs, for an input of `shape`.
     pub fn nonzero_connections(&self, shape: &[usize]) -> Result<u64, LayerError> {
         nonzero_connections(self, shape)
-    }
-
-    /// Encrypted forward: one fused dot product per output, in parallel.
-    pub fn forward_encrypted<B: HeBackend>(
-        &self,
-        x: &EncryptedTensor<B::Ciphertext>,
-        backend: &B,
-    ) -> Result<Vec<B::Ciphertext>, LayerError> {
-        forward_encrypted(self, x, backend)
     }
 }
 
@@ -441,10 +356,13 @@ impl EncodedLinear {
         if weights.len() != in_features * out_features
             || bias.is_some_and(|b| b.len() != out_features)
         {
-            return Err(LayerError::Input(format!(
-                "{name}: expected {} weights and {out_features} biases",
-                in_features * out_features
-            )));
+            return Err(LayerError::ParameterCount {
+                layer: name,
+                expected_weights: in_features * out_features,
+                expected_biases: out_features,
+                found_weights: weights.len(),
+                found_biases: bias.map_or(out_features, <[f64]>::len),
+            });
         }
         let zeros = vec![0.0; out_features];
         let (weights, bias, weight_scale) = quantize(
@@ -482,15 +400,6 @@ impl EncodedLinear {
     /// Connections with a nonzero weight over all outputs, for an input of `shape`.
     pub fn nonzero_connections(&self, shape: &[usize]) -> Result<u64, LayerError> {
         nonzero_connections(self, shape)
-    }
-
-    /// Encrypted forward: one fused dot product per output, in parallel.
-    pub fn forward_encrypted<B: HeBackend>(
-        &self,
-        x: &EncryptedTensor<B::Ciphertext>,
-        backend: &B,
-    ) -> Result<Vec<B::Ciphertext>, LayerError> {
-        forward_encrypted(self, x, backend)
     }
 }
 

@@ -1,8 +1,7 @@
 //! Square, AvgPool2d, Flatten, the re-encryption boundary and plaintext-only layers.
 
-use super::{rescale_round, shape_error, HeBackend, LayerError};
-use crate::tensor::{EncryptedTensor, IntTensor, ValueInfo};
-use rayon::prelude::*;
+use super::{rescale_round, shape_error, LayerError};
+use crate::tensor::{IntTensor, ValueInfo};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -12,8 +11,10 @@ fn int_tensor(
     batch: usize,
     data: Vec<i128>,
 ) -> Result<IntTensor, LayerError> {
-    IntTensor::from_data(shape, batch, data)
-        .ok_or_else(|| LayerError::Input(format!("{name}: inconsistent output size")))
+    IntTensor::from_data(shape, batch, data).ok_or_else(|| LayerError::Inconsistent {
+        layer: name.to_string(),
+        what: "output size",
+    })
 }
 
 /// x² on every activation (one ciphertext product each).
@@ -54,15 +55,6 @@ impl Square {
     /// Exact integer forward.
     pub fn forward_int(&self, x: &IntTensor) -> Result<IntTensor, LayerError> {
         Ok(x.map(|v| v * v))
-    }
-
-    /// Encrypted forward, parallel across activations.
-    pub fn forward_encrypted<B: HeBackend>(
-        &self,
-        x: &EncryptedTensor<B::Ciphertext>,
-        backend: &B,
-    ) -> Result<Vec<B::Ciphertext>, LayerError> {
-        x.cts.par_iter().map(|c| backend.square(c)).collect()
     }
 }
 
@@ -209,25 +201,14 @@ impl EncodedAvgPool2d {
         int_tensor(&self.name, vec![c, oh, ow], batch, data)
     }
 
-    /// Encrypted forward: one dot product with unit weights per output.
-    pub fn forward_encrypted<B: HeBackend>(
-        &self,
-        x: &EncryptedTensor<B::Ciphertext>,
-        backend: &B,
-    ) -> Result<Vec<B::Ciphertext>, LayerError> {
-        let dims = pool_out(&self.name, &x.shape, self.kernel, self.stride, self.padding)?;
+    /// For every output, the indices of the non-padding inputs its window sums (what a layout
+    /// computes, in whichever packing).
+    pub fn windows(&self, input: &[usize]) -> Result<Vec<Vec<usize>>, LayerError> {
+        let dims = pool_out(&self.name, input, self.kernel, self.stride, self.padding)?;
         let [c, _, _, oh, ow] = dims;
-        (0..c * oh * ow)
-            .into_par_iter()
-            .map(|o| {
-                let idx = window(dims, self.kernel, self.stride, self.padding, o);
-                let refs: Vec<&B::Ciphertext> = idx.iter().map(|&i| &x.cts[i]).collect();
-                match backend.dot(&refs, &vec![1; refs.len()])? {
-                    Some(ct) => Ok(ct),
-                    None => backend.encrypt_constant(0),
-                }
-            })
-            .collect()
+        Ok((0..c * oh * ow)
+            .map(|o| window(dims, self.kernel, self.stride, self.padding, o))
+            .collect())
     }
 }
 
@@ -256,7 +237,10 @@ impl Flatten {
     pub fn forward_int(&self, x: &IntTensor) -> Result<IntTensor, LayerError> {
         x.clone()
             .reshaped(vec![x.len()])
-            .ok_or_else(|| LayerError::Input(format!("{}: reshape failed", self.name)))
+            .ok_or_else(|| LayerError::Inconsistent {
+                layer: self.name.clone(),
+                what: "reshape",
+            })
     }
 }
 

@@ -1,11 +1,15 @@
-//! Encoded layers. Each has an encrypted forward (through a [`HeBackend`], never touching RNS
-//! limbs), an exact integer forward that the encrypted one must equal after decryption, and its
-//! effect on the tensor's [`ValueInfo`] (shape, scale, bound, quantization error).
+//! Encoded layers: what each computes on integers, layout- and scheme-free. Each has an exact
+//! integer forward (the mirror every encrypted run must equal after decryption), its effect on
+//! the tensor's [`ValueInfo`] (shape, scale, exact interval, quantization error), and the
+//! description a layout reads (connections and biases, pooling windows). How ciphertexts carry
+//! the values and which homomorphic operations compute them is a layout's business
+//! ([`crate::plan`]), through the backend traits defined here.
 
-mod affine;
+pub(crate) mod affine;
 mod bfv;
 mod elementwise;
 
+pub(crate) use affine::Affine;
 pub use affine::{EncodedConv2d, EncodedLinear};
 pub use bfv::{BfvBackend, BfvSlotDecryptor, BfvSlotEncryptor};
 pub use elementwise::{
@@ -13,7 +17,7 @@ pub use elementwise::{
     ReencryptBoundary, Square,
 };
 
-use crate::tensor::{EncryptedTensor, IntTensor, ValueInfo};
+use crate::tensor::{IntTensor, ValueInfo};
 use serde::{Deserialize, Serialize};
 
 /// The homomorphic operations layers need. BFV implements it ([`BfvBackend`]); another scheme
@@ -73,6 +77,7 @@ pub trait SlotDecryptor: Sync {
 
 /// Why a layer could not run.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LayerError {
     /// The engine refused an operation.
     #[error("layer {layer}: {source}")]
@@ -117,9 +122,51 @@ pub enum LayerError {
     /// A key the operation needs is missing.
     #[error("{0} is needed but was not provided")]
     MissingKey(&'static str),
-    /// The input tensor is malformed.
-    #[error("{0}")]
-    Input(String),
+    /// A weight or bias cannot be represented at the chosen weight scale (too large for an
+    /// integer, or not finite). A smaller scale may fit.
+    #[error(
+        "layer {layer}: {what} {value} cannot be quantized at weight scale 2^{weight_scale_bits}"
+    )]
+    Unquantizable {
+        /// The layer.
+        layer: String,
+        /// "weight" or "bias".
+        what: &'static str,
+        /// The value.
+        value: f64,
+        /// The scale tried, log2.
+        weight_scale_bits: i32,
+    },
+    /// The weights or biases given do not fit the layer's dimensions.
+    #[error("layer {layer}: {found_weights} weights and {found_biases} biases; the dimensions need {expected_weights} and {expected_biases}")]
+    ParameterCount {
+        /// The layer.
+        layer: String,
+        /// Weights needed.
+        expected_weights: usize,
+        /// Biases needed.
+        expected_biases: usize,
+        /// Weights given.
+        found_weights: usize,
+        /// Biases given.
+        found_biases: usize,
+    },
+    /// A hyper-parameter out of range (a zero kernel or stride, …).
+    #[error("layer {layer}: {problem}")]
+    Geometry {
+        /// The layer.
+        layer: String,
+        /// What is wrong.
+        problem: &'static str,
+    },
+    /// An internal inconsistency (a bug, never the input's fault).
+    #[error("layer {layer}: internal inconsistency: {what}")]
+    Inconsistent {
+        /// The layer.
+        layer: String,
+        /// What did not hold.
+        what: &'static str,
+    },
 }
 
 /// One layer of an encoded model.
@@ -204,45 +251,13 @@ impl EncodedLayer {
         dispatch!(self, l => l.forward_int(x))
     }
 
-    /// The encrypted forward: the layer's ciphertexts, with the shape, scale and interval its
-    /// `output_info` predicts.
-    pub fn forward_encrypted<B: HeBackend>(
-        &self,
-        x: &EncryptedTensor<B::Ciphertext>,
-        backend: &B,
-    ) -> Result<EncryptedTensor<B::Ciphertext>, LayerError> {
-        let out = self.output_info(&x.info())?;
-        let expected: usize = x.shape.iter().product();
-        if x.cts.len() != expected {
-            return Err(shape_error(
-                self.name(),
-                format!("{expected} ciphertexts"),
-                &x.shape,
-            ));
+    /// A Conv2d or Linear as the affine map a layout computes.
+    pub(crate) fn affine(&self) -> Option<&(dyn affine::Affine + Sync)> {
+        match self {
+            Self::Conv2d(c) => Some(c),
+            Self::Linear(l) => Some(l),
+            _ => None,
         }
-        let cts = match self {
-            Self::Conv2d(l) => l.forward_encrypted(x, backend),
-            Self::Linear(l) => l.forward_encrypted(x, backend),
-            Self::Square(l) => l.forward_encrypted(x, backend),
-            Self::AvgPool2d(l) => l.forward_encrypted(x, backend),
-            Self::Flatten(_) => Ok(x.cts.clone()),
-            Self::Reencrypt(l) => Err(LayerError::ClientOnly {
-                layer: l.name.clone(),
-            }),
-            Self::PlaintextOnly(l) => Err(LayerError::PlaintextOnly {
-                layer: l.name.clone(),
-                kind: l.kind.to_string(),
-            }),
-        }
-        .map_err(|e| e.in_layer(self.name()))?;
-        Ok(EncryptedTensor {
-            shape: out.shape,
-            batch: x.batch,
-            cts,
-            scale: out.scale,
-            lo: out.lo,
-            hi: out.hi,
-        })
     }
 }
 

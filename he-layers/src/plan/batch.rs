@@ -2,8 +2,9 @@
 //! holding image j. Layers are dot products with integer scalars and slot-wise squares: no
 //! rotations, no Galois keys; a batch costs the same for 1 image as for N.
 
+use super::batch_ops::forward_layer;
 use super::{segment_plans, ExecutionPlan, LayerStep, Layout, LayoutKind, SchemeKind, StepOps};
-use crate::layers::{EncodedLayer, HeBackend, SlotDecryptor, SlotEncryptor};
+use crate::layers::{EncodedLayer, HeBackend, LayerError, SlotDecryptor, SlotEncryptor};
 use crate::model::{EncodedModel, ModelError};
 use crate::tensor::{EncryptedTensor, IntTensor, ValueInfo};
 use rayon::prelude::*;
@@ -141,6 +142,67 @@ impl Layout for BatchLayout {
             lo: info.lo,
             hi: info.hi,
         };
-        Ok(model.run_encrypted(layers, x, backend)?.cts)
+        Ok(self.run_tensor(model, layers, x, backend)?.cts)
+    }
+}
+
+impl BatchLayout {
+    /// Runs a range of layers on a batch-layout tensor. The range must be encryptable and
+    /// free of predicted overflow, and the input must have the shape, scale and interval the
+    /// range expects.
+    pub fn run_tensor<B: HeBackend>(
+        &self,
+        model: &EncodedModel,
+        range: Range<usize>,
+        x: EncryptedTensor<B::Ciphertext>,
+        backend: &B,
+    ) -> Result<EncryptedTensor<B::Ciphertext>, ModelError> {
+        model.check_overflow(&range)?;
+        self.danger_run_tensor_despite_overflow(model, range, x, backend)
+    }
+
+    /// Like [`Self::run_tensor`] but runs even when a layer is predicted to overflow, so a
+    /// parameter tester can show what the overflow does. The results are then garbage.
+    pub fn danger_run_tensor_despite_overflow<B: HeBackend>(
+        &self,
+        model: &EncodedModel,
+        range: Range<usize>,
+        x: EncryptedTensor<B::Ciphertext>,
+        backend: &B,
+    ) -> Result<EncryptedTensor<B::Ciphertext>, ModelError> {
+        model.check_range(&range)?;
+        let expect = model.info_before(range.start);
+        if x.shape != expect.shape || x.cts.len() != expect.len() {
+            return Err(ModelError::InputShape {
+                layer: range.start,
+                expected: expect.shape.clone(),
+                found: x.shape.clone(),
+                found_ciphertexts: x.cts.len(),
+            });
+        }
+        if x.scale != expect.scale || x.lo < expect.lo || x.hi > expect.hi {
+            return Err(ModelError::InputFacts {
+                layer: range.start,
+                expected_scale: expect.scale,
+                found_scale: x.scale,
+                expected: [expect.lo, expect.hi],
+                found: [x.lo, x.hi],
+            });
+        }
+        let mut cur = x;
+        for layer in &model.layers()[range] {
+            cur = forward_layer(layer, &cur, backend)?;
+        }
+        Ok(cur)
+    }
+
+    /// One layer on a batch-layout tensor (no range checks: for tests of a single layer).
+    pub fn forward_layer<B: HeBackend>(
+        &self,
+        layer: &EncodedLayer,
+        x: &EncryptedTensor<B::Ciphertext>,
+        backend: &B,
+    ) -> Result<EncryptedTensor<B::Ciphertext>, LayerError> {
+        forward_layer(layer, x, backend)
     }
 }

@@ -6,6 +6,7 @@
 //! and adding its [`LayoutKind`].
 
 mod batch;
+mod batch_ops;
 mod kind;
 mod types;
 
