@@ -30,6 +30,7 @@
 pub use he_engine as crypto;
 pub mod layers;
 pub mod model;
+pub mod numeric;
 pub mod plan;
 pub mod protocol;
 pub mod tensor;

@@ -4,6 +4,7 @@
 
 use crate::crypto::BfvParameters;
 use crate::layers::{EncodedLayer, LayerError};
+use crate::numeric::{ModularIntegers, NumericDomain};
 use crate::tensor::{FloatTensor, IntTensor, ValueInfo};
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
@@ -149,7 +150,7 @@ pub struct LayerPrediction {
 pub struct EncodedModel {
     name: String,
     params: Arc<BfvParameters>,
-    plaintext_moduli: Vec<u64>,
+    domain: ModularIntegers,
     input: ValueInfo,
     layers: Vec<EncodedLayer>,
     infos: Vec<ValueInfo>,
@@ -188,7 +189,7 @@ impl EncodedModel {
         Ok(Self {
             name: name.into(),
             params: params.clone(),
-            plaintext_moduli,
+            domain: ModularIntegers::new(plaintext_moduli),
             input,
             layers,
             infos,
@@ -218,15 +219,17 @@ impl EncodedModel {
 
     /// The plaintext moduli the model's integers are spread over (one unless CRT).
     pub fn plaintext_moduli(&self) -> &[u64] {
-        &self.plaintext_moduli
+        self.domain.moduli()
+    }
+
+    /// What the scheme holds exactly (the overflow checks ask it).
+    pub fn domain(&self) -> &ModularIntegers {
+        &self.domain
     }
 
     /// Largest |integer| representable: half the product of the plaintext moduli.
     pub fn capacity(&self) -> u128 {
-        self.plaintext_moduli
-            .iter()
-            .fold(1u128, |a, &t| a.saturating_mul(t as u128))
-            / 2
+        self.domain.capacity()
     }
 
     /// The facts of the tensor entering layer i (i = len: the model's output).
@@ -240,7 +243,6 @@ impl EncodedModel {
 
     /// Per-layer predictions: scale, bound, overflow, depth.
     pub fn predict(&self) -> Vec<LayerPrediction> {
-        let cap = self.capacity();
         let mut depth = 0;
         self.layers
             .iter()
@@ -257,7 +259,7 @@ impl EncodedModel {
                     name: layer.name().to_string(),
                     description: layer.describe(),
                     output: info.clone(),
-                    overflow: info.bound() >= cap && layer.is_encryptable(),
+                    overflow: !self.domain.fits(info) && layer.is_encryptable(),
                     depth,
                     encryptable: layer.is_encryptable(),
                 }
@@ -363,15 +365,14 @@ impl EncodedModel {
 
     /// The first layer in the range predicted to overflow, as an error.
     pub fn check_overflow(&self, range: &Range<usize>) -> Result<(), ModelError> {
-        let cap = self.capacity();
         for i in range.clone() {
             let info = &self.infos[i];
-            if info.bound() >= cap && self.layers[i].is_encryptable() {
+            if !self.domain.fits(info) && self.layers[i].is_encryptable() {
                 return Err(ModelError::Overflow {
                     index: i,
                     name: self.layers[i].name().to_string(),
                     bound_bits: (info.bound() as f64).log2(),
-                    capacity_bits: (cap as f64).log2(),
+                    capacity_bits: self.domain.capacity_bits(),
                 });
             }
         }

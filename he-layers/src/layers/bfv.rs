@@ -1,9 +1,12 @@
 //! The BFV implementation of [`HeBackend`].
 
-use super::{HeBackend, LayerError, SlotDecryptor, SlotEncryptor};
+use super::{
+    Backend, LayerError, LinearOps, PlaintextOps, ProductOps, RotationOps, SlotDecryptor,
+    SlotEncryptor,
+};
 use crate::crypto::{
-    BatchEncoder, Ciphertext, Decryptor, Encryptor, Error, Evaluator, PublicKey,
-    RelinearizationKey, SecretKey, SymmetricEncryptor,
+    BatchEncoder, Ciphertext, Decryptor, Encryptor, Error, Evaluator, GaloisKeys, LiftedPlaintext,
+    PublicKey, RelinearizationKey, SecretKey, SymmetricEncryptor,
 };
 
 /// Runs layers with the RNS-BFV evaluator. The public key makes fresh encryptions where a
@@ -13,6 +16,7 @@ pub struct BfvBackend {
     evaluator: Evaluator,
     encryptor: Encryptor,
     relin: Option<RelinearizationKey>,
+    galois: Option<GaloisKeys>,
 }
 
 impl BfvBackend {
@@ -23,7 +27,14 @@ impl BfvBackend {
             evaluator: Evaluator::new(pk.parameters()),
             encryptor: Encryptor::new(pk),
             relin,
+            galois: None,
         }
+    }
+
+    /// The same backend with Galois keys, for rotations.
+    pub fn with_galois_keys(mut self, keys: GaloisKeys) -> Self {
+        self.galois = Some(keys);
+        self
     }
 
     /// The evaluator.
@@ -41,9 +52,11 @@ fn crypto(e: Error) -> LayerError {
     LayerError::from(e)
 }
 
-impl HeBackend for BfvBackend {
+impl Backend for BfvBackend {
     type Ciphertext = Ciphertext;
+}
 
+impl LinearOps for BfvBackend {
     fn dot(&self, cts: &[&Ciphertext], weights: &[i64]) -> Result<Option<Ciphertext>, LayerError> {
         match self.evaluator.dot_scalars(cts, weights) {
             Ok(c) => Ok(Some(c)),
@@ -64,6 +77,16 @@ impl HeBackend for BfvBackend {
         self.evaluator.add_constant_assign(ct, c).map_err(crypto)
     }
 
+    fn encrypt_constant(&self, c: i128) -> Result<Ciphertext, LayerError> {
+        let mut z = self.encryptor.encrypt_zero();
+        self.evaluator
+            .add_constant_assign(&mut z, c)
+            .map_err(crypto)?;
+        Ok(z)
+    }
+}
+
+impl ProductOps for BfvBackend {
     fn square(&self, ct: &Ciphertext) -> Result<Ciphertext, LayerError> {
         let rk = self
             .relin
@@ -71,13 +94,43 @@ impl HeBackend for BfvBackend {
             .ok_or(LayerError::MissingKey("a relinearization key (for Square)"))?;
         self.evaluator.square(ct, rk).map_err(crypto)
     }
+}
 
-    fn encrypt_constant(&self, c: i128) -> Result<Ciphertext, LayerError> {
-        let mut z = self.encryptor.encrypt_zero();
-        self.evaluator
-            .add_constant_assign(&mut z, c)
+impl PlaintextOps for BfvBackend {
+    type Plaintext = LiftedPlaintext;
+
+    fn prepare_plaintext(&self, values: &[i128]) -> Result<LiftedPlaintext, LayerError> {
+        let params = self.evaluator.parameters();
+        let t = params.plain_modulus() as i128;
+        let centered: Vec<i64> = values
+            .iter()
+            .map(|&v| {
+                let r = v.rem_euclid(t);
+                (if r > t / 2 { r - t } else { r }) as i64
+            })
+            .collect();
+        let pt = BatchEncoder::try_new(params)
+            .and_then(|e| e.encode(&centered))
             .map_err(crypto)?;
-        Ok(z)
+        self.evaluator.prepare_mul(&pt).map_err(crypto)
+    }
+
+    fn multiply_plain(
+        &self,
+        ct: &Ciphertext,
+        pt: &LiftedPlaintext,
+    ) -> Result<Ciphertext, LayerError> {
+        self.evaluator.mul_plain(ct, pt).map_err(crypto)
+    }
+}
+
+impl RotationOps for BfvBackend {
+    fn rotate(&self, ct: &Ciphertext, step: i64) -> Result<Ciphertext, LayerError> {
+        let keys = self
+            .galois
+            .as_ref()
+            .ok_or(LayerError::MissingKey("Galois keys (for rotations)"))?;
+        self.evaluator.rotate_rows(ct, step, keys).map_err(crypto)
     }
 }
 

@@ -20,12 +20,17 @@ pub use elementwise::{
 use crate::tensor::{IntTensor, ValueInfo};
 use serde::{Deserialize, Serialize};
 
-/// The homomorphic operations layers need. BFV implements it ([`BfvBackend`]); another scheme
-/// or a GPU backend can slot in without touching the layers.
-pub trait HeBackend: Sync {
+/// The ciphertext a backend computes on. The operations come in capabilities, one trait
+/// each, so a layout asks for what it uses and a scheme implements what it has: BFV
+/// ([`BfvBackend`]) implements them all; an approximate scheme or a GPU backend can join one
+/// capability at a time.
+pub trait Backend: Sync {
     /// The backend's ciphertext.
     type Ciphertext: Clone + Send + Sync;
+}
 
+/// Linear operations: integer-weighted sums and constants (every layout needs them).
+pub trait LinearOps: Backend {
     /// Σ w_k ct_k; `None` when every weight vanishes (the result would be transparent).
     fn dot(
         &self,
@@ -46,12 +51,42 @@ pub trait HeBackend: Sync {
     /// ct += c in every slot.
     fn add_constant(&self, ct: &mut Self::Ciphertext, c: i128) -> Result<(), LayerError>;
 
-    /// ct², relinearized.
-    fn square(&self, ct: &Self::Ciphertext) -> Result<Self::Ciphertext, LayerError>;
-
     /// A fresh, non-transparent encryption of c in every slot (replaces products with zero).
     fn encrypt_constant(&self, c: i128) -> Result<Self::Ciphertext, LayerError>;
 }
+
+/// Ciphertext × ciphertext products (Square).
+pub trait ProductOps: Backend {
+    /// ct², relinearized.
+    fn square(&self, ct: &Self::Ciphertext) -> Result<Self::Ciphertext, LayerError>;
+}
+
+/// Slot-wise products with plaintext vectors (masks, diagonals of a packed layout).
+pub trait PlaintextOps: Backend {
+    /// A plaintext prepared once for products.
+    type Plaintext: Send + Sync;
+
+    /// Encodes slot values (integers of the mirror) for products.
+    fn prepare_plaintext(&self, values: &[i128]) -> Result<Self::Plaintext, LayerError>;
+
+    /// ct ⊙ pt, slot by slot.
+    fn multiply_plain(
+        &self,
+        ct: &Self::Ciphertext,
+        pt: &Self::Plaintext,
+    ) -> Result<Self::Ciphertext, LayerError>;
+}
+
+/// Slot rotations (packed layouts), with the Galois keys the plan lists.
+pub trait RotationOps: Backend {
+    /// Rotates the slots left by `step` (right when negative), within each row.
+    fn rotate(&self, ct: &Self::Ciphertext, step: i64) -> Result<Self::Ciphertext, LayerError>;
+}
+
+/// What the batch layout needs: linear operations and products.
+pub trait HeBackend: LinearOps + ProductOps {}
+
+impl<T: LinearOps + ProductOps> HeBackend for T {}
 
 /// Client side: encrypts one vector of slot values (integers of the mirror; the scheme reduces
 /// them as it must, e.g. centered mod t). A layout decides which values share a ciphertext.
