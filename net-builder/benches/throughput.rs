@@ -46,14 +46,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let quant: QuantizationConfig = serde_json::from_value(cfg["quantization"].clone())?;
         let moduli = params.plain_moduli()?;
-        let n = params.degree;
+        // A full batch, as far as the test set goes (10,000 images; N = 16384 holds more).
+        let n = params.degree.min(10_000);
+        let slots = params.degree;
         let spec = load_model(
             &root.join(format!("models/{net}/model.onnx")),
             &PickleOptions::default(),
         )?;
         let crt = build_crt(
             &spec,
-            n,
+            slots,
             &moduli,
             &BuildOptions {
                 input_scale_bits: quant.input_scale_bits,
@@ -77,7 +79,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .collect();
         let threads = rayon::current_num_threads();
         println!(
-            "\n{net}: batch of {n} images, N={n}, log q={}, plaintext moduli {moduli:?} (CRT {}), inputs × 2^{}, {}-bit weights, {threads} threads",
+            "\n{net}: batch of {n} images, N={slots}, log q={}, plaintext moduli {moduli:?} (CRT {}), inputs × 2^{}, {}-bit weights, {threads} threads",
             model.parameters().total_modulus_bits(),
             moduli.len(),
             quant.input_scale_bits,
@@ -147,7 +149,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
         // How close to the limit: the NTTs alone at the engine bench's single-thread time
         // (15.4 µs at N = 8192), spread over the threads.
-        let floor = all.ntts as f64 * 15.4e-6 * (n as f64 / 8192.0) / threads as f64;
+        let floor = all.ntts as f64 * 15.4e-6 * (slots as f64 / 8192.0) / threads as f64;
         println!(
             "NTT floor: {} NTTs ≈ {floor:.2} s on {threads} threads = {:.0}% of the wall time",
             all.ntts,
