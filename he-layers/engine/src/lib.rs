@@ -1,10 +1,13 @@
 //! `he-engine`: the RNS-BFV scheme under `he-layers` (which re-exports it as `he_layers::crypto`).
 //!
-//! Data types live apart from the algorithms that use them: [`params`] (parameter sets and
-//! their tables), [`arith`] (moduli, primes, NTT, RNS conversions), [`poly`] (RNS polynomials),
+//! Data types live apart from the algorithms that use them: [`params`] (parameter sets,
+//! security levels, levels), [`arith`] (moduli, primes, NTT; RNS bases and conversions,
+//! private), `poly` (RNS polynomials, private: no limb is reachable outside this crate),
 //! [`keys`], [`encrypt`] (ciphertexts, encryption, decryption, noise budget), [`encoding`]
-//! (plaintexts, batch encoder), [`random`] (the CSPRNG every random choice is drawn from), [`eval`] (the evaluator), [`modswitch`] (modulus switching),
-//! [`sanitize`] (circuit privacy for returned ciphertexts) and [`serial`] (the binary format).
+//! (plaintexts, batch encoder), [`random`] (the CSPRNG every random choice is drawn from),
+//! [`eval`] (the evaluator: linear operations, dot products, products, key switching),
+//! [`modswitch`] (modulus switching), [`sanitize`] (circuit privacy for returned
+//! ciphertexts), [`serial`] (the binary format) and [`stats`] (operation counters).
 #![warn(missing_docs)]
 
 pub mod arith;

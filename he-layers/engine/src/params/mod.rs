@@ -11,6 +11,12 @@ use sha2::{Digest, Sha256};
 use std::fmt;
 use std::sync::{Arc, Mutex, Weak};
 
+mod error;
+mod security;
+
+pub use error::ParameterError;
+pub use security::SecurityLevel;
+
 /// Smallest supported ring degree.
 pub const MIN_DEGREE: usize = 2048;
 /// Largest supported ring degree.
@@ -24,139 +30,6 @@ pub const MAX_COEFF_MODULI: usize = 20;
 pub const MAX_COEFF_MODULUS_BITS: u32 = 881;
 /// Bits of the primes of the auxiliary multiplication basis (below 2^50: the IFMA NTT path).
 const AUX_PRIME_BITS: u32 = 50;
-
-/// Requested security level, in bits, against the HE standard's table for a ternary secret
-/// and σ = 3.2.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum SecurityLevel {
-    /// 128-bit classical security (the default).
-    #[default]
-    #[serde(rename = "128")]
-    Bits128,
-    /// 192-bit classical security.
-    #[serde(rename = "192")]
-    Bits192,
-    /// 256-bit classical security.
-    #[serde(rename = "256")]
-    Bits256,
-    /// No security check: for experiments only, prints a warning.
-    #[serde(rename = "none")]
-    DangerNone,
-}
-
-impl SecurityLevel {
-    /// The largest log2(q) (including the key-switching prime) allowed at degree n, from the
-    /// HomomorphicEncryption.org standard; `None` when unchecked or n is not in the table.
-    pub fn max_modulus_bits(self, n: usize) -> Option<u32> {
-        let row: [u32; 5] = match self {
-            Self::Bits128 => [54, 109, 218, 438, 881],
-            Self::Bits192 => [37, 75, 152, 305, 611],
-            Self::Bits256 => [29, 58, 118, 237, 476],
-            Self::DangerNone => return None,
-        };
-        let idx = match n {
-            2048 => 0,
-            4096 => 1,
-            8192 => 2,
-            16384 => 3,
-            32768 => 4,
-            _ => return None,
-        };
-        Some(row[idx])
-    }
-
-    /// The level as a number of bits, or 0 for none.
-    pub fn bits(self) -> u32 {
-        match self {
-            Self::Bits128 => 128,
-            Self::Bits192 => 192,
-            Self::Bits256 => 256,
-            Self::DangerNone => 0,
-        }
-    }
-
-    /// The highest level whose bound a modulus of `bits` bits at degree n satisfies.
-    pub fn achieved(n: usize, bits: u32) -> Self {
-        for level in [Self::Bits256, Self::Bits192, Self::Bits128] {
-            if level.max_modulus_bits(n).is_some_and(|b| bits <= b) {
-                return level;
-            }
-        }
-        Self::DangerNone
-    }
-}
-
-impl fmt::Display for SecurityLevel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::DangerNone => write!(f, "none"),
-            other => write!(f, "{}-bit", other.bits()),
-        }
-    }
-}
-
-/// Why a parameter set was refused.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ParameterError {
-    /// N is not a power of two in range.
-    #[error("ring degree {0} is not a power of two between {MIN_DEGREE} and {MAX_DEGREE}")]
-    Degree(usize),
-    /// The total modulus exceeds the standard's bound.
-    #[error(
-        "the moduli total {bits} bits (key-switching prime included), over the {bound}-bit bound \
-         for N={degree} at {level} security (HomomorphicEncryption.org standard); {fix}"
-    )]
-    Insecure {
-        /// Total modulus bits.
-        bits: u32,
-        /// The bound for this degree and level.
-        bound: u32,
-        /// Ring degree.
-        degree: usize,
-        /// Requested level.
-        level: SecurityLevel,
-        /// The smallest change that makes the set secure.
-        fix: String,
-    },
-    /// A ciphertext or special modulus is unusable.
-    #[error("modulus {value}: {reason}")]
-    Modulus {
-        /// The offending value.
-        value: u64,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// The plaintext modulus is unusable.
-    #[error("plaintext modulus {value}: {reason}")]
-    PlainModulus {
-        /// The offending value.
-        value: u64,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// Not enough primes of a requested size exist.
-    #[error("not enough {bits}-bit primes ≡ 1 mod {two_n} for this parameter set")]
-    NotEnoughPrimes {
-        /// Requested bit size.
-        bits: u32,
-        /// 2N.
-        two_n: usize,
-    },
-    /// There is no preset for this degree.
-    #[error("no preset for N={0}; presets exist for N = 2048, 4096, 8192, 16384, 32768")]
-    NoPreset(usize),
-    /// A level (number of ciphertext primes) the set does not have.
-    #[error("level {level}: a level keeps between 1 and {top} ciphertext primes")]
-    Level {
-        /// The level asked for.
-        level: usize,
-        /// The set's number of ciphertext primes.
-        top: usize,
-    },
-    /// Internal table construction failed (should not happen for validated input).
-    #[error("internal error while building parameter tables: {0}")]
-    Internal(&'static str),
-}
 
 /// The serializable description of a parameter set: what a user writes and what travels.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

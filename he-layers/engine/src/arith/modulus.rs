@@ -1,0 +1,182 @@
+//! Word-sized moduli with Barrett and Shoup reduction (the arithmetic of one limb).
+
+use super::primes::is_prime;
+
+/// Largest modulus this module accepts: Shoup products and lazy reductions need 2p < 2^63.
+pub const MAX_MODULUS_BITS: u32 = 62;
+
+/// A word-sized modulus with the constants for Barrett and Shoup reductions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Modulus {
+    p: u64,
+    /// floor(2^128 / p), low and high words.
+    barrett_lo: u64,
+    barrett_hi: u64,
+}
+
+impl Modulus {
+    /// A modulus `2 <= p < 2^62`; `None` outside that range.
+    pub fn try_new(p: u64) -> Option<Self> {
+        if p < 2 || p >> MAX_MODULUS_BITS != 0 {
+            return None;
+        }
+        let r = u128::MAX / p as u128 + u128::from((u128::MAX % p as u128) + 1 == p as u128);
+        Some(Self {
+            p,
+            barrett_lo: r as u64,
+            barrett_hi: (r >> 64) as u64,
+        })
+    }
+
+    /// The modulus value.
+    #[inline]
+    pub fn value(&self) -> u64 {
+        self.p
+    }
+
+    /// Number of significant bits of p.
+    pub fn bits(&self) -> u32 {
+        64 - self.p.leading_zeros()
+    }
+
+    /// (a + b) mod p for a, b < p.
+    #[inline]
+    pub fn add(&self, a: u64, b: u64) -> u64 {
+        let s = a + b;
+        if s >= self.p {
+            s - self.p
+        } else {
+            s
+        }
+    }
+
+    /// (a - b) mod p for a, b < p.
+    #[inline]
+    pub fn sub(&self, a: u64, b: u64) -> u64 {
+        if a >= b {
+            a - b
+        } else {
+            a + self.p - b
+        }
+    }
+
+    /// (-a) mod p for a < p.
+    #[inline]
+    pub fn neg(&self, a: u64) -> u64 {
+        if a == 0 {
+            0
+        } else {
+            self.p - a
+        }
+    }
+
+    /// x mod p for any 128-bit x (Barrett with floor(2^128/p)).
+    #[inline]
+    pub fn reduce_u128(&self, x: u128) -> u64 {
+        let x_lo = x as u64 as u128;
+        let x_hi = (x >> 64) as u64 as u128;
+        let (r_lo, r_hi) = (self.barrett_lo as u128, self.barrett_hi as u128);
+        // Upper 128 bits of the 256-bit product x * r.
+        let lo_lo = x_lo * r_lo;
+        let lo_hi = x_lo * r_hi;
+        let hi_lo = x_hi * r_lo;
+        let mid = (lo_lo >> 64) + (lo_hi as u64 as u128) + (hi_lo as u64 as u128);
+        let q = x_hi * r_hi + (lo_hi >> 64) + (hi_lo >> 64) + (mid >> 64);
+        // x - q p < 2p < 2^64.
+        let r = x.wrapping_sub(q.wrapping_mul(self.p as u128)) as u64;
+        if r >= self.p {
+            r - self.p
+        } else {
+            r
+        }
+    }
+
+    /// x mod p for any u64.
+    #[inline]
+    pub fn reduce(&self, x: u64) -> u64 {
+        if x < self.p {
+            x
+        } else {
+            self.reduce_u128(x as u128)
+        }
+    }
+
+    /// x mod p for a signed integer, in [0, p).
+    #[inline]
+    pub fn reduce_i64(&self, x: i64) -> u64 {
+        let r = self.reduce(x.unsigned_abs());
+        if x < 0 {
+            self.neg(r)
+        } else {
+            r
+        }
+    }
+
+    /// x mod p for a signed 128-bit integer, in [0, p).
+    #[inline]
+    pub fn reduce_i128(&self, x: i128) -> u64 {
+        let r = self.reduce_u128(x.unsigned_abs());
+        if x < 0 {
+            self.neg(r)
+        } else {
+            r
+        }
+    }
+
+    /// a b mod p for a, b < 2^64.
+    #[inline]
+    pub fn mul(&self, a: u64, b: u64) -> u64 {
+        self.reduce_u128(a as u128 * b as u128)
+    }
+
+    /// The Shoup companion floor(w 2^64 / p) of a constant w < p.
+    #[inline]
+    pub fn shoup(&self, w: u64) -> u64 {
+        (((w as u128) << 64) / self.p as u128) as u64
+    }
+
+    /// a w mod p for any a < 2^64, with w < p and its Shoup companion.
+    #[inline]
+    pub fn mul_shoup(&self, a: u64, w: u64, w_shoup: u64) -> u64 {
+        let q = ((a as u128 * w_shoup as u128) >> 64) as u64;
+        let r = a.wrapping_mul(w).wrapping_sub(q.wrapping_mul(self.p));
+        if r >= self.p {
+            r - self.p
+        } else {
+            r
+        }
+    }
+
+    /// a^e mod p.
+    pub fn pow(&self, mut a: u64, mut e: u64) -> u64 {
+        let mut r = 1 % self.p;
+        a = self.reduce(a);
+        while e > 0 {
+            if e & 1 == 1 {
+                r = self.mul(r, a);
+            }
+            a = self.mul(a, a);
+            e >>= 1;
+        }
+        r
+    }
+
+    /// The inverse of a mod p, when p is prime and a is not 0 mod p.
+    pub fn inv(&self, a: u64) -> Option<u64> {
+        let a = self.reduce(a);
+        if a == 0 || !is_prime(self.p) {
+            return None;
+        }
+        Some(self.pow(a, self.p - 2))
+    }
+
+    /// The centered representative of a < p, in (-p/2, p/2].
+    #[inline]
+    pub fn center(&self, a: u64) -> i64 {
+        if a > self.p / 2 {
+            a as i64 - self.p as i64
+        } else {
+            a as i64
+        }
+    }
+}
