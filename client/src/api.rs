@@ -1,0 +1,223 @@
+//! The REST calls.
+
+use crate::*;
+use he_layers::crypto::{BfvParameters, Ciphertext};
+use he_layers::plan::PROTOCOL_VERSION;
+use he_layers::protocol::{
+    ComputeRequest, ComputeResponse, ErrorBody, KeysResponse, ModelConfig, ModelInfo, Plan,
+};
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The REST API.
+#[derive(Clone, Debug)]
+pub struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+async fn error_of(resp: reqwest::Response) -> ClientError {
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    match serde_json::from_str::<ErrorBody>(&text) {
+        Ok(b) => ClientError::Server {
+            status,
+            kind: b.error.kind,
+            message: b.error.message,
+        },
+        Err(_) => ClientError::Server {
+            status,
+            kind: "unknown".into(),
+            message: text.chars().take(500).collect(),
+        },
+    }
+}
+
+impl Api {
+    /// A client for a server base URL.
+    pub fn new(address: &str) -> Result<Self, ClientError> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(3600))
+            .build()
+            .map_err(|e| ClientError::Connect(address.into(), e.to_string()))?;
+        Ok(Self {
+            http,
+            base: address.trim_end_matches('/').to_string(),
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ClientError> {
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| ClientError::Connect(self.base.clone(), e.to_string()))?;
+        if resp.status().is_success() {
+            Ok(resp)
+        } else {
+            Err(error_of(resp).await)
+        }
+    }
+
+    async fn json<T: serde::de::DeserializeOwned>(
+        resp: reqwest::Response,
+    ) -> Result<T, ClientError> {
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// `GET /health`.
+    pub async fn health(&self) -> Result<serde_json::Value, ClientError> {
+        Self::json(self.send(self.http.get(self.url("/health"))).await?).await
+    }
+
+    /// `GET /models`.
+    pub async fn models(&self) -> Result<Vec<ModelInfo>, ClientError> {
+        Self::json(self.send(self.http.get(self.url("/models"))).await?).await
+    }
+
+    /// `POST /plan`. A server speaking another protocol version is told apart from a
+    /// malformed answer.
+    pub async fn plan(&self, cfg: &ModelConfig) -> Result<Plan, ClientError> {
+        let body = serde_json::to_vec(cfg).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let resp = self
+            .send(
+                self.http
+                    .post(self.url("/plan"))
+                    .header("content-type", "application/json")
+                    .body(body),
+            )
+            .await?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        // The version first (a Value would round the plan's 128-bit intervals).
+        #[derive(Deserialize)]
+        struct Version {
+            protocol: Option<u32>,
+        }
+        let protocol = serde_json::from_slice::<Version>(&bytes)
+            .ok()
+            .and_then(|v| v.protocol);
+        if protocol != Some(PROTOCOL_VERSION) {
+            return Err(ClientError::Protocol(format!(
+                "the server speaks protocol {}, this client {PROTOCOL_VERSION}: use a client and \
+                 server of the same release",
+                protocol.map_or("1 (or unknown)".to_string(), |p| p.to_string())
+            )));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(format!("plan: {e}")))
+    }
+
+    /// Makes sure the server holds these public keys: asks `GET /keys/{id}` with the key id
+    /// computed locally and uploads (`POST /keys`, public material only) only if it does not.
+    /// Returns the key id and the bytes uploaded (0 when the server had them).
+    pub async fn upload_keys(
+        &self,
+        keys: &ComponentKeys,
+    ) -> Result<(KeysResponse, usize), ClientError> {
+        let parts = [
+            ("parameters", keys.params.to_bytes()),
+            ("public_key", keys.pk.to_bytes()),
+            ("relinearization_key", keys.rk.to_bytes()),
+        ];
+        let id = he_layers::protocol::key_id(|name| {
+            parts
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, b)| b.as_slice())
+        });
+        let held = self
+            .http
+            .get(self.url(&format!("/keys/{id}")))
+            .send()
+            .await
+            .map_err(|e| ClientError::Connect(self.base.clone(), e.to_string()))?;
+        if held.status().is_success() {
+            return Ok((Self::json(held).await?, 0));
+        }
+        let bytes: usize = parts.iter().map(|(_, b)| b.len()).sum();
+        let mut form = reqwest::multipart::Form::new();
+        for (name, b) in parts {
+            form = form.part(name, reqwest::multipart::Part::bytes(b));
+        }
+        let resp = self
+            .send(self.http.post(self.url("/keys")).multipart(form))
+            .await?;
+        Ok((Self::json(resp).await?, bytes))
+    }
+
+    /// `POST /compute`: returns the answer, the ciphertexts and the bytes received.
+    pub async fn compute(
+        &self,
+        req: &ComputeRequest,
+        params: &Arc<BfvParameters>,
+        cts: impl Into<bytes::Bytes>,
+    ) -> Result<(ComputeResponse, Vec<Ciphertext>, usize), ClientError> {
+        let json = serde_json::to_vec(req).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let form = reqwest::multipart::Form::new()
+            .part("request", reqwest::multipart::Part::bytes(json))
+            .part(
+                "ciphertexts",
+                reqwest::multipart::Part::stream(reqwest::Body::from(cts.into())),
+            );
+        let resp = self
+            .send(self.http.post(self.url("/compute")).multipart(form))
+            .await?;
+        let ctype = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let boundary =
+            multer::parse_boundary(&ctype).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let received = body.len();
+        let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(body) });
+        let mut mp = multer::Multipart::new(stream, boundary);
+        let (mut result, mut binary) = (None, None);
+        while let Some(field) = mp
+            .next_field()
+            .await
+            .map_err(|e| ClientError::Protocol(e.to_string()))?
+        {
+            let name = field.name().unwrap_or_default().to_string();
+            let data = field
+                .bytes()
+                .await
+                .map_err(|e| ClientError::Protocol(e.to_string()))?;
+            match name.as_str() {
+                "result" => result = Some(data),
+                "ciphertexts" => binary = Some(data),
+                _ => {}
+            }
+        }
+        let result: ComputeResponse = serde_json::from_slice(
+            &result.ok_or_else(|| ClientError::Protocol("no result part".into()))?,
+        )
+        .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let binary = binary.ok_or_else(|| ClientError::Protocol("no ciphertexts part".into()))?;
+        // Sanitized answers come modulus-switched to fewer primes: the same parameter set at
+        // the level the server names (any level of ours; the fingerprint is checked too).
+        let level = params
+            .at_level(result.level)
+            .map_err(|e| ClientError::Protocol(format!("answer level: {e}")))?;
+        let cts = Ciphertext::batch_from_bytes(&binary, &level, result.ciphertexts)
+            .map_err(|e| ClientError::Protocol(format!("ciphertexts: {e}")))?;
+        Ok((result, cts, received))
+    }
+}

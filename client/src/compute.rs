@@ -1,0 +1,248 @@
+//! `client compute`: a configuration run on images through the session, with progress
+//! bars, labels and a plaintext tail.
+
+use crate::*;
+use he_layers::model::quantize;
+use he_layers::protocol::Runs;
+use he_layers::tensor::{FloatTensor, IntTensor};
+use indicatif::{ProgressBar, ProgressStyle};
+use net_builder::session::{tensor_info, Progress, SegmentReport, Session, SessionPlan, Stage};
+use serde::Serialize;
+use std::time::Instant;
+
+/// One image's result.
+#[derive(Clone, Debug, Serialize)]
+pub struct ImageResult {
+    /// Where it came from.
+    pub source: String,
+    /// Predicted class index.
+    pub label: usize,
+    /// Predicted class name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+    /// True label, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub true_label: Option<usize>,
+    /// The output values (integers / scale).
+    pub logits: Vec<f64>,
+}
+
+/// The output of `client compute`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ComputeReport {
+    /// Model.
+    pub net: String,
+    /// Plaintext moduli used.
+    pub plain_moduli: Vec<u64>,
+    /// Weight precision used.
+    pub weight_bits: u32,
+    /// Per image.
+    pub images: Vec<ImageResult>,
+    /// Per encrypted segment.
+    pub segments: Vec<SegmentReport>,
+    /// Bytes of public keys uploaded (0 if the server had them).
+    pub keys_upload_bytes: usize,
+    /// Whole run, ms.
+    pub total_ms: f64,
+    /// Whether a plaintext tail ran on the client.
+    pub plaintext_tail: bool,
+    /// The integers at the end of the encrypted layers, per image (for exact checks).
+    #[serde(skip)]
+    pub integers: Option<IntTensor>,
+}
+
+/// Progress bars for a session: one per segment and stage, counting plaintext moduli.
+struct Bars {
+    quiet: bool,
+    current: std::sync::Mutex<Option<((usize, Stage), ProgressBar)>>,
+}
+
+impl Bars {
+    fn new(quiet: bool) -> Self {
+        Self {
+            quiet,
+            current: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn update(&self, p: Progress) {
+        if self.quiet {
+            return;
+        }
+        let Ok(mut cur) = self.current.lock() else {
+            return;
+        };
+        let key = (p.segment, p.stage);
+        if cur.as_ref().map(|(k, _)| *k) != Some(key) {
+            if let Some((_, old)) = cur.take() {
+                old.finish_and_clear();
+            }
+            let pb = ProgressBar::new(p.total as u64);
+            pb.set_style(
+                ProgressStyle::with_template("{msg:>28} [{bar:30}] {pos}/{len} moduli {elapsed}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            let stage = match p.stage {
+                Stage::Encrypt => "encrypt",
+                Stage::Compute => "compute",
+                Stage::Decrypt => "decrypt",
+            };
+            pb.set_message(format!("segment {}: {stage}", p.segment));
+            *cur = Some((key, pb));
+        }
+        if let Some((_, pb)) = cur.as_ref() {
+            pb.set_position(p.done as u64);
+        }
+    }
+
+    fn finish(&self) {
+        if let Ok(mut cur) = self.current.lock() {
+            if let Some((_, pb)) = cur.take() {
+                pb.finish_and_clear();
+            }
+        }
+    }
+}
+
+/// Runs a configuration on images: keys uploaded once per key id, one `/compute` per segment
+/// and plaintext modulus, re-encryption between segments. Progress goes to stderr unless
+/// `quiet`.
+pub async fn run_compute(
+    config: &ClientConfig,
+    keys: &KeySet,
+    images: &Images,
+    quiet: bool,
+) -> Result<ComputeReport, ClientError> {
+    let started = Instant::now();
+    let api = Api::new(&config.address)?;
+    if !keys.matches(&config.encryption_parameters)? {
+        return Err(ClientError::Config(
+            "the keys were made for other encryption parameters; run `client keygen` with this config's parameters".into(),
+        ));
+    }
+    let model_cfg = config.model_config();
+    let plan = api.plan(&model_cfg).await?;
+    let batch = images.tensor.batch();
+    let slots = keys.components[0].params.degree();
+    if batch == 0 || batch > slots {
+        return Err(ClientError::Config(format!(
+            "{batch} images: between 1 and N = {slots} fit one batch"
+        )));
+    }
+    if images.tensor.shape() != plan.input.shape.as_slice() {
+        return Err(ClientError::Config(format!(
+            "images of shape {:?}; {} expects {:?}",
+            images.tensor.shape(),
+            plan.net,
+            plan.input.shape
+        )));
+    }
+    // Quantize exactly as the server's model expects.
+    let x = quantize(&images.tensor, &tensor_info(&plan.input)).map_err(|e| {
+        ClientError::Config(format!(
+            "{e} (the model accepts [{}, {}])",
+            plan.input_range[0], plan.input_range[1]
+        ))
+    })?;
+
+    // Keys: uploaded once per key id (the server keeps them content-addressed).
+    let mut key_ids = Vec::new();
+    let mut keys_upload_bytes = 0;
+    for c in &keys.components {
+        let (r, b) = api.upload_keys(c).await?;
+        keys_upload_bytes += b;
+        key_ids.push(r.key_id);
+    }
+
+    let [first, last] = config.layers.unwrap_or([0, plan.encryptable_prefix]);
+    let session_plan = SessionPlan::from_plan(&plan)?.restricted(first..last)?;
+    // Overflow is predicted before anything is encrypted, for the layers this run covers.
+    if let Some(l) = session_plan
+        .segments
+        .iter()
+        .flat_map(|s| &plan.layers[s.layers.clone()])
+        .find(|l| l.overflow)
+    {
+        return Err(ClientError::Config(format!(
+            "layer {} ({}) could overflow the plaintext modulus (capacity 2^{:.1}): use larger or more plaintext moduli, a lower input_scale_bits or weight_bits, or a re-encryption position before it",
+            l.index, l.name, plan.capacity_bits
+        )));
+    }
+    let end = session_plan.segments.last().map_or(0, |s| s.layers.end);
+    let moduli = plan.plain_moduli.clone();
+    let session = Session::new(
+        session_plan,
+        keys.components.iter().map(|c| &c.sk).collect(),
+    )?;
+    let transport = HttpTransport::new(
+        api.clone(),
+        model_cfg,
+        plan.plan_id.clone(),
+        key_ids,
+        keys.components.iter().map(|c| c.params.clone()).collect(),
+    );
+    let bars = Bars::new(quiet);
+    let run = session.run(&transport, &x, &|p| bars.update(p)).await?;
+    bars.finish();
+    let x = run.output;
+    let cur_info = run.output_info;
+    let seg_results = run.segments;
+
+    // Outputs: integers / scale, then a plaintext tail if the model is at hand.
+    let integers = x.clone();
+    let mut out = x.map(|&v| v as f64 / cur_info.scale);
+    let mut tail = false;
+    if end == plan.encryptable_prefix && end < plan.layers.len() {
+        if let Some(path) = &config.model {
+            let spec = net_builder::load_model(path, &net_builder::PickleOptions::default())
+                .map_err(|e| ClientError::Config(e.to_string()))?;
+            let boundaries = plan.layers[..end]
+                .iter()
+                .filter(|l| l.runs == Runs::Reencrypt)
+                .count();
+            let spec_start = end - boundaries;
+            let imgs: Vec<Vec<f64>> = (0..batch).map(|j| out.image(j)).collect();
+            let mut shape = vec![batch];
+            shape.extend(out.shape());
+            let arr = ndarray_from(&shape, imgs.concat())?;
+            let y = spec
+                .forward(&arr, spec_start..spec.layers.len())
+                .map_err(|e| ClientError::Config(e.to_string()))?;
+            let per = y.len() / batch.max(1);
+            let flat: Vec<f64> = y.iter().copied().collect();
+            let rows: Vec<Vec<f64>> = flat.chunks(per.max(1)).map(|c| c.to_vec()).collect();
+            out = FloatTensor::from_images(vec![per], &rows)
+                .ok_or_else(|| ClientError::Protocol("tail output".into()))?;
+            tail = true;
+        }
+    }
+    let results = (0..batch)
+        .map(|j| {
+            let logits = out.image(j);
+            let label = net_builder::eval::argmax(&logits);
+            ImageResult {
+                source: images.names.get(j).cloned().unwrap_or_default(),
+                class: plan.classes.get(label).cloned(),
+                label,
+                true_label: images.labels.get(j).copied().flatten(),
+                logits,
+            }
+        })
+        .collect();
+    Ok(ComputeReport {
+        net: plan.net.clone(),
+        plain_moduli: moduli,
+        weight_bits: plan.weight_bits,
+        images: results,
+        segments: seg_results,
+        keys_upload_bytes,
+        total_ms: started.elapsed().as_secs_f64() * 1000.0,
+        plaintext_tail: tail,
+        integers: Some(integers),
+    })
+}
+
+fn ndarray_from(shape: &[usize], data: Vec<f64>) -> Result<net_builder::spec::Array, ClientError> {
+    net_builder::spec::array(shape, data)
+        .ok_or_else(|| ClientError::Protocol("tensor shape".into()))
+}

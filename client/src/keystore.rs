@@ -1,0 +1,181 @@
+//! The key store on disk: one set of keys per plaintext modulus; secret keys 0600.
+
+use crate::*;
+use he_layers::crypto::{BfvParameters, PublicKey, RelinearizationKey, SecretKey};
+use he_layers::protocol::EncryptionParameters;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::sync::Arc;
+
+/// The keys for one plaintext modulus.
+pub struct ComponentKeys {
+    /// The parameter set.
+    pub params: Arc<BfvParameters>,
+    /// Secret key.
+    pub sk: SecretKey,
+    /// Public key.
+    pub pk: PublicKey,
+    /// Relinearization key.
+    pub rk: RelinearizationKey,
+}
+
+/// A client's keys: one set per plaintext modulus of its parameters.
+pub struct KeySet {
+    /// The parameters they were made for.
+    pub encryption_parameters: EncryptionParameters,
+    /// One entry per plaintext modulus.
+    pub components: Vec<ComponentKeys>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeySetFile {
+    encryption_parameters: EncryptionParameters,
+    components: Vec<ComponentFile>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ComponentFile {
+    plain_modulus: u64,
+    fingerprint: String,
+    dir: String,
+}
+
+/// Writes a file readable and writable by the owner only (0600 on Unix), created that way.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ClientError> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).map_err(io(path))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(io(path))?;
+    }
+    f.write_all(bytes).map_err(io(path))
+}
+
+impl KeySet {
+    /// Generates keys for every plaintext modulus (refuses insecure parameters).
+    pub fn generate(params: &EncryptionParameters) -> Result<Self, ClientError> {
+        let sets = params
+            .resolve()
+            .map_err(|e| ClientError::Config(e.to_string()))?;
+        let components = sets
+            .into_iter()
+            .map(|p| {
+                let sk = SecretKey::generate(&p);
+                let pk = PublicKey::generate(&sk);
+                let rk = RelinearizationKey::generate(&sk);
+                ComponentKeys {
+                    params: p,
+                    sk,
+                    pk,
+                    rk,
+                }
+            })
+            .collect();
+        Ok(Self {
+            encryption_parameters: params.clone(),
+            components,
+        })
+    }
+
+    /// Saves to a folder: `keyset.json`, and per modulus `t<t>/` with `parameters.bin`,
+    /// `secret.key` (mode 0600), `public.key`, `relin.key`.
+    pub fn save(&self, dir: &Path) -> Result<(), ClientError> {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let mut files = Vec::new();
+        for c in &self.components {
+            let sub = format!("t{}", c.params.plain_modulus());
+            let d = dir.join(&sub);
+            std::fs::create_dir_all(&d).map_err(io(&d))?;
+            write_private(&d.join("secret.key"), &c.sk.to_bytes())?;
+            for (name, bytes) in [
+                ("parameters.bin", c.params.to_bytes()),
+                ("public.key", c.pk.to_bytes()),
+                ("relin.key", c.rk.to_bytes()),
+            ] {
+                std::fs::write(d.join(name), bytes).map_err(io(&d.join(name)))?;
+            }
+            files.push(ComponentFile {
+                plain_modulus: c.params.plain_modulus(),
+                fingerprint: c.params.fingerprint_hex(),
+                dir: sub,
+            });
+        }
+        let meta = KeySetFile {
+            encryption_parameters: self.encryption_parameters.clone(),
+            components: files,
+        };
+        let json =
+            serde_json::to_vec_pretty(&meta).map_err(|e| ClientError::Config(e.to_string()))?;
+        std::fs::write(dir.join("keyset.json"), json).map_err(io(&dir.join("keyset.json")))
+    }
+
+    /// Loads a saved key set, checking every file against its parameter set.
+    pub fn load(dir: &Path) -> Result<Self, ClientError> {
+        let meta_path = dir.join("keyset.json");
+        let text = std::fs::read_to_string(&meta_path).map_err(io(&meta_path))?;
+        let meta: KeySetFile = serde_json::from_str(&text)
+            .map_err(|e| ClientError::Config(format!("{}: {e}", meta_path.display())))?;
+        let mut components = Vec::new();
+        for c in meta.components {
+            if c.dir.contains('/') || c.dir.contains("..") {
+                return Err(ClientError::Config(format!(
+                    "{}: bad folder {:?}",
+                    meta_path.display(),
+                    c.dir
+                )));
+            }
+            let d = dir.join(&c.dir);
+            let read = |name: &str| -> Result<Vec<u8>, ClientError> {
+                std::fs::read(d.join(name)).map_err(io(&d.join(name)))
+            };
+            let bad = |name: &str| {
+                let file = d.join(name).display().to_string();
+                move |e: he_layers::crypto::SerialError| ClientError::Config(format!("{file}: {e}"))
+            };
+            let params = BfvParameters::from_bytes(&read("parameters.bin")?)
+                .map_err(bad("parameters.bin"))?;
+            if params.plain_modulus() != c.plain_modulus
+                || params.fingerprint_hex() != c.fingerprint
+            {
+                return Err(ClientError::Config(format!(
+                    "{}: parameters do not match keyset.json",
+                    d.display()
+                )));
+            }
+            let sk =
+                SecretKey::from_bytes(&read("secret.key")?, &params).map_err(bad("secret.key"))?;
+            let pk =
+                PublicKey::from_bytes(&read("public.key")?, &params).map_err(bad("public.key"))?;
+            let rk = RelinearizationKey::from_bytes(&read("relin.key")?, &params)
+                .map_err(bad("relin.key"))?;
+            components.push(ComponentKeys { params, sk, pk, rk });
+        }
+        Ok(Self {
+            encryption_parameters: meta.encryption_parameters,
+            components,
+        })
+    }
+
+    /// Whether the keys fit these parameters (same moduli, same fingerprints).
+    pub fn matches(&self, params: &EncryptionParameters) -> Result<bool, ClientError> {
+        let sets = params
+            .resolve()
+            .map_err(|e| ClientError::Config(e.to_string()))?;
+        Ok(sets.len() == self.components.len()
+            && sets
+                .iter()
+                .zip(&self.components)
+                .all(|(a, b)| a.fingerprint() == b.params.fingerprint()))
+    }
+}
