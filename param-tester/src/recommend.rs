@@ -1,0 +1,142 @@
+//! `--recommend`: the cheapest preset that keeps every layer exact with budget left.
+
+use crate::*;
+use he_layers::crypto::sanitize::DEFAULT_FLOOD_BITS;
+use he_layers::protocol::Security;
+use net_builder::pipeline::build_crt;
+use net_builder::session::plan_circuit_privacy;
+use net_builder::BuildOptions;
+
+/// Relative cost of one component at a degree (from the engine bench: multiply+relinearize at
+/// the 128-bit presets, 1.7 / 7.7 / 39 ms).
+fn degree_cost(n: usize) -> f64 {
+    match n {
+        4096 => 1.0,
+        8192 => 4.4,
+        16384 => 22.6,
+        _ => 120.0,
+    }
+}
+
+/// Searches the 128-bit presets, plaintext-modulus splits and re-encryption positions for the
+/// cheapest set the evaluator predicts to work, then runs candidates in order of cost until one
+/// passes. Returns its report and a ready client config.
+pub fn recommend(
+    loaded: &Loaded,
+    input_scale_bits: u32,
+    weight_bits: Option<u32>,
+    mut progress: impl FnMut(&str),
+) -> Option<(SetReport, serde_json::Value)> {
+    let squares: Vec<usize> = loaded
+        .spec
+        .layers
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| matches!(l, net_builder::LayerSpec::Square { .. }))
+        .map(|(i, _)| i)
+        .collect();
+    // Boundary options, fewest first: none, then after each square alone, then after all.
+    let mut boundaries: Vec<Vec<usize>> = vec![vec![]];
+    for &s in &squares {
+        boundaries.push(vec![s]);
+    }
+    if squares.len() > 1 {
+        boundaries.push(squares.clone());
+    }
+    let mut candidates = Vec::new();
+    for n in [4096usize, 8192, 16384] {
+        for k in 1..=4usize {
+            for bits in (16..=60u32).rev() {
+                for b in &boundaries {
+                    candidates.push((degree_cost(n) * k as f64, n, k, bits, b.clone()));
+                }
+            }
+        }
+    }
+    // Fewest re-encryption positions first (each is a client round trip), then the cheapest
+    // ring and split, then the smallest t that fits (the most noise margin).
+    candidates.sort_by(|a, b| {
+        a.4.len()
+            .cmp(&b.4.len())
+            .then(a.0.total_cmp(&b.0))
+            .then(a.3.cmp(&b.3))
+    });
+    let mut tried = 0;
+    for (_, n, k, bits, b) in candidates {
+        let set = ParameterSet {
+            name: None,
+            degree: n,
+            plain_moduli: None,
+            plain_modulus_bits: Some(bits),
+            plain_moduli_count: Some(k),
+            coeff_bits: None,
+            security: None,
+            reencrypt_positions: b.clone(),
+            input_scale_bits,
+            weight_bits,
+            flood_bits: None,
+        };
+        // Cheap checks first: valid parameters, no overflow, a plausible noise budget.
+        let Ok(params) = set.encryption_parameters() else {
+            continue;
+        };
+        let Ok(moduli) = params.plain_moduli() else {
+            continue;
+        };
+        let opts = BuildOptions {
+            input_scale_bits,
+            weight_bits,
+            input_min: loaded.input_range[0],
+            input_max: loaded.input_range[1],
+            reencrypt_after: b.clone(),
+            rescale_bits: None,
+            crt_moduli: None,
+        };
+        let Ok(crt) = build_crt(&loaded.spec, n, &moduli, &opts) else {
+            continue;
+        };
+        let model = crt.model();
+        let prefix = model.encryptable_prefix();
+        if model.predict().iter().take(prefix).any(|p| p.overflow) {
+            continue;
+        }
+        // The server refuses what its estimate says cannot be sanitized: so does the search.
+        if plan_circuit_privacy(&crt, Some(DEFAULT_FLOOD_BITS)).is_err() {
+            continue;
+        }
+        // The estimate errs low by up to ~17 bits on the shipped models; only clear failures are
+        // pruned, and every candidate that survives is verified by running it.
+        if model
+            .estimate_noise_budgets()
+            .iter()
+            .take(prefix)
+            .any(|&b| b < -12.0)
+        {
+            continue;
+        }
+        tried += 1;
+        progress(&format!(
+            "trying N={n}, {k} × {bits}-bit t, re-encrypt after {b:?}"
+        ));
+        let report = run_set(loaded, &set, false, |_| {});
+        progress(&format!("  → {}", verdict_line(&report.verdict)));
+        if report.verdict == Verdict::Ok {
+            let config = serde_json::json!({
+                "address": "http://127.0.0.1:8000",
+                "net": loaded.spec.name,
+                "encryption_parameters": {
+                    "degree": n,
+                    "plain_moduli": report.plain_moduli,
+                    "security": Security::default(),
+                },
+                "quantization": {"input_scale_bits": input_scale_bits, "weight_bits": report.weight_bits},
+                "reencrypt_positions": b,
+            });
+            return Some((report, config));
+        }
+        if tried >= 6 {
+            break;
+        }
+    }
+    None
+}

@@ -1,0 +1,441 @@
+//! Running one parameter set: the session in process, observed after every layer.
+
+use crate::*;
+use he_layers::crypto::sanitize::DEFAULT_FLOOD_BITS;
+use he_layers::layers::EncodedLayer;
+use he_layers::plan::LayoutKind;
+use he_layers::protocol::{EncryptionParameters, ProtocolError, Runs};
+use he_layers::tensor::IntTensor;
+use net_builder::eval::argmax;
+use net_builder::pipeline::{build_crt, ClientKeys, CrtModel};
+use net_builder::session::{
+    plan_circuit_privacy, InProcess, LayerObservation, Session, SessionError, SessionPlan,
+};
+use net_builder::{BuildOptions, ModelSpec};
+use std::time::Instant;
+
+pub(crate) fn classify(e: ProtocolError) -> Verdict {
+    match e {
+        ProtocolError::Parameters(p @ he_layers::crypto::ParameterError::Insecure { .. }) => {
+            Verdict::Insecure {
+                message: p.to_string(),
+            }
+        }
+        other => Verdict::Invalid {
+            message: other.to_string(),
+        },
+    }
+}
+
+fn empty_report(set: &ParameterSet, verdict: Verdict) -> SetReport {
+    SetReport {
+        name: set.label(),
+        parameters: set.clone(),
+        verdict,
+        security: None,
+        plain_moduli: vec![],
+        weight_bits: None,
+        layers: vec![],
+        public_key_bytes: 0,
+        relin_key_bytes: 0,
+        upload_bytes: 0,
+        download_bytes: 0,
+        keygen_ms: 0.0,
+        total_ms: 0.0,
+        images: 0,
+        ms_per_image: 0.0,
+        label_agreement: 0.0,
+        accuracy: None,
+    }
+}
+
+/// Runs one parameter set. `progress` is told each layer as it finishes.
+pub fn run_set(
+    loaded: &Loaded,
+    set: &ParameterSet,
+    debug: bool,
+    mut progress: impl FnMut(&str),
+) -> SetReport {
+    let started = Instant::now();
+    let params = match set.encryption_parameters() {
+        Ok(p) => p,
+        Err(e) => {
+            return empty_report(
+                set,
+                Verdict::Invalid {
+                    message: e.to_string(),
+                },
+            )
+        }
+    };
+    let sets = match params.resolve() {
+        Ok(s) => s,
+        Err(e) => return empty_report(set, classify(e)),
+    };
+    let moduli: Vec<u64> = sets.iter().map(|p| p.plain_modulus()).collect();
+    let opts = BuildOptions {
+        input_scale_bits: set.input_scale_bits,
+        weight_bits: set.weight_bits,
+        input_min: loaded.input_range[0],
+        input_max: loaded.input_range[1],
+        reencrypt_after: set.reencrypt_positions.clone(),
+        rescale_bits: None,
+        crt_moduli: None,
+    };
+    let crt = match build_crt_with(&loaded.spec, &params, &moduli, &opts) {
+        Ok(c) => c,
+        Err(v) => return empty_report(set, v),
+    };
+    let model = crt.model();
+    let mut report = empty_report(set, Verdict::Ok);
+    report.security = Some(sets[0].achieved_security().to_string());
+    report.plain_moduli = moduli.clone();
+    report.weight_bits = Some(crt.components[0].weight_bits);
+    report.images = loaded.images.batch();
+    let prefix = model.encryptable_prefix();
+    // Overflow is reported before anything runs.
+    if let Some(p) = model
+        .predict()
+        .into_iter()
+        .take(prefix)
+        .find(|p| p.overflow)
+    {
+        report.verdict = Verdict::Overflow {
+            layer: p.index,
+            fix: fix_for_overflow(set, p.index, &crt),
+        };
+        return report;
+    }
+    let predicted = model.estimate_noise_budgets();
+    let t0 = Instant::now();
+    let keys: Vec<ClientKeys> = crt
+        .components
+        .iter()
+        .map(|c| ClientKeys::generate(c.model.parameters()))
+        .collect();
+    report.keygen_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    report.public_key_bytes = keys.iter().map(|k| k.pk.to_bytes().len()).sum();
+    report.relin_key_bytes = keys.iter().map(|k| k.rk.to_bytes().len()).sum();
+
+    let x = match model.quantize_input(&loaded.images) {
+        Ok(x) => x,
+        Err(e) => {
+            report.verdict = Verdict::Invalid {
+                message: e.to_string(),
+            };
+            return report;
+        }
+    };
+    // The server's side in process, sanitizing every segment's answer as the server does
+    // (refused, before anything runs, where it would refuse), observed layer by layer.
+    let flood_bits = set.flood_bits.unwrap_or(DEFAULT_FLOOD_BITS);
+    let observations = Observations::new(model, x.batch());
+    let observe = |o: LayerObservation<'_>| observations.record(&o, &keys);
+    let plans = match plan_circuit_privacy(&crt, Some(flood_bits)) {
+        Ok(p) => p,
+        Err(SessionError::NoRoomForCircuitPrivacy { layers, reason }) => {
+            report.verdict = Verdict::NoRoomForCircuitPrivacy {
+                layer: layers.end - 1,
+                fix: reason,
+            };
+            return report;
+        }
+        Err(e) => {
+            report.verdict = Verdict::Invalid {
+                message: e.to_string(),
+            };
+            return report;
+        }
+    };
+    let transport = match InProcess::new(&crt, &keys, Some(flood_bits)) {
+        Ok(t) => t.observed(&observe),
+        Err(SessionError::NoRoomForCircuitPrivacy { layers, reason }) => {
+            report.verdict = Verdict::NoRoomForCircuitPrivacy {
+                layer: layers.end - 1,
+                fix: reason,
+            };
+            return report;
+        }
+        Err(e) => {
+            report.verdict = Verdict::Invalid {
+                message: e.to_string(),
+            };
+            return report;
+        }
+    };
+    let session = SessionPlan::from_model(model, LayoutKind::Batch, &moduli)
+        .and_then(|plan| Session::new(plan, keys.iter().map(|k| &k.sk).collect()));
+    let run = match session.and_then(|s| s.run_blocking(&transport, &x)) {
+        Ok(r) => r,
+        Err(e) => {
+            report.verdict = Verdict::Invalid {
+                message: e.to_string(),
+            };
+            return report;
+        }
+    };
+    report.upload_bytes = run.segments.iter().map(|s| s.bytes_up).sum();
+    report.download_bytes = run.segments.iter().map(|s| s.bytes_down).sum();
+    let compute_ms: f64 = run.segments.iter().map(|s| s.server_ms).sum();
+    let observed = observations.into_layers();
+    let float_outs = float_per_layer(loaded, &crt);
+    let predictions = model.predict();
+    let mut mirror = x.clone();
+    let mut last: Option<IntTensor> = None;
+    for (i, layer) in model.layers()[..prefix].iter().enumerate() {
+        let reencrypt = matches!(layer, EncodedLayer::Reencrypt(_));
+        let next_mirror = match model.run_int(i..i + 1, &mirror) {
+            Ok(m) => m,
+            Err(e) => {
+                report.verdict = Verdict::Invalid {
+                    message: e.to_string(),
+                };
+                return report;
+            }
+        };
+        // A boundary's row is what the client encrypted afresh: the next segment's input.
+        let seen = if reencrypt {
+            observed.input.get(i + 1)
+        } else {
+            observed.layer.get(i)
+        }
+        .and_then(Option::as_ref);
+        let Some(seen) = seen else {
+            report.verdict = Verdict::Invalid {
+                message: format!("layer {i} was not observed"),
+            };
+            return report;
+        };
+        let sanitized = observed.sanitized.get(i).and_then(Option::as_ref);
+        let shown = sanitized.unwrap_or(seen);
+        let values = shown.values.clone();
+        let budget = shown.budget;
+        let ms = if reencrypt {
+            // The client's decryption, rescale and encryption around the boundary.
+            let seg = run
+                .segments
+                .iter()
+                .position(|s| s.layers[1] == i)
+                .unwrap_or(0);
+            run.segments[seg].decrypt_ms + run.segments.get(seg + 1).map_or(0.0, |s| s.encrypt_ms)
+        } else {
+            seen.ms
+        };
+        let info = model.info_before(i + 1);
+        let equals = values == next_mirror;
+        let (max_error, mean_error) = float_outs
+            .get(i)
+            .and_then(|f| f.as_ref())
+            .map(|f| error_against(&values, info.scale, f))
+            .unwrap_or((f64::NAN, f64::NAN));
+        let observed_max = values
+            .data()
+            .iter()
+            .map(|v| v.unsigned_abs())
+            .max()
+            .unwrap_or(0);
+        let plan = sanitized.and_then(|_| {
+            let end = segment_ending(model, i);
+            let k = he_layers::plan::segments(model)
+                .iter()
+                .position(|r| *r == end)?;
+            plans.get(k)?.first()
+        });
+        report.layers.push(LayerReport {
+            index: i,
+            name: layer.name().to_string(),
+            description: layer.describe(),
+            runs: if reencrypt {
+                Runs::Reencrypt
+            } else {
+                Runs::Encrypted
+            },
+            noise_budget: budget,
+            predicted_noise_budget: plan.map_or(predicted[i], |p| p.budget_bits),
+            bound_bits: info.bound_bits(),
+            capacity_bits: (model.capacity() as f64).log2(),
+            overflow: predictions[i].overflow,
+            observed_bits: (observed_max as f64).log2(),
+            max_error,
+            mean_error,
+            equals_mirror: equals,
+            ms,
+            ciphertexts: shown.ciphertexts,
+            bytes: shown.bytes,
+            budget_before_sanitization: sanitized.map(|_| seen.budget),
+            bytes_before_sanitization: sanitized.map(|_| seen.bytes),
+            sanitize_ms: sanitized.map(|s| s.ms),
+            sanitization: plan.cloned(),
+            sample: debug.then(|| {
+                (
+                    values.image(0).into_iter().take(8).collect(),
+                    next_mirror.image(0).into_iter().take(8).collect(),
+                )
+            }),
+        });
+        progress(&format!(
+            "layer {i}: {} — budget {budget} bits",
+            layer.describe()
+        ));
+        if budget == 0 || !equals {
+            let fix = fix_for_noise(&crt, set, i);
+            report.verdict = Verdict::NoiseExhausted { layer: i, fix };
+            report.total_ms = started.elapsed().as_secs_f64() * 1000.0;
+            return report;
+        }
+        mirror = next_mirror;
+        last = Some(values);
+    }
+    // Labels: the encrypted integers at the end of the prefix against the float model.
+    if let Some(out) = last {
+        let float =
+            net_builder::eval::float_outputs(&loaded.spec, &loaded.images).unwrap_or_default();
+        let n = out.batch();
+        let ends_model = prefix == model.layers().len();
+        let mut agree = 0;
+        let mut correct = 0;
+        for j in 0..n {
+            let enc_label = if ends_model {
+                argmax(&out.image(j))
+            } else {
+                // A plaintext tail: run it on the decrypted values.
+                tail_label(loaded, &crt, &out, j)
+            };
+            agree += (float.get(j).map(|f| argmax(f)) == Some(enc_label)) as usize;
+            if let Some(l) = &loaded.labels {
+                correct += (l[j] == enc_label) as usize;
+            }
+        }
+        report.label_agreement = agree as f64 / n.max(1) as f64;
+        report.accuracy = loaded
+            .labels
+            .as_ref()
+            .map(|_| correct as f64 / n.max(1) as f64);
+    }
+    report.ms_per_image = compute_ms / report.images.max(1) as f64;
+    report.total_ms = started.elapsed().as_secs_f64() * 1000.0;
+    report
+}
+
+pub(crate) fn build_crt_with(
+    spec: &ModelSpec,
+    params: &EncryptionParameters,
+    moduli: &[u64],
+    opts: &BuildOptions,
+) -> Result<CrtModel, Verdict> {
+    if params.coeff_bits.is_none() && params.security.0 == he_layers::crypto::SecurityLevel::Bits128
+    {
+        build_crt(spec, params.degree, moduli, opts).map_err(|e| Verdict::Invalid {
+            message: e.to_string(),
+        })
+    } else {
+        // Custom moduli: build every component from the resolved sets.
+        let sets = params.resolve().map_err(classify)?;
+        let crt = (moduli.len() > 1).then(|| moduli.to_vec());
+        let mut o = BuildOptions {
+            crt_moduli: crt,
+            ..opts.clone()
+        };
+        let first = net_builder::build_model(spec, &sets[0], &o).map_err(|e| Verdict::Invalid {
+            message: e.to_string(),
+        })?;
+        o.weight_bits = Some(first.weight_bits);
+        let mut components = vec![first];
+        for p in &sets[1..] {
+            components.push(net_builder::build_model(spec, p, &o).map_err(|e| {
+                Verdict::Invalid {
+                    message: e.to_string(),
+                }
+            })?);
+        }
+        Ok(CrtModel {
+            components,
+            moduli: moduli.to_vec(),
+        })
+    }
+}
+
+fn error_against(values: &IntTensor, scale: f64, float: &[Vec<f64>]) -> (f64, f64) {
+    let mut max: f64 = 0.0;
+    let mut sum = 0.0;
+    let mut n = 0usize;
+    for (j, f) in float.iter().enumerate().take(values.batch()) {
+        for (v, fv) in values.image(j).iter().zip(f) {
+            let e = (*v as f64 / scale - fv).abs();
+            max = max.max(e);
+            sum += e;
+            n += 1;
+        }
+    }
+    (max, sum / n.max(1) as f64)
+}
+
+/// The float reference's activations after each encoded layer (None where a re-encryption
+/// boundary has no float counterpart: it keeps the previous values).
+fn float_per_layer(loaded: &Loaded, crt: &CrtModel) -> Vec<Option<Vec<Vec<f64>>>> {
+    let spec = &loaded.spec;
+    let n = loaded.images.batch();
+    let mut shape = vec![n];
+    shape.extend(loaded.images.shape());
+    let data: Vec<f64> = (0..n).flat_map(|j| loaded.images.image(j)).collect();
+    let Some(mut cur) = net_builder::spec::array(&shape, data) else {
+        return vec![];
+    };
+    let mut outs = Vec::new();
+    let mut last_rows: Option<Vec<Vec<f64>>> = None;
+    for idx in &crt.components[0].spec_index {
+        match idx {
+            Some(i) => match spec.forward(&cur, *i..*i + 1) {
+                Ok(y) => {
+                    cur = y;
+                    let per = cur.len() / n.max(1);
+                    let flat: Vec<f64> = cur.iter().copied().collect();
+                    let rows: Vec<Vec<f64>> = flat.chunks(per.max(1)).map(|c| c.to_vec()).collect();
+                    last_rows = Some(rows.clone());
+                    outs.push(Some(rows));
+                }
+                Err(_) => outs.push(None),
+            },
+            None => outs.push(last_rows.clone()),
+        }
+    }
+    outs
+}
+
+fn tail_label(loaded: &Loaded, crt: &CrtModel, out: &IntTensor, j: usize) -> usize {
+    let model = crt.model();
+    let prefix = model.encryptable_prefix();
+    let scale = model.info_before(prefix).scale;
+    let start = crt.components[0].spec_index[..prefix]
+        .iter()
+        .rev()
+        .find_map(|&i| i)
+        .map_or(0, |i| i + 1);
+    let vals: Vec<f64> = out.image(j).iter().map(|&v| v as f64 / scale).collect();
+    let mut shape = vec![1];
+    shape.extend(out.shape());
+    net_builder::spec::array(&shape, vals)
+        .and_then(|a| {
+            loaded
+                .spec
+                .forward(&a, start..loaded.spec.layers.len())
+                .ok()
+        })
+        .map(|y| argmax(&y.iter().copied().collect::<Vec<_>>()))
+        .unwrap_or(usize::MAX)
+}
+
+/// Runs every set of a config.
+pub fn run(cfg: &TesterConfig, loaded: &Loaded, mut progress: impl FnMut(usize, &str)) -> Report {
+    let sets = cfg
+        .encryption_parameters
+        .iter()
+        .enumerate()
+        .map(|(k, s)| run_set(loaded, s, cfg.debug, |m| progress(k, m)))
+        .collect();
+    Report {
+        model: loaded.spec.name.clone(),
+        images: loaded.images.batch(),
+        sets,
+    }
+}
