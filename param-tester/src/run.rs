@@ -133,33 +133,15 @@ pub fn run_set(
     let observe = |o: LayerObservation<'_>| observations.record(&o, &keys);
     let plans = match plan_circuit_privacy(&crt, Some(flood_bits)) {
         Ok(p) => p,
-        Err(SessionError::NoRoomForCircuitPrivacy { layers, reason }) => {
-            report.verdict = Verdict::NoRoomForCircuitPrivacy {
-                layer: layers.end - 1,
-                fix: reason,
-            };
-            return report;
-        }
         Err(e) => {
-            report.verdict = Verdict::Invalid {
-                message: e.to_string(),
-            };
+            report.verdict = verdict_of(e);
             return report;
         }
     };
     let transport = match InProcess::new(&crt, &keys, Some(flood_bits)) {
         Ok(t) => t.observed(&observe),
-        Err(SessionError::NoRoomForCircuitPrivacy { layers, reason }) => {
-            report.verdict = Verdict::NoRoomForCircuitPrivacy {
-                layer: layers.end - 1,
-                fix: reason,
-            };
-            return report;
-        }
         Err(e) => {
-            report.verdict = Verdict::Invalid {
-                message: e.to_string(),
-            };
+            report.verdict = verdict_of(e);
             return report;
         }
     };
@@ -437,5 +419,20 @@ pub fn run(cfg: &TesterConfig, loaded: &Loaded, mut progress: impl FnMut(usize, 
         model: loaded.spec.name.clone(),
         images: loaded.images.batch(),
         sets,
+    }
+}
+
+/// A session's refusal as the tester's verdict.
+fn verdict_of(e: SessionError) -> Verdict {
+    match e {
+        SessionError::NoRoomForCircuitPrivacy { layers, reason } => {
+            Verdict::NoRoomForCircuitPrivacy {
+                layer: layers.end.saturating_sub(1),
+                fix: reason,
+            }
+        }
+        other => Verdict::Invalid {
+            message: other.to_string(),
+        },
     }
 }

@@ -48,6 +48,18 @@ impl BfvBackend {
     }
 }
 
+/// Integers of the mirror as slot values: each taken centered mod t (a value beyond t/2 becomes
+/// its residue, as CRT needs).
+fn centered_mod(values: &[i128], t: i128) -> Vec<i64> {
+    values
+        .iter()
+        .map(|&v| {
+            let r = v.rem_euclid(t);
+            (if r > t / 2 { r - t } else { r }) as i64
+        })
+        .collect()
+}
+
 fn crypto(e: Error) -> LayerError {
     LayerError::from(e)
 }
@@ -101,14 +113,7 @@ impl PlaintextOps for BfvBackend {
 
     fn prepare_plaintext(&self, values: &[i128]) -> Result<LiftedPlaintext, LayerError> {
         let params = self.evaluator.parameters();
-        let t = params.plain_modulus() as i128;
-        let centered: Vec<i64> = values
-            .iter()
-            .map(|&v| {
-                let r = v.rem_euclid(t);
-                (if r > t / 2 { r - t } else { r }) as i64
-            })
-            .collect();
+        let centered = centered_mod(values, params.plain_modulus() as i128);
         let pt = BatchEncoder::try_new(params)
             .and_then(|e| e.encode(&centered))
             .map_err(crypto)?;
@@ -161,15 +166,10 @@ impl SlotEncryptor for BfvSlotEncryptor<'_> {
     }
 
     fn encrypt_slots(&self, values: &[i128]) -> Result<Ciphertext, LayerError> {
-        let t = self.t;
-        let centered: Vec<i64> = values
-            .iter()
-            .map(|&v| {
-                let r = v.rem_euclid(t);
-                (if r > t / 2 { r - t } else { r }) as i64
-            })
-            .collect();
-        let pt = self.encoder.encode(&centered).map_err(crypto)?;
+        let pt = self
+            .encoder
+            .encode(&centered_mod(values, self.t))
+            .map_err(crypto)?;
         self.encryptor.encrypt(&pt).map_err(crypto)
     }
 }
