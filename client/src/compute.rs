@@ -155,6 +155,12 @@ pub async fn run_compute(
     }
 
     let [first, last] = config.layers.unwrap_or([0, plan.encryptable_prefix]);
+    if first != 0 {
+        return Err(ClientError::Config(format!(
+            "layers [{first}, {last}): a run starts at layer 0, from the images (the client holds \
+             no activations of a later layer)"
+        )));
+    }
     let session_plan = SessionPlan::from_plan(&plan)?.restricted(first..last)?;
     // Overflow is predicted before anything is encrypted, for the layers this run covers.
     if let Some(l) = session_plan
@@ -168,7 +174,11 @@ pub async fn run_compute(
             l.index, l.name, plan.capacity_bits
         )));
     }
-    let end = session_plan.segments.last().map_or(0, |s| s.layers.end);
+    // Where the client's integers stand after the run: past the last segment, and past its
+    // boundary when one follows it (the plaintext tail starts there).
+    let end = session_plan.segments.last().map_or(0, |s| {
+        s.boundary.as_ref().map_or(s.layers.end, |b| b.layer + 1)
+    });
     let moduli = plan.plain_moduli.clone();
     let session = Session::new(
         session_plan,
@@ -177,7 +187,7 @@ pub async fn run_compute(
     let transport = HttpTransport::new(
         api.clone(),
         model_cfg,
-        plan.plan_id.clone(),
+        plan.clone(),
         key_ids,
         keys.components.iter().map(|c| c.params.clone()).collect(),
     );

@@ -3,7 +3,7 @@
 
 use crate::{Api, ClientError};
 use he_layers::crypto::{BfvParameters, Ciphertext};
-use he_layers::protocol::{ComputeRequest, ModelConfig};
+use he_layers::protocol::{ComputeRequest, ModelConfig, Plan};
 use net_builder::session::{SegmentAnswer, SegmentCall, SessionError, Transport};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 pub struct HttpTransport {
     api: Api,
     model: ModelConfig,
+    plan: Plan,
     plan_id: Mutex<String>,
     key_ids: Vec<String>,
     params: Vec<Arc<BfvParameters>>,
@@ -23,14 +24,15 @@ impl HttpTransport {
     pub fn new(
         api: Api,
         model: ModelConfig,
-        plan_id: String,
+        plan: Plan,
         key_ids: Vec<String>,
         params: Vec<Arc<BfvParameters>>,
     ) -> Self {
         Self {
             api,
             model,
-            plan_id: Mutex::new(plan_id),
+            plan_id: Mutex::new(plan.plan_id.clone()),
+            plan,
             key_ids,
             params,
         }
@@ -58,7 +60,18 @@ impl HttpTransport {
         };
         let mut answer = self.api.compute(&req, params, body.clone()).await;
         if matches!(&answer, Err(ClientError::Server { kind, .. }) if kind == "unknown_plan") {
-            let id = self.api.plan(&self.model).await?.plan_id;
+            // The session was set up with the first plan's facts: a server whose plan for
+            // this configuration has changed (another model under the same name) is an error,
+            // not something to decode with stale scales.
+            let again = self.api.plan(&self.model).await?;
+            if again != self.plan {
+                return Err(ClientError::Protocol(
+                    "the server's plan for this configuration changed during the run (another \
+                     model or parameters); run again"
+                        .into(),
+                ));
+            }
+            let id = again.plan_id;
             if let Ok(mut g) = self.plan_id.lock() {
                 g.clone_from(&id);
             }

@@ -138,6 +138,18 @@ pub enum ProtocolError {
         /// How many were given.
         count: usize,
     },
+    /// A plaintext modulus given twice.
+    #[error("encryption parameters: plaintext modulus {value} is given twice; CRT needs distinct moduli")]
+    RepeatedPlainModulus {
+        /// The modulus.
+        value: u64,
+    },
+    /// Plaintext moduli whose product does not fit the 128-bit CRT recombination.
+    #[error("encryption parameters: the plaintext moduli multiply to 2^{bits:.1}; at most 2^127 fits the CRT recombination")]
+    PlainModuliProduct {
+        /// log2 of the product.
+        bits: f64,
+    },
     /// A security level without a preset needs explicit moduli.
     #[error("encryption parameters: security {security} needs coeff_bits (presets are 128-bit)")]
     CoeffBitsNeeded {
@@ -202,6 +214,18 @@ impl EncryptionParameters {
             return Err(ProtocolError::TooManyPlainModuli {
                 count: moduli.len(),
             });
+        }
+        // CRT needs distinct moduli (each is a prime, checked when its set is built) whose
+        // product fits the 128-bit recombination: a repeated t would double the capacity the
+        // overflow check believes in.
+        let mut seen = moduli.clone();
+        seen.sort_unstable();
+        if let Some(w) = seen.windows(2).find(|w| w[0] == w[1]) {
+            return Err(ProtocolError::RepeatedPlainModulus { value: w[0] });
+        }
+        let bits: f64 = moduli.iter().map(|&t| (t as f64).log2()).sum();
+        if bits >= 127.0 {
+            return Err(ProtocolError::PlainModuliProduct { bits });
         }
         Ok(moduli)
     }
@@ -533,6 +557,21 @@ mod tests {
             serde_json::from_str::<EncryptionParameters>(r#"{"m": 4096, "p": 3, "sec": 100}"#)
                 .unwrap_err();
         assert!(err.to_string().contains("128, 192, 256"), "{err}");
+        // CRT moduli must be distinct and fit 128-bit recombination.
+        let twice: EncryptionParameters =
+            serde_json::from_str(r#"{"degree": 4096, "plain_moduli": [65537, 65537]}"#).unwrap();
+        assert_eq!(
+            twice.plain_moduli(),
+            Err(ProtocolError::RepeatedPlainModulus { value: 65537 })
+        );
+        let wide: EncryptionParameters = serde_json::from_str(
+            r#"{"degree": 4096, "plain_modulus_bits": 60, "plain_moduli_count": 3}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            wide.plain_moduli(),
+            Err(ProtocolError::PlainModuliProduct { .. })
+        ));
         // An insecure custom set is refused with the standard's bound.
         let bad: EncryptionParameters =
             serde_json::from_str(r#"{"degree": 4096, "t": 65537, "coeff_bits": [50, 50, 50]}"#)

@@ -128,15 +128,30 @@ impl SessionPlan {
                 .filter(|_| start < end)
                 .ok_or(SessionError::Plan("a segment outside the layers"))?;
             let output = info_of(&last.shape, last.scale, last.lo, last.hi);
-            let boundary = plan
+            let boundary = match plan
                 .layers
                 .get(end)
                 .filter(|l| l.runs == Runs::Reencrypt && end < plan.encryptable_prefix)
-                .map(|l| Boundary {
+            {
+                Some(l) => Some(Boundary {
                     layer: end,
-                    rescale_bits: l.rescale_bits.unwrap_or(0),
+                    rescale_bits: l.rescale_bits.ok_or(SessionError::Plan(
+                        "a re-encryption boundary without rescale_bits",
+                    ))?,
                     output: info_of(&l.shape, l.scale, l.lo, l.hi),
-                });
+                }),
+                None => None,
+            };
+            if let Some(prev) = segments
+                .last()
+                .map(|s: &SessionSegment| s.boundary.as_ref().map_or(s.layers.end, |b| b.layer + 1))
+            {
+                if start != prev {
+                    return Err(SessionError::Plan(
+                        "segments do not follow one another across their boundaries",
+                    ));
+                }
+            }
             let next_input = boundary.as_ref().map(|b| b.output.clone());
             segments.push(SessionSegment {
                 layers: start..end,
@@ -203,7 +218,8 @@ impl SessionPlan {
                 segments: all,
             });
         }
-        // The boundary after the last segment kept does not run.
+        // The boundary after the last segment kept runs only if the requested layers reach
+        // past it.
         if let Some(last) = self.segments.last_mut() {
             if last.layers.end >= layers.end {
                 last.boundary = None;
@@ -430,6 +446,8 @@ impl<'k> Session<'k> {
             let encrypt_ms = t0.elapsed().as_secs_f64() * 1000.0;
 
             let t1 = Instant::now();
+            let computed = std::sync::atomic::AtomicUsize::new(0);
+            let computed = &computed;
             let calls = inputs.into_iter().enumerate().map(|(m, cts)| {
                 let call = SegmentCall {
                     segment: si,
@@ -441,10 +459,11 @@ impl<'k> Session<'k> {
                 };
                 async move {
                     let answer = transport.compute(call).await;
+                    let done = computed.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                     progress(Progress {
                         segment: si,
                         stage: Stage::Compute,
-                        done: m + 1,
+                        done,
                         total,
                     });
                     answer
@@ -583,6 +602,16 @@ impl<'a> InProcess<'a> {
         keys: &[ClientKeys],
         flood_bits: Option<u32>,
     ) -> Result<Self, SessionError> {
+        if keys.len() != crt.components.len()
+            || keys
+                .iter()
+                .zip(&crt.components)
+                .any(|(k, c)| k.pk.parameters().fingerprint() != c.model.parameters().fingerprint())
+        {
+            return Err(SessionError::Plan(
+                "one key set per plaintext modulus, for its parameter set, in order",
+            ));
+        }
         let segments = plan::segments(crt.model());
         let sanitization = plan_circuit_privacy(crt, flood_bits)?;
         Ok(Self {
@@ -628,7 +657,17 @@ impl<'a> InProcess<'a> {
             .components
             .get(call.component)
             .ok_or(SessionError::Plan("no such plaintext modulus"))?;
-        let backend = &self.backends[call.component];
+        let backend = self
+            .backends
+            .get(call.component)
+            .ok_or(SessionError::Plan("no keys for this plaintext modulus"))?;
+        // As the server: only whole segments run, so every answer is sanitized as planned.
+        if !self.segments.contains(&call.layers) {
+            return Err(SessionError::NoSegment {
+                requested: call.layers.clone(),
+                segments: self.segments.clone(),
+            });
+        }
         let model = &component.model;
         let bytes_up = call.cts.iter().map(Ciphertext::serialized_len).sum();
         let t0 = Instant::now();

@@ -86,6 +86,8 @@ pub struct AppState {
     pub keys: KeyCache,
     /// Compiled plans, by id.
     pub plans: PlanCache,
+    /// At most this many plans compile at once (each builds a model per plaintext modulus).
+    compiles: tokio::sync::Semaphore,
     /// Request counter for log lines.
     next_id: AtomicU64,
     /// Largest key set accepted (the key cache's byte limit).
@@ -108,7 +110,10 @@ impl AppState {
         Ok(Self {
             registry,
             keys: KeyCache::new(config.max_cached_keys, config.max_cached_key_bytes),
-            plans: PlanCache::new(config.max_cached_models, usize::MAX),
+            // Weighed by components: a plan pins one encoded model per plaintext modulus, so
+            // the plans together hold no more models than the model cache allows.
+            plans: PlanCache::new(config.max_cached_models, config.max_cached_models.max(8)),
+            compiles: tokio::sync::Semaphore::new(2),
             next_id: AtomicU64::new(1),
             max_key_bytes: config.max_cached_key_bytes,
             allow_insecure: config.allow_insecure_parameters,
@@ -225,6 +230,11 @@ impl AppState {
     /// configuration happens here) and cached under its id.
     async fn compile_plan(self: &Arc<Self>, cfg: ModelConfig) -> Result<Arc<ServedPlan>, ApiError> {
         self.check_security(cfg.encryption_parameters.security.0)?;
+        let _permit = self
+            .compiles
+            .acquire()
+            .await
+            .map_err(|e| ApiError::internal(format!("compile queue: {e}")))?;
         let state = self.clone();
         tokio::task::spawn_blocking(move || {
             let fingerprints = cfg
@@ -233,12 +243,14 @@ impl AppState {
                 .iter()
                 .map(|p| p.fingerprint())
                 .collect::<Vec<_>>();
-            let id = plans::plan_id(&cfg, &fingerprints)?;
+            let digest = state.registry.get(&cfg.net)?.digest;
+            let id = plans::plan_id(&cfg, &digest, &fingerprints)?;
             if let Some(p) = state.plans.get(&id) {
                 return Ok(p);
             }
-            let plan = plans::compile(&state.registry, &cfg, state.flood_bits)?;
-            Ok(state.plans.insert(plan.id.clone(), plan, 1).0)
+            let plan = plans::compile(&state.registry, &cfg, id, state.flood_bits)?;
+            let weight = plan.components.len();
+            Ok(state.plans.insert(plan.id.clone(), plan, weight).0)
         })
         .await?
     }
@@ -301,6 +313,18 @@ async fn read_parts(
         }
     }
     Ok(parts)
+}
+
+/// A part's bytes, shared (no copy).
+fn part_bytes(
+    parts: &[(String, axum::body::Bytes)],
+    name: &str,
+) -> Result<axum::body::Bytes, ApiError> {
+    parts
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, b)| b.clone())
+        .ok_or_else(|| ApiError::bad_request("bad_multipart", format!("missing part {name:?}")))
 }
 
 fn part<'a>(parts: &'a [(String, axum::body::Bytes)], name: &str) -> Result<&'a [u8], ApiError> {
@@ -443,7 +467,9 @@ fn parse_compute_request(bytes: &[u8]) -> Result<ComputeRequest, ApiError> {
             ApiError::bad_request(
                 "protocol_version",
                 format!(
-                    "this server speaks protocol {PROTOCOL_VERSION}: /compute names the plan_id                      that POST /plan returns instead of resending the configuration; update the                      client"
+                    "this server speaks protocol {PROTOCOL_VERSION}: /compute names the plan_id \
+                     that POST /plan returns instead of resending the configuration; update the \
+                     client"
                 ),
             )
         } else {
@@ -453,12 +479,16 @@ fn parse_compute_request(bytes: &[u8]) -> Result<ComputeRequest, ApiError> {
 }
 
 fn hex64(value: &str, kind: &'static str, what: &str) -> Result<(), ApiError> {
-    if value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if value.len() == 64
+        && value
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
         Ok(())
     } else {
         Err(ApiError::bad_request(
             kind,
-            format!("{what} must be 64 hex digits"),
+            format!("{what} must be 64 lowercase hex digits"),
         ))
     }
 }
@@ -471,7 +501,7 @@ async fn compute(
     let started = Instant::now();
     let parts = read_parts(multipart, &["request", "ciphertexts"]).await?;
     let req = parse_compute_request(part(&parts, "request")?)?;
-    let cts_bytes = part(&parts, "ciphertexts")?.to_vec();
+    let cts_bytes = part_bytes(&parts, "ciphertexts")?;
     let bytes_in = cts_bytes.len();
     let [start, end] = req.layers;
 

@@ -91,12 +91,19 @@ impl ServedPlan {
 /// Compiled plans by id, bounded.
 pub type PlanCache = BoundedCache<ServedPlan>;
 
-/// The id of a configuration: SHA-256 of its canonical form (net, every parameter set's
-/// fingerprint in order, quantization as asked, re-encryption positions, scheme, layout).
-pub fn plan_id(cfg: &ModelConfig, fingerprints: &[[u8; 32]]) -> Result<String, ApiError> {
+/// The id of a configuration: SHA-256 of its canonical form (the protocol, the served model's
+/// digest — another model file under the same name is another plan —, net, every parameter
+/// set's fingerprint in order, quantization as asked, re-encryption positions, scheme,
+/// layout). Computed once per request, before the cache is asked or the plan compiled.
+pub fn plan_id(
+    cfg: &ModelConfig,
+    model_digest: &[u8; 32],
+    fingerprints: &[[u8; 32]],
+) -> Result<String, ApiError> {
     use sha2::{Digest, Sha256};
     let canonical = serde_json::to_vec(&(
         PROTOCOL_VERSION,
+        model_digest,
         &cfg.net,
         fingerprints,
         &cfg.quantization,
@@ -124,6 +131,7 @@ pub fn layout_of(kind: LayoutKind) -> BatchLayout {
 pub fn compile(
     registry: &Registry,
     cfg: &ModelConfig,
+    id: String,
     flood_bits: Option<u32>,
 ) -> Result<ServedPlan, ApiError> {
     let served = registry.get(&cfg.net)?;
@@ -149,11 +157,14 @@ pub fn compile(
             let params = b.model.parameters().clone();
             let sanitization = match flood_bits {
                 None => Vec::new(),
+                // Each component's own bound: the noise grows with its t, so a larger t needs
+                // a larger flood (sizing every component from the first would flood short).
                 Some(bits) => execution
                     .segments
                     .iter()
                     .map(|s| {
-                        plan_sanitization(&params, s.noise_log2, bits).map_err(|e| e.to_string())
+                        let noise = b.model.range_noise_log2(&s.layers);
+                        plan_sanitization(&params, noise, bits).map_err(|e| e.to_string())
                     })
                     .collect(),
             };
@@ -164,8 +175,6 @@ pub fn compile(
             }
         })
         .collect();
-    let fingerprints: Vec<[u8; 32]> = components.iter().map(|c| c.params.fingerprint()).collect();
-    let id = plan_id(cfg, &fingerprints)?;
     let prefix = model.encryptable_prefix();
     let layers: Vec<LayerPlan> = model
         .predict()
@@ -262,4 +271,48 @@ pub fn compile(
         public,
         sanitized: flood_bits.is_some(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every plaintext modulus is flooded by its own bound: the noise grows with t, so a
+    /// component with a larger t gets a larger flood (sizing all from the first would leave it
+    /// short by about log2(t₂/t₁) bits of λ).
+    #[test]
+    fn each_plaintext_modulus_is_flooded_by_its_own_bound() {
+        let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+        let registry = Registry::load(&models, 4).unwrap();
+        let cfg: ModelConfig = serde_json::from_str(
+            r#"{"net": "mnist-tiny",
+                "encryption_parameters": {"degree": 8192, "plain_moduli": [65537, 1099511480321]},
+                "quantization": {"input_scale_bits": 3, "weight_bits": 4}}"#,
+        )
+        .unwrap();
+        let plan = compile(&registry, &cfg, "id".into(), Some(40)).unwrap();
+        let layers = &plan.execution.segments[0].layers;
+        let noise: Vec<f64> = plan
+            .components
+            .iter()
+            .map(|c| c.built.model.range_noise_log2(layers))
+            .collect();
+        assert!(
+            noise[1] > noise[0] + 5.0,
+            "the larger t's bound is larger: {noise:?}"
+        );
+        for (c, &own) in plan.components.iter().zip(&noise) {
+            let want = plan_sanitization(&c.params, own, 40).unwrap();
+            assert_eq!(c.sanitization[0].as_ref().unwrap(), &want);
+        }
+        // What sizing the second modulus by the first one's bound would give: a different,
+        // weaker plan (the test fails against that mistake).
+        let large = &plan.components[1];
+        let short = plan_sanitization(&large.params, noise[0], 40).unwrap();
+        assert_ne!(
+            large.sanitization[0].as_ref().unwrap(),
+            &short,
+            "noise {noise:?}"
+        );
+    }
 }

@@ -42,6 +42,9 @@ pub struct ServedModel {
     /// Re-encryption positions clients may use (the manifest's, plus any the server operator
     /// allowed with `--allow-reencrypt`), sorted.
     pub allowed_positions: Vec<usize>,
+    /// SHA-256 of the model file and the manifest as loaded: plan ids include it, so a plan
+    /// made for another model under the same name is never mistaken for this one's.
+    pub digest: [u8; 32],
 }
 
 /// Every model found under the models directory, by name.
@@ -106,12 +109,21 @@ impl Registry {
                 classes = manifest.classes.len(),
                 "model loaded"
             );
+            let digest = {
+                use sha2::{Digest, Sha256};
+                let mut h = Sha256::new();
+                h.update(std::fs::read(path.join("model.onnx")).unwrap_or_default());
+                h.update(std::fs::read(path.join("model.onnx.data")).unwrap_or_default());
+                h.update(std::fs::read(path.join("manifest.json")).unwrap_or_default());
+                h.finalize().into()
+            };
             models.insert(
                 name,
                 Arc::new(ServedModel {
                     spec,
                     manifest,
                     allowed_positions,
+                    digest,
                 }),
             );
         }
