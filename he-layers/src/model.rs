@@ -222,11 +222,6 @@ impl EncodedModel {
         self.domain.moduli()
     }
 
-    /// What the scheme holds exactly (the overflow checks ask it).
-    pub fn domain(&self) -> &ModularIntegers {
-        &self.domain
-    }
-
     /// Largest |integer| representable: half the product of the plaintext moduli.
     pub fn capacity(&self) -> u128 {
         self.domain.capacity()
@@ -365,7 +360,8 @@ impl EncodedModel {
 
     /// The first layer in the range predicted to overflow, as an error.
     pub fn check_overflow(&self, range: &Range<usize>) -> Result<(), ModelError> {
-        for i in range.clone() {
+        let end = range.end.min(self.layers.len());
+        for i in range.start.min(end)..end {
             let info = &self.infos[i];
             if !self.domain.fits(info) && self.layers[i].is_encryptable() {
                 return Err(ModelError::Overflow {

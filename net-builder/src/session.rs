@@ -624,12 +624,6 @@ impl<'a> InProcess<'a> {
         })
     }
 
-    /// Runs in another layout than the batch one.
-    pub fn with_layout(mut self, layout: LayoutKind) -> Self {
-        self.layout = layout;
-        self
-    }
-
     /// Runs layer by layer, showing every layer's ciphertexts to `observer` (the parameter
     /// tester measures noise and values there).
     pub fn observed(mut self, observer: &'a (dyn Fn(LayerObservation<'_>) + Sync)) -> Self {

@@ -157,20 +157,8 @@ impl BatchLayout {
         x: EncryptedTensor<B::Ciphertext>,
         backend: &B,
     ) -> Result<EncryptedTensor<B::Ciphertext>, ModelError> {
-        model.check_overflow(&range)?;
-        self.danger_run_tensor_despite_overflow(model, range, x, backend)
-    }
-
-    /// Like [`Self::run_tensor`] but runs even when a layer is predicted to overflow, so a
-    /// parameter tester can show what the overflow does. The results are then garbage.
-    pub fn danger_run_tensor_despite_overflow<B: HeBackend>(
-        &self,
-        model: &EncodedModel,
-        range: Range<usize>,
-        x: EncryptedTensor<B::Ciphertext>,
-        backend: &B,
-    ) -> Result<EncryptedTensor<B::Ciphertext>, ModelError> {
         model.check_range(&range)?;
+        model.check_overflow(&range)?;
         let expect = model.info_before(range.start);
         if x.shape != expect.shape || x.cts.len() != expect.len() {
             return Err(ModelError::InputShape {

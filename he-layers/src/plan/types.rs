@@ -64,25 +64,3 @@ pub struct ExecutionPlan {
     /// Galois elements the client must generate keys for (sorted, unique).
     pub galois_elements: Vec<u64>,
 }
-
-impl ExecutionPlan {
-    /// The segment that runs exactly `layers`, if any.
-    pub fn segment(&self, layers: &Range<usize>) -> Option<&SegmentPlan> {
-        self.segments.iter().find(|s| &s.layers == layers)
-    }
-
-    /// The operations of a range of layers, summed.
-    pub fn ops(&self, layers: &Range<usize>) -> StepOps {
-        self.steps
-            .iter()
-            .filter(|s| layers.contains(&s.index))
-            .fold(StepOps::default(), |a, s| StepOps {
-                ciphertexts_out: s.ops.ciphertexts_out,
-                scalar_products: a.scalar_products + s.ops.scalar_products,
-                plaintext_products: a.plaintext_products + s.ops.plaintext_products,
-                ciphertext_products: a.ciphertext_products + s.ops.ciphertext_products,
-                rotations: a.rotations + s.ops.rotations,
-                key_switches: a.key_switches + s.ops.key_switches,
-            })
-    }
-}
