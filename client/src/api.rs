@@ -42,7 +42,10 @@ impl Api {
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(3600))
             .build()
-            .map_err(|e| ClientError::Connect(address.into(), e.to_string()))?;
+            .map_err(|source| ClientError::Connect {
+                url: address.into(),
+                source,
+            })?;
         Ok(Self {
             http,
             base: address.trim_end_matches('/').to_string(),
@@ -53,11 +56,15 @@ impl Api {
         format!("{}{path}", self.base)
     }
 
+    fn unreachable(&self, source: reqwest::Error) -> ClientError {
+        ClientError::Connect {
+            url: self.base.clone(),
+            source,
+        }
+    }
+
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ClientError> {
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| ClientError::Connect(self.base.clone(), e.to_string()))?;
+        let resp = req.send().await.map_err(|e| self.unreachable(e))?;
         if resp.status().is_success() {
             Ok(resp)
         } else {
@@ -65,30 +72,37 @@ impl Api {
         }
     }
 
+    /// A JSON answer (`part` names it in errors).
     async fn json<T: serde::de::DeserializeOwned>(
         resp: reqwest::Response,
+        part: &'static str,
     ) -> Result<T, ClientError> {
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))
+        let bytes = resp.bytes().await.map_err(AnswerError::Body)?;
+        Ok(serde_json::from_slice(&bytes).map_err(|source| AnswerError::Json { part, source })?)
     }
 
     /// `GET /health`.
     pub async fn health(&self) -> Result<serde_json::Value, ClientError> {
-        Self::json(self.send(self.http.get(self.url("/health"))).await?).await
+        Self::json(
+            self.send(self.http.get(self.url("/health"))).await?,
+            "health",
+        )
+        .await
     }
 
     /// `GET /models`.
     pub async fn models(&self) -> Result<Vec<ModelInfo>, ClientError> {
-        Self::json(self.send(self.http.get(self.url("/models"))).await?).await
+        Self::json(
+            self.send(self.http.get(self.url("/models"))).await?,
+            "models",
+        )
+        .await
     }
 
     /// `POST /plan`. A server speaking another protocol version is told apart from a
     /// malformed answer.
     pub async fn plan(&self, cfg: &ModelConfig) -> Result<Plan, ClientError> {
-        let body = serde_json::to_vec(cfg).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let body = serde_json::to_vec(cfg).map_err(encode("the model configuration"))?;
         let resp = self
             .send(
                 self.http
@@ -97,10 +111,7 @@ impl Api {
                     .body(body),
             )
             .await?;
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let bytes = resp.bytes().await.map_err(AnswerError::Body)?;
         // The version first (a Value would round the plan's 128-bit intervals).
         #[derive(Deserialize)]
         struct Version {
@@ -110,13 +121,18 @@ impl Api {
             .ok()
             .and_then(|v| v.protocol);
         if protocol != Some(PROTOCOL_VERSION) {
-            return Err(ClientError::Protocol(format!(
-                "the server speaks protocol {}, this client {PROTOCOL_VERSION}: use a client and \
-                 server of the same release",
-                protocol.map_or("1 (or unknown)".to_string(), |p| p.to_string())
-            )));
+            return Err(AnswerError::Version {
+                server: protocol,
+                client: PROTOCOL_VERSION,
+            }
+            .into());
         }
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(format!("plan: {e}")))
+        Ok(
+            serde_json::from_slice(&bytes).map_err(|source| AnswerError::Json {
+                part: "plan",
+                source,
+            })?,
+        )
     }
 
     /// Makes sure the server holds these public keys: asks `GET /keys/{id}` with the key id
@@ -142,9 +158,9 @@ impl Api {
             .get(self.url(&format!("/keys/{id}")))
             .send()
             .await
-            .map_err(|e| ClientError::Connect(self.base.clone(), e.to_string()))?;
+            .map_err(|e| self.unreachable(e))?;
         if held.status().is_success() {
-            return Ok((Self::json(held).await?, 0));
+            return Ok((Self::json(held, "keys").await?, 0));
         }
         let bytes: usize = parts.iter().map(|(_, b)| b.len()).sum();
         let mut form = reqwest::multipart::Form::new();
@@ -154,7 +170,7 @@ impl Api {
         let resp = self
             .send(self.http.post(self.url("/keys")).multipart(form))
             .await?;
-        Ok((Self::json(resp).await?, bytes))
+        Ok((Self::json(resp, "keys").await?, bytes))
     }
 
     /// `POST /compute`: returns the answer, the ciphertexts and the bytes received.
@@ -164,7 +180,7 @@ impl Api {
         params: &Arc<BfvParameters>,
         cts: impl Into<bytes::Bytes>,
     ) -> Result<(ComputeResponse, Vec<Ciphertext>, usize), ClientError> {
-        let json = serde_json::to_vec(req).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let json = serde_json::to_vec(req).map_err(encode("the compute request"))?;
         let form = reqwest::multipart::Form::new()
             .part("request", reqwest::multipart::Part::bytes(json))
             .part(
@@ -180,44 +196,40 @@ impl Api {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_string();
-        let boundary =
-            multer::parse_boundary(&ctype).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let boundary = multer::parse_boundary(&ctype).map_err(AnswerError::Multipart)?;
+        let body = resp.bytes().await.map_err(AnswerError::Body)?;
         let received = body.len();
         let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(body) });
         let mut mp = multer::Multipart::new(stream, boundary);
         let (mut result, mut binary) = (None, None);
-        while let Some(field) = mp
-            .next_field()
-            .await
-            .map_err(|e| ClientError::Protocol(e.to_string()))?
-        {
+        while let Some(field) = mp.next_field().await.map_err(AnswerError::Multipart)? {
             let name = field.name().unwrap_or_default().to_string();
-            let data = field
-                .bytes()
-                .await
-                .map_err(|e| ClientError::Protocol(e.to_string()))?;
+            let data = field.bytes().await.map_err(AnswerError::Multipart)?;
             match name.as_str() {
                 "result" => result = Some(data),
                 "ciphertexts" => binary = Some(data),
                 _ => {}
             }
         }
-        let result: ComputeResponse = serde_json::from_slice(
-            &result.ok_or_else(|| ClientError::Protocol("no result part".into()))?,
-        )
-        .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let binary = binary.ok_or_else(|| ClientError::Protocol("no ciphertexts part".into()))?;
+        let result: ComputeResponse =
+            serde_json::from_slice(&result.ok_or(AnswerError::MissingPart { part: "result" })?)
+                .map_err(|source| AnswerError::Json {
+                    part: "result",
+                    source,
+                })?;
+        let binary = binary.ok_or(AnswerError::MissingPart {
+            part: "ciphertexts",
+        })?;
         // Sanitized answers come modulus-switched to fewer primes: the same parameter set at
         // the level the server names (any level of ours; the fingerprint is checked too).
         let level = params
             .at_level(result.level)
-            .map_err(|e| ClientError::Protocol(format!("answer level: {e}")))?;
+            .map_err(|source| AnswerError::Level {
+                level: result.level,
+                source,
+            })?;
         let cts = Ciphertext::batch_from_bytes(&binary, &level, result.ciphertexts)
-            .map_err(|e| ClientError::Protocol(format!("ciphertexts: {e}")))?;
+            .map_err(AnswerError::Ciphertexts)?;
         Ok((result, cts, received))
     }
 }

@@ -116,33 +116,33 @@ pub async fn run_compute(
     let started = Instant::now();
     let api = Api::new(&config.address)?;
     if !keys.matches(&config.encryption_parameters)? {
-        return Err(ClientError::Config(
-            "the keys were made for other encryption parameters; run `client keygen` with this config's parameters".into(),
-        ));
+        return Err(ConfigError::KeysMismatch.into());
     }
     let model_cfg = config.model_config();
     let plan = api.plan(&model_cfg).await?;
     let batch = images.tensor.batch();
     let slots = keys.components[0].params.degree();
     if batch == 0 || batch > slots {
-        return Err(ClientError::Config(format!(
-            "{batch} images: between 1 and N = {slots} fit one batch"
-        )));
+        return Err(ConfigError::BatchSize {
+            images: batch,
+            slots,
+        }
+        .into());
     }
     if images.tensor.shape() != plan.input.shape.as_slice() {
-        return Err(ClientError::Config(format!(
-            "images of shape {:?}; {} expects {:?}",
-            images.tensor.shape(),
-            plan.net,
-            plan.input.shape
-        )));
+        return Err(ConfigError::ImageShape {
+            found: images.tensor.shape().to_vec(),
+            net: plan.net.clone(),
+            expected: plan.input.shape.clone(),
+        }
+        .into());
     }
     // Quantize exactly as the server's model expects.
-    let x = quantize(&images.tensor, &tensor_info(&plan.input)).map_err(|e| {
-        ClientError::Config(format!(
-            "{e} (the model accepts [{}, {}])",
-            plan.input_range[0], plan.input_range[1]
-        ))
+    let x = quantize(&images.tensor, &tensor_info(&plan.input)).map_err(|source| {
+        ConfigError::InputRange {
+            source: Box::new(source),
+            range: plan.input_range,
+        }
     })?;
 
     // Keys: uploaded once per key id (the server keeps them content-addressed).
@@ -156,10 +156,7 @@ pub async fn run_compute(
 
     let [first, last] = config.layers.unwrap_or([0, plan.encryptable_prefix]);
     if first != 0 {
-        return Err(ClientError::Config(format!(
-            "layers [{first}, {last}): a run starts at layer 0, from the images (the client holds \
-             no activations of a later layer)"
-        )));
+        return Err(ConfigError::LayersStart { first, last }.into());
     }
     let session_plan = SessionPlan::from_plan(&plan)?.restricted(first..last)?;
     // Overflow is predicted before anything is encrypted, for the layers this run covers.
@@ -169,10 +166,12 @@ pub async fn run_compute(
         .flat_map(|s| &plan.layers[s.layers.clone()])
         .find(|l| l.overflow)
     {
-        return Err(ClientError::Config(format!(
-            "layer {} ({}) could overflow the plaintext modulus (capacity 2^{:.1}): use larger or more plaintext moduli, a lower input_scale_bits or weight_bits, or a re-encryption position before it",
-            l.index, l.name, plan.capacity_bits
-        )));
+        return Err(ConfigError::Overflow {
+            layer: l.index,
+            name: l.name.clone(),
+            capacity_bits: plan.capacity_bits,
+        }
+        .into());
     }
     // Where the client's integers stand after the run: past the last segment, and past its
     // boundary when one follows it (the plaintext tail starts there).
@@ -204,8 +203,7 @@ pub async fn run_compute(
     let mut tail = false;
     if end == plan.encryptable_prefix && end < plan.layers.len() {
         if let Some(path) = &config.model {
-            let spec = net_builder::load_model(path, &net_builder::PickleOptions::default())
-                .map_err(|e| ClientError::Config(e.to_string()))?;
+            let spec = net_builder::load_model(path, &net_builder::PickleOptions::default())?;
             let boundaries = plan.layers[..end]
                 .iter()
                 .filter(|l| l.runs == Runs::Reencrypt)
@@ -215,14 +213,14 @@ pub async fn run_compute(
             let mut shape = vec![batch];
             shape.extend(out.shape());
             let arr = ndarray_from(&shape, imgs.concat())?;
-            let y = spec
-                .forward(&arr, spec_start..spec.layers.len())
-                .map_err(|e| ClientError::Config(e.to_string()))?;
+            let y = spec.forward(&arr, spec_start..spec.layers.len())?;
             let per = y.len() / batch.max(1);
             let flat: Vec<f64> = y.iter().copied().collect();
             let rows: Vec<Vec<f64>> = flat.chunks(per.max(1)).map(|c| c.to_vec()).collect();
-            out = FloatTensor::from_images(vec![per], &rows)
-                .ok_or_else(|| ClientError::Protocol("tail output".into()))?;
+            out = FloatTensor::from_images(vec![per], &rows).ok_or(AnswerError::TailOutput {
+                values: flat.len(),
+                images: batch,
+            })?;
             tail = true;
         }
     }
@@ -253,6 +251,12 @@ pub async fn run_compute(
 }
 
 fn ndarray_from(shape: &[usize], data: Vec<f64>) -> Result<net_builder::spec::Array, ClientError> {
-    net_builder::spec::array(shape, data)
-        .ok_or_else(|| ClientError::Protocol("tensor shape".into()))
+    let values = data.len();
+    net_builder::spec::array(shape, data).ok_or_else(|| {
+        AnswerError::OutputShape {
+            shape: shape.to_vec(),
+            values,
+        }
+        .into()
+    })
 }

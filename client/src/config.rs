@@ -49,8 +49,12 @@ impl ClientConfig {
     /// Reads a config file.
     pub fn load(path: &Path) -> Result<Self, ClientError> {
         let text = std::fs::read_to_string(path).map_err(io(path))?;
-        serde_json::from_str(&text)
-            .map_err(|e| ClientError::Config(format!("{}: {e}", path.display())))
+        Ok(
+            serde_json::from_str(&text).map_err(|source| ConfigError::Json {
+                path: path.to_path_buf(),
+                source,
+            })?,
+        )
     }
 
     /// The model configuration sent to the server.

@@ -1,20 +1,61 @@
 //! Everything that can go wrong on the client side.
 
 use net_builder::session::SessionError;
-use std::path::Path;
+use net_builder::{ImportError, SpecError};
+use std::path::{Path, PathBuf};
+
+mod answer;
+mod config;
+mod keys;
+
+pub use answer::AnswerError;
+pub use config::ConfigError;
+pub use keys::KeyStoreError;
 
 /// Everything that can go wrong on the client side.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClientError {
     /// A file could not be read or written.
-    #[error("{0}: {1}")]
-    Io(String, std::io::Error),
-    /// A config or key file is malformed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The demo's embedded server could not listen.
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        /// The address.
+        address: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A config file, the parameters or the inputs of a run are unusable.
     #[error("{0}")]
-    Config(String),
+    Config(#[from] ConfigError),
+    /// A key store on disk is unusable.
+    #[error("{0}")]
+    Keys(#[from] KeyStoreError),
+    /// A model, image or label file could not be imported (boxed: import errors are large
+    /// and rare).
+    #[error(transparent)]
+    Import(Box<ImportError>),
+    /// The local model copy could not run the plaintext tail.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
     /// The server could not be reached.
-    #[error("cannot reach the server at {0}: {1}")]
-    Connect(String, String),
+    #[error("cannot reach the server at {url}: {source}")]
+    Connect {
+        /// The server's base URL.
+        url: String,
+        /// Why.
+        #[source]
+        source: reqwest::Error,
+    },
     /// The server answered with an error.
     #[error("server error {status} ({kind}): {message}")]
     Server {
@@ -27,15 +68,35 @@ pub enum ClientError {
     },
     /// An answer that does not follow the protocol.
     #[error("unexpected answer from the server: {0}")]
-    Protocol(String),
-    /// Cryptographic failure (wrong keys, …).
-    #[error("{0}")]
-    Crypto(String),
+    Protocol(#[from] AnswerError),
+    /// A request or report that could not be written as JSON.
+    #[error("cannot encode {what} as JSON: {source}")]
+    Encode {
+        /// What was encoded.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
     /// The pipeline refused or failed.
     #[error(transparent)]
     Session(#[from] SessionError),
 }
 
+impl From<ImportError> for ClientError {
+    fn from(e: ImportError) -> Self {
+        Self::Import(Box::new(e))
+    }
+}
+
 pub(crate) fn io(path: &Path) -> impl Fn(std::io::Error) -> ClientError + '_ {
-    move |e| ClientError::Io(path.display().to_string(), e)
+    move |source| ClientError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A JSON encoding failure of `what`.
+pub(crate) fn encode(what: &'static str) -> impl Fn(serde_json::Error) -> ClientError {
+    move |source| ClientError::Encode { what, source }
 }

@@ -1,7 +1,7 @@
 //! The session's transport to a server: each segment call is one `POST /compute` naming the
 //! plan. A server that evicted the plan gets it again from the configuration, once.
 
-use crate::{Api, ClientError};
+use crate::{AnswerError, Api, ClientError, ConfigError};
 use he_layers::crypto::{BfvParameters, Ciphertext};
 use he_layers::protocol::{ComputeRequest, ModelConfig, Plan};
 use net_builder::session::{SegmentAnswer, SegmentCall, SessionError, Transport};
@@ -48,7 +48,7 @@ impl HttpTransport {
             .params
             .get(m)
             .zip(self.key_ids.get(m))
-            .ok_or_else(|| ClientError::Config(format!("no keys for plaintext modulus {m}")))?;
+            .ok_or(ConfigError::NoKeysForModulus { component: m })?;
         let body = bytes::Bytes::from(Ciphertext::batch_to_bytes(&call.cts, params));
         let bytes_up = body.len();
         let mut req = ComputeRequest {
@@ -65,11 +65,7 @@ impl HttpTransport {
             // not something to decode with stale scales.
             let again = self.api.plan(&self.model).await?;
             if again != self.plan {
-                return Err(ClientError::Protocol(
-                    "the server's plan for this configuration changed during the run (another \
-                     model or parameters); run again"
-                        .into(),
-                ));
+                return Err(AnswerError::PlanChanged.into());
             }
             let id = again.plan_id;
             if let Ok(mut g) = self.plan_id.lock() {

@@ -19,20 +19,21 @@ pub fn load_pngs(paths: &[PathBuf]) -> Result<Images, ClientError> {
     let mut shape = None;
     let mut data = Vec::new();
     for p in paths {
-        let (s, px) =
-            net_builder::data::png_image(p).map_err(|e| ClientError::Config(e.to_string()))?;
-        if shape.get_or_insert(s.clone()) != &s {
-            return Err(ClientError::Config(format!(
-                "{}: shape {s:?} differs from the first image",
-                p.display()
-            )));
+        let (s, px) = net_builder::data::png_image(p)?;
+        let first = shape.get_or_insert(s.clone());
+        if first != &s {
+            return Err(ConfigError::ImageShapeDiffers {
+                path: p.clone(),
+                shape: s,
+                first: first.clone(),
+            }
+            .into());
         }
         data.push(px);
     }
-    let shape = shape.ok_or_else(|| ClientError::Config("no images given".into()))?;
+    let shape = shape.ok_or(ConfigError::NoImages)?;
     Ok(Images {
-        tensor: FloatTensor::from_images(shape, &data)
-            .ok_or_else(|| ClientError::Config("inconsistent images".into()))?,
+        tensor: FloatTensor::from_images(shape, &data).ok_or(ConfigError::InconsistentImages)?,
         names: paths.iter().map(|p| p.display().to_string()).collect(),
         labels: vec![None; paths.len()],
     })
@@ -41,13 +42,11 @@ pub fn load_pngs(paths: &[PathBuf]) -> Result<Images, ClientError> {
 /// Loads images (and labels, from the sibling `…labels-idx1…` file if present) from an IDX
 /// test set.
 pub fn load_test_set(path: &Path, index: usize, count: usize) -> Result<Images, ClientError> {
-    let tensor = net_builder::data::idx_images(path, index, count)
-        .map_err(|e| ClientError::Config(e.to_string()))?;
+    let tensor = net_builder::data::idx_images(path, index, count)?;
     let name = path.display().to_string();
     let label_path = PathBuf::from(name.replace("images-idx3", "labels-idx1"));
     let labels = if label_path != path && label_path.exists() {
-        net_builder::data::idx_labels(&label_path, index, count)
-            .map_err(|e| ClientError::Config(e.to_string()))?
+        net_builder::data::idx_labels(&label_path, index, count)?
             .into_iter()
             .map(Some)
             .collect()

@@ -65,9 +65,7 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ClientError> {
 impl KeySet {
     /// Generates keys for every plaintext modulus (refuses insecure parameters).
     pub fn generate(params: &EncryptionParameters) -> Result<Self, ClientError> {
-        let sets = params
-            .resolve()
-            .map_err(|e| ClientError::Config(e.to_string()))?;
+        let sets = params.resolve().map_err(ConfigError::Parameters)?;
         let components = sets
             .into_iter()
             .map(|p| {
@@ -115,8 +113,7 @@ impl KeySet {
             encryption_parameters: self.encryption_parameters.clone(),
             components: files,
         };
-        let json =
-            serde_json::to_vec_pretty(&meta).map_err(|e| ClientError::Config(e.to_string()))?;
+        let json = serde_json::to_vec_pretty(&meta).map_err(encode("the key set's metadata"))?;
         std::fs::write(dir.join("keyset.json"), json).map_err(io(&dir.join("keyset.json")))
     }
 
@@ -124,34 +121,37 @@ impl KeySet {
     pub fn load(dir: &Path) -> Result<Self, ClientError> {
         let meta_path = dir.join("keyset.json");
         let text = std::fs::read_to_string(&meta_path).map_err(io(&meta_path))?;
-        let meta: KeySetFile = serde_json::from_str(&text)
-            .map_err(|e| ClientError::Config(format!("{}: {e}", meta_path.display())))?;
+        let meta: KeySetFile =
+            serde_json::from_str(&text).map_err(|source| KeyStoreError::Metadata {
+                path: meta_path.clone(),
+                source,
+            })?;
         let mut components = Vec::new();
         for c in meta.components {
             if c.dir.contains('/') || c.dir.contains("..") {
-                return Err(ClientError::Config(format!(
-                    "{}: bad folder {:?}",
-                    meta_path.display(),
-                    c.dir
-                )));
+                return Err(KeyStoreError::Folder {
+                    path: meta_path,
+                    folder: c.dir,
+                }
+                .into());
             }
             let d = dir.join(&c.dir);
             let read = |name: &str| -> Result<Vec<u8>, ClientError> {
                 std::fs::read(d.join(name)).map_err(io(&d.join(name)))
             };
             let bad = |name: &str| {
-                let file = d.join(name).display().to_string();
-                move |e: he_layers::crypto::SerialError| ClientError::Config(format!("{file}: {e}"))
+                let path = d.join(name);
+                move |source: he_layers::crypto::SerialError| KeyStoreError::Decode {
+                    path: path.clone(),
+                    source,
+                }
             };
             let params = BfvParameters::from_bytes(&read("parameters.bin")?)
                 .map_err(bad("parameters.bin"))?;
             if params.plain_modulus() != c.plain_modulus
                 || params.fingerprint_hex() != c.fingerprint
             {
-                return Err(ClientError::Config(format!(
-                    "{}: parameters do not match keyset.json",
-                    d.display()
-                )));
+                return Err(KeyStoreError::ParametersMismatch { dir: d }.into());
             }
             let sk =
                 SecretKey::from_bytes(&read("secret.key")?, &params).map_err(bad("secret.key"))?;
@@ -169,9 +169,7 @@ impl KeySet {
 
     /// Whether the keys fit these parameters (same moduli, same fingerprints).
     pub fn matches(&self, params: &EncryptionParameters) -> Result<bool, ClientError> {
-        let sets = params
-            .resolve()
-            .map_err(|e| ClientError::Config(e.to_string()))?;
+        let sets = params.resolve().map_err(ConfigError::Parameters)?;
         Ok(sets.len() == self.components.len()
             && sets
                 .iter()

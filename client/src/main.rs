@@ -1,7 +1,9 @@
 //! `client`: keys, encrypted inference against a server, and a one-command demo.
 
 use clap::{Parser, Subcommand};
-use client::{load_pngs, load_test_set, run_compute, ClientConfig, ClientError, Images, KeySet};
+use client::{
+    load_pngs, load_test_set, run_compute, ClientConfig, ClientError, ConfigError, Images, KeySet,
+};
 use he_layers::protocol::EncryptionParameters;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -95,13 +97,17 @@ fn main() -> ExitCode {
 }
 
 fn read_params(path: &Path) -> Result<EncryptionParameters, ClientError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ClientError::Io(path.display().to_string(), e))?;
-    let value: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| ClientError::Config(format!("{}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|source| ClientError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let json = |source| ConfigError::Json {
+        path: path.to_path_buf(),
+        source,
+    };
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(json)?;
     let inner = value.get("encryption_parameters").cloned().unwrap_or(value);
-    serde_json::from_value(inner)
-        .map_err(|e| ClientError::Config(format!("{}: {e}", path.display())))
+    Ok(serde_json::from_value(inner).map_err(json)?)
 }
 
 async fn run(command: Command) -> Result<ExitCode, ClientError> {
@@ -144,8 +150,10 @@ async fn run(command: Command) -> Result<ExitCode, ClientError> {
             let report = run_compute(&cfg, &keys, &imgs, quiet).await?;
             println!(
                 "{}",
-                serde_json::to_string_pretty(&report)
-                    .map_err(|e| ClientError::Protocol(e.to_string()))?
+                serde_json::to_string_pretty(&report).map_err(|source| ClientError::Encode {
+                    what: "the report",
+                    source,
+                })?
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -153,8 +161,12 @@ async fn run(command: Command) -> Result<ExitCode, ClientError> {
             let api = client::Api::new(&address)?;
             println!(
                 "{}",
-                serde_json::to_string_pretty(&api.models().await?)
-                    .map_err(|e| ClientError::Protocol(e.to_string()))?
+                serde_json::to_string_pretty(&api.models().await?).map_err(|source| {
+                    ClientError::Encode {
+                        what: "the models",
+                        source,
+                    }
+                })?
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -165,18 +177,21 @@ async fn run(command: Command) -> Result<ExitCode, ClientError> {
 async fn demo(models: &Path, net: &str) -> Result<ExitCode, ClientError> {
     let dir = models.join(net);
     if !dir.join("model.onnx").is_file() {
-        return Err(ClientError::Config(format!(
-            "{} not found: run the demo from the repository root, or pass --models",
-            dir.join("model.onnx").display()
-        )));
+        return Err(ConfigError::DemoModelMissing {
+            path: dir.join("model.onnx"),
+        }
+        .into());
     }
     // The embedded server, on a free loopback port.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    const LOOPBACK: &str = "127.0.0.1:0";
+    let listen = |source| ClientError::Listen {
+        address: LOOPBACK.into(),
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(LOOPBACK)
         .await
-        .map_err(|e| ClientError::Io("127.0.0.1:0".into(), e))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| ClientError::Io("listener".into(), e))?;
+        .map_err(listen)?;
+    let addr = listener.local_addr().map_err(listen)?;
     let server_cfg = server::ServerConfig {
         models_dir: models.to_path_buf(),
         ..Default::default()
@@ -196,11 +211,17 @@ async fn demo(models: &Path, net: &str) -> Result<ExitCode, ClientError> {
 
     // The 16 samples, their labels, and the plaintext model's predictions.
     let meta_path = dir.join("samples/labels.json");
-    let meta: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(&meta_path)
-            .map_err(|e| ClientError::Io(meta_path.display().to_string(), e))?,
-    )
-    .map_err(|e| ClientError::Config(e.to_string()))?;
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&meta_path).map_err(|source| {
+            ClientError::Io {
+                path: meta_path.clone(),
+                source,
+            }
+        })?)
+        .map_err(|source| ConfigError::Json {
+            path: meta_path.clone(),
+            source,
+        })?;
     let samples = meta["samples"].as_array().cloned().unwrap_or_default();
     let paths: Vec<PathBuf> = samples
         .iter()
@@ -214,10 +235,8 @@ async fn demo(models: &Path, net: &str) -> Result<ExitCode, ClientError> {
     let spec = net_builder::load_model(
         &dir.join("model.onnx"),
         &net_builder::PickleOptions::default(),
-    )
-    .map_err(|e| ClientError::Config(e.to_string()))?;
-    let plain = net_builder::eval::float_outputs(&spec, &imgs.tensor)
-        .map_err(|e| ClientError::Config(e.to_string()))?;
+    )?;
+    let plain = net_builder::eval::float_outputs(&spec, &imgs.tensor)?;
 
     eprintln!("generating keys…");
     let keys = KeySet::generate(&cfg.encryption_parameters)?;

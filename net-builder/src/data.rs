@@ -7,11 +7,15 @@ use he_layers::tensor::FloatTensor;
 use std::io::Read;
 use std::path::Path;
 
+mod error;
+
+pub use error::{DataError, IdxFault, PngFault};
+
 /// Largest image file read (a 10,000-image IDX set is 7.8 MB uncompressed).
 pub const MAX_DATA_BYTES: u64 = 256 << 20;
 
 fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, ImportError> {
-    let io = |e| ImportError::Io(path.display().to_string(), e);
+    let io = |e| ImportError::io(path, e);
     let raw = std::fs::read(path).map_err(io)?;
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
@@ -20,10 +24,11 @@ fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, ImportError> {
             .read_to_end(&mut out)
             .map_err(io)?;
         if out.len() as u64 > MAX_DATA_BYTES {
-            return Err(ImportError::Data(format!(
-                "{} is too large",
-                path.display()
-            )));
+            return Err(DataError::TooLarge {
+                path: path.to_path_buf(),
+                limit: MAX_DATA_BYTES,
+            }
+            .into());
         }
         Ok(out)
     } else {
@@ -42,17 +47,17 @@ pub struct Idx {
 /// Reads an IDX file of unsigned bytes (type 0x08), gzipped or not.
 pub fn read_idx(path: &Path) -> Result<Idx, ImportError> {
     let bytes = read_maybe_gz(path)?;
-    let bad = |m: &str| ImportError::Data(format!("{}: {m}", path.display()));
+    let bad = |fault| idx_error(path, fault);
     if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 {
-        return Err(bad("not an IDX file"));
+        return Err(bad(IdxFault::NotIdx));
     }
     if bytes[2] != 0x08 {
-        return Err(bad("only unsigned-byte IDX data (type 0x08) is supported"));
+        return Err(bad(IdxFault::ElementType { code: bytes[2] }));
     }
     let ndim = bytes[3] as usize;
     let header = 4 + 4 * ndim;
     if ndim == 0 || bytes.len() < header {
-        return Err(bad("truncated header"));
+        return Err(bad(IdxFault::TruncatedHeader));
     }
     let dims: Vec<usize> = (0..ndim)
         .map(|i| {
@@ -62,7 +67,10 @@ pub fn read_idx(path: &Path) -> Result<Idx, ImportError> {
         .collect();
     let len = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
     if len != Some(bytes.len() - header) {
-        return Err(bad("the size does not match the dimensions"));
+        return Err(bad(IdxFault::SizeMismatch {
+            dims,
+            bytes: bytes.len() - header,
+        }));
     }
     Ok(Idx {
         dims,
@@ -70,26 +78,41 @@ pub fn read_idx(path: &Path) -> Result<Idx, ImportError> {
     })
 }
 
+fn idx_error(path: &Path, fault: IdxFault) -> ImportError {
+    DataError::Idx {
+        path: path.to_path_buf(),
+        fault,
+    }
+    .into()
+}
+
+fn png_error(path: &Path, fault: PngFault) -> ImportError {
+    DataError::Png {
+        path: path.to_path_buf(),
+        fault,
+    }
+    .into()
+}
+
 /// Images `[count, H, W]` from an IDX file, starting at `first`, as a `[1, H, W]` batch with
 /// values pixel/255.
 pub fn idx_images(path: &Path, first: usize, count: usize) -> Result<FloatTensor, ImportError> {
     let idx = read_idx(path)?;
     let &[n, h, w] = idx.dims.as_slice() else {
-        return Err(ImportError::Data(format!(
-            "{}: expected images [count, height, width], found {:?}",
-            path.display(),
-            idx.dims
-        )));
+        return Err(idx_error(path, IdxFault::NotImages { dims: idx.dims }));
     };
     let end = first
         .checked_add(count)
         .filter(|&e| e <= n)
         .ok_or_else(|| {
-            ImportError::Data(format!(
-                "{}: images {first}..{} requested, the file has {n}",
-                path.display(),
-                first.saturating_add(count)
-            ))
+            idx_error(
+                path,
+                IdxFault::ImageRange {
+                    first,
+                    end: first.saturating_add(count),
+                    available: n,
+                },
+            )
         })?;
     let images: Vec<Vec<f64>> = (first..end)
         .map(|i| {
@@ -100,63 +123,58 @@ pub fn idx_images(path: &Path, first: usize, count: usize) -> Result<FloatTensor
         })
         .collect();
     FloatTensor::from_images(vec![1, h, w], &images)
-        .ok_or_else(|| ImportError::Data("inconsistent image sizes".into()))
+        .ok_or_else(|| DataError::InconsistentImages.into())
 }
 
 /// Labels from an IDX label file, `count` starting at `first`.
 pub fn idx_labels(path: &Path, first: usize, count: usize) -> Result<Vec<usize>, ImportError> {
     let idx = read_idx(path)?;
     if idx.dims.len() != 1 {
-        return Err(ImportError::Data(format!(
-            "{}: not a label file",
-            path.display()
-        )));
+        return Err(idx_error(path, IdxFault::NotLabels { dims: idx.dims }));
     }
     idx.data
         .get(first..first.saturating_add(count))
         .map(|s| s.iter().map(|&l| l as usize).collect())
         .ok_or_else(|| {
-            ImportError::Data(format!(
-                "{}: fewer than {} labels",
-                path.display(),
-                first + count
-            ))
+            idx_error(
+                path,
+                IdxFault::TooFewLabels {
+                    needed: first.saturating_add(count),
+                    available: idx.data.len(),
+                },
+            )
         })
 }
 
 /// A PNG image as `[C, H, W]` floats pixel/255: C = 1 for grayscale, 3 for colour (an alpha
 /// channel is dropped; 16-bit samples are scaled to 8).
 pub fn png_image(path: &Path) -> Result<(Vec<usize>, Vec<f64>), ImportError> {
-    let io = |e| ImportError::Io(path.display().to_string(), e);
-    let file = std::fs::File::open(path).map_err(io)?;
+    let file = std::fs::File::open(path).map_err(|e| ImportError::io(path, e))?;
     let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
     decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
-    let mut reader = decoder
-        .read_info()
-        .map_err(|e| ImportError::Data(format!("{}: {e}", path.display())))?;
+    let decode = |e| png_error(path, PngFault::Decode(e));
+    let mut reader = decoder.read_info().map_err(decode)?;
     let (w, h) = (reader.info().width as usize, reader.info().height as usize);
-    if w * h > 4096 * 4096 {
-        return Err(ImportError::Data(format!(
-            "{}: image too large",
-            path.display()
-        )));
+    const MAX_PIXELS: usize = 4096 * 4096;
+    if w.saturating_mul(h) > MAX_PIXELS {
+        return Err(png_error(
+            path,
+            PngFault::TooLarge {
+                width: w,
+                height: h,
+                max_pixels: MAX_PIXELS,
+            },
+        ));
     }
     let mut buf = vec![0u8; reader.output_buffer_size()];
-    let frame = reader
-        .next_frame(&mut buf)
-        .map_err(|e| ImportError::Data(format!("{}: {e}", path.display())))?;
+    let frame = reader.next_frame(&mut buf).map_err(decode)?;
     let bytes = &buf[..frame.buffer_size()];
     let channels = match frame.color_type {
         png::ColorType::Grayscale => 1,
         png::ColorType::GrayscaleAlpha => 2,
         png::ColorType::Rgb => 3,
         png::ColorType::Rgba => 4,
-        png::ColorType::Indexed => {
-            return Err(ImportError::Data(format!(
-                "{}: palette images are not supported",
-                path.display()
-            )))
-        }
+        png::ColorType::Indexed => return Err(png_error(path, PngFault::Palette)),
     };
     let keep = if channels <= 2 { 1 } else { 3 };
     let mut out = vec![0.0; keep * h * w];

@@ -2,6 +2,7 @@
 //! encoded model (its encryptable prefix, then the float reference for a plaintext tail).
 
 use crate::build::BuiltModel;
+use crate::data::DataError;
 use crate::spec::ModelSpec;
 use crate::ImportError;
 use he_layers::tensor::FloatTensor;
@@ -61,12 +62,8 @@ pub fn mirror_outputs(
 ) -> Result<Vec<Vec<f64>>, ImportError> {
     let model = &built.model;
     let prefix = model.encryptable_prefix();
-    let q = model
-        .quantize_input(x)
-        .map_err(|e| ImportError::Data(e.to_string()))?;
-    let y = model
-        .run_int(0..prefix, &q)
-        .map_err(|e| ImportError::Data(e.to_string()))?;
+    let q = model.quantize_input(x).map_err(DataError::Model)?;
+    let y = model.run_int(0..prefix, &q).map_err(DataError::Model)?;
     let scale = model.info_before(prefix).scale;
     let yf = y.map(|&v| v as f64 / scale);
     let tail_start = built.spec_index[..prefix]
@@ -104,7 +101,7 @@ pub fn accuracy(
         let end = (start + chunk.max(1)).min(n);
         let imgs: Vec<Vec<f64>> = (start..end).map(|j| images.image(j)).collect();
         let x = FloatTensor::from_images(images.shape().to_vec(), &imgs)
-            .ok_or_else(|| ImportError::Data("inconsistent images".into()))?;
+            .ok_or(DataError::InconsistentImages)?;
         let f = float_outputs(spec, &x)?;
         let m = mirror_outputs(spec, built, &x)?;
         for (k, (fr, mr)) in f.iter().zip(&m).enumerate() {

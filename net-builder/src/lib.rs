@@ -14,17 +14,26 @@ pub mod spec;
 pub mod torch;
 
 pub use build::{build_model, BuildError, BuildOptions, BuiltModel};
+pub use data::DataError;
+pub use onnx::OnnxError;
 pub use spec::{LayerSpec, ModelSpec, SpecError};
-pub use torch::PickleOptions;
+pub use torch::{PickleOptions, TorchError};
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Why a model file could not be imported.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ImportError {
     /// The file could not be read.
-    #[error("cannot read {0}: {1}")]
-    Io(String, std::io::Error),
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A node or module type that has no mapping.
     #[error("node {node}: op type {op} is not supported; supported: {supported}")]
     Unsupported {
@@ -37,16 +46,26 @@ pub enum ImportError {
     },
     /// A malformed or unsupported ONNX construct.
     #[error("ONNX: {0}")]
-    Onnx(String),
+    Onnx(#[from] OnnxError),
     /// A malformed or unsupported pickle.
     #[error("PyTorch pickle: {0}")]
-    Pickle(String),
+    Pickle(#[from] TorchError),
     /// An image or label file is unusable.
     #[error("data: {0}")]
-    Data(String),
+    Data(#[from] DataError),
     /// The imported model does not hold together.
     #[error(transparent)]
     Spec(#[from] SpecError),
+}
+
+impl ImportError {
+    /// A file that could not be read.
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
 }
 
 /// Imports a model file: `.onnx` through the ONNX reader, anything else (`.pt`, `.pth`) as a

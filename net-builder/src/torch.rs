@@ -10,6 +10,10 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
 
+mod error;
+
+pub use error::{ModuleFault, TorchError};
+
 /// Largest model file read.
 pub const MAX_PICKLE_BYTES: u64 = 512 << 20;
 
@@ -42,15 +46,16 @@ type Storages = HashMap<String, (String, Vec<u8>)>;
 
 /// Reads a pickled model file.
 pub fn load_pickle(path: &Path, opts: &PickleOptions) -> Result<ModelSpec, ImportError> {
-    let meta =
-        std::fs::metadata(path).map_err(|e| ImportError::Io(path.display().to_string(), e))?;
+    let meta = std::fs::metadata(path).map_err(|e| ImportError::io(path, e))?;
     if meta.len() > MAX_PICKLE_BYTES {
-        return Err(ImportError::Pickle(format!(
-            "{} is over the {MAX_PICKLE_BYTES}-byte limit",
-            path.display()
-        )));
+        return Err(TorchError::TooLarge {
+            path: path.to_path_buf(),
+            bytes: meta.len(),
+            limit: MAX_PICKLE_BYTES,
+        }
+        .into());
     }
-    let bytes = std::fs::read(path).map_err(|e| ImportError::Io(path.display().to_string(), e))?;
+    let bytes = std::fs::read(path).map_err(|e| ImportError::io(path, e))?;
     let name = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -83,33 +88,39 @@ pub fn read_pickle(
     Ok(spec)
 }
 
-fn perr(e: pickle::PickleError) -> ImportError {
-    ImportError::Pickle(e.to_string())
-}
-
 fn read_zip(bytes: &[u8]) -> Result<(Pickle, Storages), ImportError> {
-    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes))
-        .map_err(|e| ImportError::Pickle(format!("not a readable zip: {e}")))?;
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(TorchError::Zip)?;
     let names: Vec<String> = zip.file_names().map(str::to_string).collect();
     let pkl = names
         .iter()
         .find(|n| n.ends_with("data.pkl"))
-        .ok_or_else(|| ImportError::Pickle("the zip has no data.pkl".into()))?
+        .ok_or(TorchError::NoDataPkl)?
         .clone();
     let prefix = pkl.trim_end_matches("data.pkl").to_string();
-    let mut read = |name: &str| -> Result<Vec<u8>, ImportError> {
-        let mut f = zip
-            .by_name(name)
-            .map_err(|e| ImportError::Pickle(format!("{name}: {e}")))?;
+    let mut read = |name: &str| -> Result<Vec<u8>, TorchError> {
+        let mut f = zip.by_name(name).map_err(|source| TorchError::ZipEntry {
+            entry: name.to_string(),
+            source,
+        })?;
         if f.size() > MAX_PICKLE_BYTES {
-            return Err(ImportError::Pickle(format!("{name} is too large")));
+            return Err(TorchError::EntryTooLarge {
+                entry: name.to_string(),
+                bytes: f.size(),
+                limit: MAX_PICKLE_BYTES,
+            });
         }
         let mut v = Vec::with_capacity(f.size() as usize);
         f.read_to_end(&mut v)
-            .map_err(|e| ImportError::Pickle(format!("{name}: {e}")))?;
+            .map_err(|source| TorchError::ZipRead {
+                entry: name.to_string(),
+                source,
+            })?;
         Ok(v)
     };
-    let pk = pickle::parse(&read(&pkl)?).map_err(perr)?;
+    let pk = pickle::parse(&read(&pkl)?).map_err(|source| TorchError::Parse {
+        part: pkl.clone(),
+        source,
+    })?;
     let mut storages = Storages::new();
     for n in &names {
         if let Some(key) = n.strip_prefix(&format!("{prefix}data/")) {
@@ -121,9 +132,13 @@ fn read_zip(bytes: &[u8]) -> Result<(Pickle, Storages), ImportError> {
 
 fn read_legacy(bytes: &[u8]) -> Result<(Pickle, Storages), ImportError> {
     let mut pos = 0;
-    let mut next = |what: &str| -> Result<Pickle, ImportError> {
-        let p = pickle::parse(bytes.get(pos..).unwrap_or_default())
-            .map_err(|e| ImportError::Pickle(format!("{what}: {e}")))?;
+    let mut next = |part: &str| -> Result<Pickle, TorchError> {
+        let p = pickle::parse(bytes.get(pos..).unwrap_or_default()).map_err(|source| {
+            TorchError::Parse {
+                part: part.to_string(),
+                source,
+            }
+        })?;
         pos += p.consumed;
         Ok(p)
     };
@@ -131,9 +146,7 @@ fn read_legacy(bytes: &[u8]) -> Result<(Pickle, Storages), ImportError> {
     // 0x1950a86a20f9469cfc6c, little-endian.
     let expected = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
     if magic.root != Value::BigInt(expected.to_vec()) {
-        return Err(ImportError::Pickle(
-            "not a PyTorch file: neither a zip nor the legacy magic number".into(),
-        ));
+        return Err(TorchError::NotPyTorch.into());
     }
     let _protocol = next("protocol version")?;
     let _sys_info = next("system info")?;
@@ -144,12 +157,12 @@ fn read_legacy(bytes: &[u8]) -> Result<(Pickle, Storages), ImportError> {
             .iter()
             .map(|v| match v {
                 Value::Str(s) => Ok(s.clone()),
-                other => Err(ImportError::Pickle(format!(
-                    "storage key {other} is not a string"
-                ))),
+                other => Err(TorchError::StorageKeyNotString {
+                    found: other.clone(),
+                }),
             })
             .collect::<Result<_, _>>()?,
-        _ => return Err(ImportError::Pickle("storage keys are not a list".into())),
+        _ => return Err(TorchError::StorageKeysNotList.into()),
     };
     // Element sizes come from the storage types named in the model's persistent ids.
     let mut kinds: HashMap<String, String> = HashMap::new();
@@ -175,28 +188,35 @@ fn read_legacy(bytes: &[u8]) -> Result<(Pickle, Storages), ImportError> {
         let width = element_width(&kind)?;
         let hdr = bytes
             .get(pos..pos + 8)
-            .ok_or_else(|| ImportError::Pickle(format!("storage {key} is truncated")))?;
+            .ok_or_else(|| TorchError::StorageTruncated { key: key.clone() })?;
         let numel = u64::from_le_bytes(hdr.try_into().unwrap_or([0; 8]));
         pos += 8;
         let len = usize::try_from(numel)
             .ok()
             .and_then(|n| n.checked_mul(width))
             .filter(|&l| pos + l <= bytes.len())
-            .ok_or_else(|| ImportError::Pickle(format!("storage {key} is truncated")))?;
+            .ok_or_else(|| TorchError::StorageTruncated { key: key.clone() })?;
         storages.insert(key, (kind, bytes[pos..pos + len].to_vec()));
         pos += len;
     }
     Ok((model, storages))
 }
 
-fn element_width(kind: &str) -> Result<usize, ImportError> {
+fn element_width(kind: &str) -> Result<usize, TorchError> {
     match kind {
         "FloatStorage" => Ok(4),
         "DoubleStorage" => Ok(8),
-        other => Err(ImportError::Pickle(format!(
-            "storage type {other} is not supported (FloatStorage, DoubleStorage are)"
-        ))),
+        other => Err(TorchError::StorageType {
+            kind: other.to_string(),
+        }),
     }
+}
+
+fn unknown_class(path: &str) -> ImportError {
+    TorchError::UnknownClass {
+        module: path.to_string(),
+    }
+    .into()
 }
 
 /// ('storage', torch.XStorage, key, location, numel[, view]) → (key, "XStorage", numel).
@@ -291,9 +311,10 @@ fn collect_modules(
         callable, state, ..
     }) = pk.node(module)
     else {
-        return Err(ImportError::Pickle(format!(
-            "module {path:?} is not a pickled object"
-        )));
+        return Err(TorchError::NotAnObject {
+            module: path.to_string(),
+        }
+        .into());
     };
     // Zip files name the class as a global; legacy files as a persistent id
     // ('module', class, source file, source).
@@ -302,23 +323,11 @@ fn collect_modules(
         Value::PersistentId(pid) => match pid.as_ref() {
             Value::Tuple(t) => match t.as_slice() {
                 [Value::Str(tag), Value::Global(m, c), ..] if tag == "module" => (m, c),
-                _ => {
-                    return Err(ImportError::Pickle(format!(
-                        "module {path:?} has an unknown class reference"
-                    )))
-                }
+                _ => return Err(unknown_class(path)),
             },
-            _ => {
-                return Err(ImportError::Pickle(format!(
-                    "module {path:?} has an unknown class reference"
-                )))
-            }
+            _ => return Err(unknown_class(path)),
         },
-        _ => {
-            return Err(ImportError::Pickle(format!(
-                "module {path:?} has an unknown class reference"
-            )))
-        }
+        _ => return Err(unknown_class(path)),
     };
     let state = state.clone().unwrap_or_default();
     let name = if path.is_empty() {
@@ -331,26 +340,34 @@ fn collect_modules(
         op: format!("{m}.{class}"),
         supported: MODULES,
     };
+    let fault = |fault: ModuleFault| -> ImportError {
+        TorchError::Module {
+            module: name.clone(),
+            class: class.clone(),
+            fault,
+        }
+        .into()
+    };
     let attr = |k: &str| pk.get(&state, k);
-    let attr_ints = |k: &str| -> Result<Vec<usize>, ImportError> {
-        let v = attr(k).and_then(ints).ok_or_else(|| {
-            ImportError::Pickle(format!(
-                "{name} ({class}): attribute {k} is missing or not integers"
-            ))
-        })?;
+    let attr_ints = |attribute: &'static str| -> Result<Vec<usize>, ImportError> {
+        let v = attr(attribute)
+            .and_then(ints)
+            .ok_or_else(|| fault(ModuleFault::NotIntegers { attribute }))?;
         v.into_iter()
-            .map(|x| {
-                usize::try_from(x).map_err(|_| ImportError::Pickle(format!("{name}: negative {k}")))
+            .map(|value| {
+                usize::try_from(value)
+                    .map_err(|_| fault(ModuleFault::Negative { attribute, value }))
             })
             .collect()
     };
-    let pair = |k: &str| -> Result<[usize; 2], ImportError> {
-        match attr_ints(k)?.as_slice() {
+    let pair = |attribute: &'static str| -> Result<[usize; 2], ImportError> {
+        match attr_ints(attribute)?.as_slice() {
             &[a] => Ok([a, a]),
             &[a, b] => Ok([a, b]),
-            other => Err(ImportError::Pickle(format!(
-                "{name}: {k} {other:?} is not 1 or 2 numbers"
-            ))),
+            other => Err(fault(ModuleFault::NotAPair {
+                attribute,
+                values: other.to_vec(),
+            })),
         }
     };
     let param = |k: &str| -> Option<(Vec<usize>, Vec<f32>)> {
@@ -362,7 +379,7 @@ fn collect_modules(
         let b = pk.get(&state, "_buffers")?;
         tensor(pk, pk.get(b, k)?, storages).map(|t| t.1)
     };
-    let missing = |k: &str| ImportError::Pickle(format!("{name} ({class}): {k} is missing"));
+    let missing = |item: &'static str| fault(ModuleFault::Missing { item });
     if opts.square_classes.iter().any(|c| c == class) {
         layers.push(LayerSpec::Square { name: name.clone() });
         return Ok(());
@@ -387,34 +404,29 @@ fn collect_modules(
             }
         }
         "Conv2d" => {
-            if attr_ints("dilation")?.iter().any(|&d| d != 1)
-                || attr_ints("groups").unwrap_or(vec![1]) != [1]
-            {
-                return Err(ImportError::Pickle(format!(
-                    "{name}: dilated or grouped convolutions are not supported"
-                )));
+            let dilation = attr_ints("dilation")?;
+            let groups = attr_ints("groups").unwrap_or(vec![1]);
+            if dilation.iter().any(|&d| d != 1) || groups != [1] {
+                return Err(fault(ModuleFault::DilatedOrGrouped { dilation, groups }));
             }
             if let Some(Value::Str(mode)) = attr("padding_mode") {
                 if mode != "zeros" {
-                    return Err(ImportError::Pickle(format!(
-                        "{name}: padding mode {mode} is not supported"
-                    )));
+                    return Err(fault(ModuleFault::PaddingMode { mode: mode.clone() }));
                 }
             }
             let padding = match attr("padding") {
                 Some(Value::Str(s)) if s == "valid" => [0, 0],
                 Some(Value::Str(s)) => {
-                    return Err(ImportError::Pickle(format!(
-                        "{name}: padding {s:?} is not supported"
-                    )))
+                    return Err(fault(ModuleFault::NamedPadding { padding: s.clone() }))
                 }
                 _ => pair("padding")?,
             };
             let (wshape, weight) = param("weight").ok_or_else(|| missing("weight"))?;
             let &[oc, ic, kh, kw] = wshape.as_slice() else {
-                return Err(ImportError::Pickle(format!(
-                    "{name}: weight shape {wshape:?} is not 4-D"
-                )));
+                return Err(fault(ModuleFault::WeightRank {
+                    shape: wshape,
+                    rank: 4,
+                }));
             };
             layers.push(LayerSpec::Conv2d {
                 name: name.clone(),
@@ -430,9 +442,10 @@ fn collect_modules(
         "Linear" => {
             let (wshape, weight) = param("weight").ok_or_else(|| missing("weight"))?;
             let &[outf, inf] = wshape.as_slice() else {
-                return Err(ImportError::Pickle(format!(
-                    "{name}: weight shape {wshape:?} is not 2-D"
-                )));
+                return Err(fault(ModuleFault::WeightRank {
+                    shape: wshape,
+                    rank: 2,
+                }));
             };
             layers.push(LayerSpec::Linear {
                 name: name.clone(),
@@ -451,22 +464,16 @@ fn collect_modules(
             };
             let padding = pair("padding")?;
             if matches!(attr("ceil_mode"), Some(Value::Bool(true))) {
-                return Err(ImportError::Pickle(format!(
-                    "{name}: ceil_mode is not supported"
-                )));
+                return Err(fault(ModuleFault::CeilMode));
             }
             if class == "AvgPool2d" {
                 if matches!(attr("count_include_pad"), Some(Value::Bool(false)))
                     && padding != [0, 0]
                 {
-                    return Err(ImportError::Pickle(format!(
-                        "{name}: count_include_pad=False with padding is not supported"
-                    )));
+                    return Err(fault(ModuleFault::PadExcludedFromCount));
                 }
                 if !matches!(attr("divisor_override"), None | Some(Value::None)) {
-                    return Err(ImportError::Pickle(format!(
-                        "{name}: divisor_override is not supported"
-                    )));
+                    return Err(fault(ModuleFault::DivisorOverride));
                 }
                 layers.push(LayerSpec::AvgPool2d {
                     name: name.clone(),
@@ -480,9 +487,7 @@ fn collect_modules(
                     .iter()
                     .any(|&d| d != 1)
                 {
-                    return Err(ImportError::Pickle(format!(
-                        "{name}: dilated max pooling is not supported"
-                    )));
+                    return Err(fault(ModuleFault::DilatedMaxPool));
                 }
                 layers.push(LayerSpec::MaxPool2d {
                     name: name.clone(),
@@ -496,9 +501,7 @@ fn collect_modules(
             let start = attr("start_dim").and_then(ints).unwrap_or(vec![1]);
             let end = attr("end_dim").and_then(ints).unwrap_or(vec![-1]);
             if start != [1] || end != [-1] {
-                return Err(ImportError::Pickle(format!(
-                    "{name}: only Flatten(1, -1) is supported"
-                )));
+                return Err(fault(ModuleFault::FlattenDims { start, end }));
             }
             layers.push(LayerSpec::Flatten { name: name.clone() });
         }
@@ -538,13 +541,12 @@ pub fn infer_input_shape(spec: &ModelSpec) -> Result<Vec<usize>, ImportError> {
                 LayerSpec::Square { .. } | LayerSpec::Relu { .. } | LayerSpec::Tanh { .. }
             )
         })
-        .ok_or_else(|| {
-            ImportError::Pickle("no layer fixes the input shape; give it explicitly".into())
-        })?;
+        .ok_or(TorchError::NoShapeLayer)?;
     match first {
         LayerSpec::Linear { in_features, .. } => Ok(vec![*in_features]),
         LayerSpec::Conv2d { in_channels, .. } => {
-            for s in 1..=1024 {
+            const MAX_SIDE: usize = 1024;
+            for s in 1..=MAX_SIDE {
                 let trial = ModelSpec {
                     input_shape: vec![*in_channels, s, s],
                     ..spec.clone()
@@ -553,13 +555,11 @@ pub fn infer_input_shape(spec: &ModelSpec) -> Result<Vec<usize>, ImportError> {
                     return Ok(trial.input_shape);
                 }
             }
-            Err(ImportError::Pickle(
-                "no square input up to 1024×1024 fits; give the input shape".into(),
-            ))
+            Err(TorchError::NoSquareInput { max: MAX_SIDE }.into())
         }
-        other => Err(ImportError::Pickle(format!(
-            "the first layer ({}) does not fix the input shape; give it explicitly",
-            other.describe()
-        ))),
+        other => Err(TorchError::FirstLayerNoShape {
+            layer: other.describe(),
+        }
+        .into()),
     }
 }

@@ -5,7 +5,7 @@
 use crate::cache::BoundedCache;
 use crate::error::ApiError;
 use crate::registry::Registry;
-use he_layers::crypto::sanitize::{plan_sanitization, SanitizationPlan};
+use he_layers::crypto::sanitize::{plan_sanitization, NoRoomForFlooding, SanitizationPlan};
 use he_layers::crypto::BfvParameters;
 use he_layers::layers::EncodedLayer;
 use he_layers::plan::{BatchLayout, ExecutionPlan, Layout, LayoutKind, PROTOCOL_VERSION};
@@ -23,7 +23,7 @@ pub struct PlanComponent {
     pub built: Arc<BuiltModel>,
     /// Per segment (in the plan's order): the sanitization of its answers, or why there is no
     /// room for it. Empty when the server runs without circuit privacy.
-    pub sanitization: Vec<Result<SanitizationPlan, String>>,
+    pub sanitization: Vec<Result<SanitizationPlan, NoRoomForFlooding>>,
 }
 
 /// A compiled plan.
@@ -164,7 +164,7 @@ pub fn compile(
                     .iter()
                     .map(|s| {
                         let noise = b.model.range_noise_log2(&s.layers);
-                        plan_sanitization(&params, noise, bits).map_err(|e| e.to_string())
+                        plan_sanitization(&params, noise, bits)
                     })
                     .collect(),
             };

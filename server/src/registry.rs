@@ -47,6 +47,34 @@ pub struct ServedModel {
     pub digest: [u8; 32],
 }
 
+/// Why the operator's `--allow-reencrypt` positions are refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AllowReencryptError {
+    /// No model of that name is served.
+    #[error("--allow-reencrypt: no model named {net:?}")]
+    UnknownNet {
+        /// The name given.
+        net: String,
+    },
+    /// A position at or after the model's last layer.
+    #[error(
+        "--allow-reencrypt {net}: {position} is not a layer before the last (the model has \
+         {layers})"
+    )]
+    NotBeforeLast {
+        /// The model.
+        net: String,
+        /// The position given.
+        position: usize,
+        /// Its number of layers.
+        layers: usize,
+    },
+    /// The registry is shared already (positions are set before serving).
+    #[error("--allow-reencrypt: the registry is already serving")]
+    Serving,
+}
+
 /// Every model found under the models directory, by name.
 #[derive(Debug)]
 pub struct Registry {
@@ -135,18 +163,26 @@ impl Registry {
 
     /// Lets clients of `net` re-encrypt after these layers too (the operator's
     /// `--allow-reencrypt`). Called before serving.
-    pub fn allow_positions(&mut self, net: &str, positions: &[usize]) -> Result<(), String> {
+    pub fn allow_positions(
+        &mut self,
+        net: &str,
+        positions: &[usize],
+    ) -> Result<(), AllowReencryptError> {
         let m = self
             .models
             .get_mut(net)
-            .ok_or_else(|| format!("--allow-reencrypt: no model named {net:?}"))?;
+            .ok_or_else(|| AllowReencryptError::UnknownNet {
+                net: net.to_string(),
+            })?;
         let layers = m.spec.layers.len();
-        if let Some(p) = positions.iter().find(|&&p| p + 1 >= layers) {
-            return Err(format!(
-                "--allow-reencrypt {net}: {p} is not a layer before the last (the model has {layers})"
-            ));
+        if let Some(&position) = positions.iter().find(|&&p| p + 1 >= layers) {
+            return Err(AllowReencryptError::NotBeforeLast {
+                net: net.to_string(),
+                position,
+                layers,
+            });
         }
-        let m = Arc::get_mut(m).ok_or("--allow-reencrypt: the registry is already serving")?;
+        let m = Arc::get_mut(m).ok_or(AllowReencryptError::Serving)?;
         m.allowed_positions.extend_from_slice(positions);
         m.allowed_positions.sort_unstable();
         m.allowed_positions.dedup();

@@ -1,5 +1,6 @@
 //! Node attributes: ints, pairs, paddings.
 
+use super::error::NodeFault;
 use super::proto::{AttributeProto, NodeProto};
 use super::tensor::bad;
 use crate::ImportError;
@@ -16,13 +17,21 @@ pub(super) fn attr_int(n: &NodeProto, name: &str) -> Option<i64> {
     attr(n, name).and_then(|a| a.i)
 }
 
-pub(super) fn pair(v: &[i64], node: &str, op: &str, what: &str) -> Result<[usize; 2], ImportError> {
+pub(super) fn pair(
+    v: &[i64],
+    node: &str,
+    op: &str,
+    attribute: &'static str,
+) -> Result<[usize; 2], ImportError> {
     match v {
         &[a, b] if a >= 0 && b >= 0 => Ok([a as usize, b as usize]),
         _ => Err(bad(
             node,
             op,
-            format!("{what} {v:?} is not two non-negative numbers"),
+            NodeFault::NotAPair {
+                attribute,
+                values: v.to_vec(),
+            },
         )),
     }
 }
@@ -34,7 +43,9 @@ pub(super) fn pads(n: &NodeProto, node: &str, op: &str) -> Result<[usize; 2], Im
             return Err(bad(
                 node,
                 op,
-                format!("auto_pad {} is not supported", String::from_utf8_lossy(a)),
+                NodeFault::AutoPad {
+                    auto_pad: String::from_utf8_lossy(a).into_owned(),
+                },
             ));
         }
     }
@@ -44,7 +55,7 @@ pub(super) fn pads(n: &NodeProto, node: &str, op: &str) -> Result<[usize; 2], Im
         Some(p) => Err(bad(
             node,
             op,
-            format!("asymmetric padding {p:?} is not supported"),
+            NodeFault::AsymmetricPadding { pads: p.to_vec() },
         )),
     }
 }

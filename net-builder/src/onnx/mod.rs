@@ -10,9 +10,12 @@ use std::collections::HashMap;
 use std::path::Path;
 
 mod attributes;
+mod error;
 #[allow(missing_docs)]
 mod proto;
 mod tensor;
+
+pub use error::{NodeFault, OnnxError, TensorFault};
 
 use attributes::{attr, attr_int, attr_ints, pads, pair};
 use tensor::{bad, read_capped, tensor_values, Constant};
@@ -43,11 +46,8 @@ pub fn load_onnx(path: &Path) -> Result<ModelSpec, ImportError> {
 
 /// Reads ONNX bytes; external data is looked up in `dir`.
 pub fn read_onnx(bytes: &[u8], dir: &Path, name: &str) -> Result<ModelSpec, ImportError> {
-    let model = proto::ModelProto::decode(bytes)
-        .map_err(|e| ImportError::Onnx(format!("not a valid ONNX protobuf: {e}")))?;
-    let graph = model
-        .graph
-        .ok_or_else(|| ImportError::Onnx("the model has no graph".into()))?;
+    let model = proto::ModelProto::decode(bytes).map_err(OnnxError::Decode)?;
+    let graph = model.graph.ok_or(OnnxError::NoGraph)?;
     let mut constants: HashMap<String, Constant> = HashMap::new();
     for t in &graph.initializer {
         let c = tensor_values(t, dir)?;
@@ -58,7 +58,7 @@ pub fn read_onnx(bytes: &[u8], dir: &Path, name: &str) -> Result<ModelSpec, Impo
         .input
         .iter()
         .find(|i| !constants.contains_key(i.name.as_deref().unwrap_or_default()))
-        .ok_or_else(|| ImportError::Onnx("the graph has no data input".into()))?;
+        .ok_or(OnnxError::NoDataInput)?;
     let dims: Vec<Option<usize>> = input
         .r#type
         .as_ref()
@@ -72,9 +72,7 @@ pub fn read_onnx(bytes: &[u8], dir: &Path, name: &str) -> Result<ModelSpec, Impo
         })
         .unwrap_or_default();
     if dims.len() < 2 || dims[1..].iter().any(Option::is_none) {
-        return Err(ImportError::Onnx(format!(
-            "the input's shape {dims:?} is not [batch, …] with known sizes"
-        )));
+        return Err(OnnxError::InputShape { dims }.into());
     }
     let input_shape: Vec<usize> = dims[1..].iter().map(|d| d.unwrap_or(0)).collect();
 
@@ -90,14 +88,17 @@ pub fn read_onnx(bytes: &[u8], dir: &Path, name: &str) -> Result<ModelSpec, Impo
             .filter(|s| !s.is_empty())
             .or_else(|| n.output.first().cloned())
             .unwrap_or_else(|| op.clone());
-        if n.domain
+        if let Some(domain) = n
+            .domain
             .as_deref()
-            .is_some_and(|d| !d.is_empty() && d != "ai.onnx")
+            .filter(|d| !d.is_empty() && *d != "ai.onnx")
         {
             return Err(bad(
                 &node,
                 &op,
-                format!("custom domain {:?} is not supported", n.domain),
+                NodeFault::CustomDomain {
+                    domain: domain.to_string(),
+                },
             ));
         }
         let out = n.output.first().cloned().unwrap_or_default();
@@ -118,7 +119,7 @@ pub fn read_onnx(bytes: &[u8], dir: &Path, name: &str) -> Result<ModelSpec, Impo
                         values: a.ints.iter().map(|&v| v as f64).collect(),
                     })
                 })
-                .ok_or_else(|| bad(&node, &op, "a constant without a tensor value"))?;
+                .ok_or_else(|| bad(&node, &op, NodeFault::ConstantWithoutValue))?;
             constants.insert(out, t);
             continue;
         }
@@ -133,23 +134,17 @@ pub fn read_onnx(bytes: &[u8], dir: &Path, name: &str) -> Result<ModelSpec, Impo
             return Err(bad(
                 &node,
                 &op,
-                format!(
-                    "its inputs {:?} are not the output of the previous layer ({current}); only a chain of layers (a Sequential) is supported",
-                    n.input
-                ),
+                NodeFault::NotAChain {
+                    inputs: n.input.clone(),
+                    previous: current,
+                },
             ));
         }
         let constant = |i: usize| -> Result<&Constant, ImportError> {
             n.input
                 .get(i)
                 .and_then(|name| constants.get(name))
-                .ok_or_else(|| {
-                    bad(
-                        &node,
-                        &op,
-                        format!("input {i} must be a constant (weights)"),
-                    )
-                })
+                .ok_or_else(|| bad(&node, &op, NodeFault::InputNotConstant { index: i }))
         };
         let to_f32 = |c: &Constant| c.values.iter().map(|&v| v as f32).collect::<Vec<f32>>();
         if op != "Add" {
@@ -165,27 +160,29 @@ pub fn read_onnx(bytes: &[u8], dir: &Path, name: &str) -> Result<ModelSpec, Impo
             }
         }
         if pending_pad.is_some() && !matches!(op.as_str(), "AveragePool" | "MaxPool") {
-            return Err(bad(
-                &node,
-                &op,
-                "a Pad is supported only right before a pool",
-            ));
+            return Err(bad(&node, &op, NodeFault::PadNotBeforePool));
         }
         match op.as_str() {
             "Identity" => {}
             "Conv" => {
-                if attr_int(n, "group").unwrap_or(1) != 1 {
-                    return Err(bad(&node, &op, "grouped convolution is not supported"));
+                let group = attr_int(n, "group").unwrap_or(1);
+                if group != 1 {
+                    return Err(bad(&node, &op, NodeFault::GroupedConv { group }));
                 }
-                if attr_ints(n, "dilations").is_some_and(|d| d.iter().any(|&x| x != 1)) {
-                    return Err(bad(&node, &op, "dilated convolution is not supported"));
+                if let Some(dilations) =
+                    attr_ints(n, "dilations").filter(|d| d.iter().any(|&x| x != 1))
+                {
+                    return Err(bad(&node, &op, NodeFault::DilatedConv { dilations }));
                 }
                 let w = constant(1)?;
                 let &[oc, ic, kh, kw] = w.dims.as_slice() else {
                     return Err(bad(
                         &node,
                         &op,
-                        format!("weight shape {:?} is not 4-D", w.dims),
+                        NodeFault::WeightRank {
+                            shape: w.dims.clone(),
+                            rank: 4,
+                        },
                     ));
                 };
                 let bias = if n.input.len() > 2 && !n.input[2].is_empty() {
@@ -214,14 +211,17 @@ pub fn read_onnx(bytes: &[u8], dir: &Path, name: &str) -> Result<ModelSpec, Impo
                 let alpha = attr(n, "alpha").and_then(|a| a.f).unwrap_or(1.0);
                 let beta = attr(n, "beta").and_then(|a| a.f).unwrap_or(1.0);
                 if attr_int(n, "transA").unwrap_or(0) != 0 {
-                    return Err(bad(&node, &op, "transA is not supported"));
+                    return Err(bad(&node, &op, NodeFault::TransA));
                 }
                 let w = constant(1)?;
                 let &[d0, d1] = w.dims.as_slice() else {
                     return Err(bad(
                         &node,
                         &op,
-                        format!("weight shape {:?} is not 2-D", w.dims),
+                        NodeFault::WeightRank {
+                            shape: w.dims.clone(),
+                            rank: 2,
+                        },
                     ));
                 };
                 let trans_b = attr_int(n, "transB").unwrap_or(0) != 0;
@@ -243,7 +243,10 @@ pub fn read_onnx(bytes: &[u8], dir: &Path, name: &str) -> Result<ModelSpec, Impo
                         return Err(bad(
                             &node,
                             &op,
-                            "only a per-output bias vector is supported",
+                            NodeFault::BiasShape {
+                                values: b.values.len(),
+                                outputs: outf,
+                            },
                         ));
                     }
                     Some(b.values.iter().map(|&v| (v * beta as f64) as f32).collect())
@@ -264,7 +267,10 @@ pub fn read_onnx(bytes: &[u8], dir: &Path, name: &str) -> Result<ModelSpec, Impo
                     return Err(bad(
                         &node,
                         &op,
-                        format!("weight shape {:?} is not 2-D", w.dims),
+                        NodeFault::WeightRank {
+                            shape: w.dims.clone(),
+                            rank: 2,
+                        },
                     ));
                 };
                 let mut weight = vec![0f32; outf * inf];
@@ -277,22 +283,21 @@ pub fn read_onnx(bytes: &[u8], dir: &Path, name: &str) -> Result<ModelSpec, Impo
             }
             "Add" => {
                 let Some((mname, inf, outf, weight)) = pending_matmul.take() else {
-                    return Err(bad(
-                        &node,
-                        &op,
-                        "an Add is supported only as the bias of a MatMul",
-                    ));
+                    return Err(bad(&node, &op, NodeFault::AddWithoutMatMul));
                 };
                 let b = n
                     .input
                     .iter()
                     .find_map(|i| constants.get(i))
-                    .ok_or_else(|| bad(&node, &op, "the bias must be a constant"))?;
+                    .ok_or_else(|| bad(&node, &op, NodeFault::BiasNotConstant))?;
                 if b.values.len() != outf {
                     return Err(bad(
                         &node,
                         &op,
-                        "only a per-output bias vector is supported",
+                        NodeFault::BiasShape {
+                            values: b.values.len(),
+                            outputs: outf,
+                        },
                     ));
                 }
                 layers.push(LayerSpec::Linear {
@@ -332,16 +337,18 @@ pub fn read_onnx(bytes: &[u8], dir: &Path, name: &str) -> Result<ModelSpec, Impo
                         return Err(bad(
                             &node,
                             &op,
-                            format!(
-                                "only symmetric zero padding of H and W is supported, got {p:?}"
-                            ),
+                            NodeFault::Pad {
+                                pads: p,
+                                mode: String::from_utf8_lossy(&mode).into_owned(),
+                                value,
+                            },
                         ))
                     }
                 }
             }
             "AveragePool" | "MaxPool" => {
                 if attr_int(n, "ceil_mode").unwrap_or(0) != 0 {
-                    return Err(bad(&node, &op, "ceil_mode is not supported"));
+                    return Err(bad(&node, &op, NodeFault::CeilMode));
                 }
                 let kernel = pair(
                     &attr_ints(n, "kernel_shape").unwrap_or_default(),
@@ -358,18 +365,14 @@ pub fn read_onnx(bytes: &[u8], dir: &Path, name: &str) -> Result<ModelSpec, Impo
                 let mut padding = pads(n, &node, &op)?;
                 if let Some((_, p)) = pending_pad.take() {
                     if padding != [0, 0] {
-                        return Err(bad(
-                            &node,
-                            &op,
-                            "a Pad followed by a padded pool is not supported",
-                        ));
+                        return Err(bad(&node, &op, NodeFault::PadBeforePaddedPool));
                     }
                     padding = p;
                 } else if op == "AveragePool"
                     && padding != [0, 0]
                     && attr_int(n, "count_include_pad").unwrap_or(0) == 0
                 {
-                    return Err(bad(&node, &op, "padding without count_include_pad has a varying divisor; export with count_include_pad=True"));
+                    return Err(bad(&node, &op, NodeFault::PadExcludedFromCount));
                 }
                 layers.push(if op == "AveragePool" {
                     LayerSpec::AvgPool2d {
@@ -388,8 +391,9 @@ pub fn read_onnx(bytes: &[u8], dir: &Path, name: &str) -> Result<ModelSpec, Impo
                 });
             }
             "Flatten" => {
-                if attr_int(n, "axis").unwrap_or(1) != 1 {
-                    return Err(bad(&node, &op, "only Flatten with axis 1 is supported"));
+                let axis = attr_int(n, "axis").unwrap_or(1);
+                if axis != 1 {
+                    return Err(bad(&node, &op, NodeFault::FlattenAxis { axis }));
                 }
                 layers.push(LayerSpec::Flatten { name: node.clone() });
             }
@@ -399,17 +403,16 @@ pub fn read_onnx(bytes: &[u8], dir: &Path, name: &str) -> Result<ModelSpec, Impo
                     return Err(bad(
                         &node,
                         &op,
-                        format!(
-                            "only a reshape to [batch, features] is supported, got {:?}",
-                            shape.values
-                        ),
+                        NodeFault::ReshapeTarget {
+                            shape: shape.values.clone(),
+                        },
                     ));
                 }
                 layers.push(LayerSpec::Flatten { name: node.clone() });
             }
             "Mul" => {
                 if n.input.len() != 2 || n.input[0] != n.input[1] {
-                    return Err(bad(&node, &op, "only Mul(x, x), a square, is supported"));
+                    return Err(bad(&node, &op, NodeFault::MulNotSquare));
                 }
                 layers.push(LayerSpec::Square { name: node.clone() });
             }
@@ -419,18 +422,16 @@ pub fn read_onnx(bytes: &[u8], dir: &Path, name: &str) -> Result<ModelSpec, Impo
                     return Err(bad(
                         &node,
                         &op,
-                        format!("only the exponent 2 is supported, got {:?}", e.values),
+                        NodeFault::PowExponent {
+                            exponent: e.values.clone(),
+                        },
                     ));
                 }
                 layers.push(LayerSpec::Square { name: node.clone() });
             }
             "BatchNormalization" => {
                 if attr_int(n, "training_mode").unwrap_or(0) != 0 {
-                    return Err(bad(
-                        &node,
-                        &op,
-                        "training-mode batch normalization is not supported",
-                    ));
+                    return Err(bad(&node, &op, NodeFault::TrainingBatchNorm));
                 }
                 let eps = attr(n, "epsilon").and_then(|a| a.f).unwrap_or(1e-5);
                 layers.push(LayerSpec::BatchNorm {
@@ -463,8 +464,8 @@ pub fn read_onnx(bytes: &[u8], dir: &Path, name: &str) -> Result<ModelSpec, Impo
             bias: None,
         });
     }
-    if pending_pad.is_some() {
-        return Err(ImportError::Onnx("the graph ends with a Pad".into()));
+    if let Some((node, _)) = pending_pad {
+        return Err(OnnxError::TrailingPad { node }.into());
     }
     Ok(ModelSpec {
         name: name.to_string(),

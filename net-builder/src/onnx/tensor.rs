@@ -1,6 +1,7 @@
 //! Constant tensors: decoding values (inline or external data beside the model), read with a
 //! size cap.
 
+use super::error::{NodeFault, OnnxError, TensorFault};
 use super::proto::TensorProto;
 use super::MAX_ONNX_BYTES;
 use crate::ImportError;
@@ -18,47 +19,58 @@ pub(super) struct Constant {
     pub(super) values: Vec<f64>,
 }
 
-pub(super) fn bad(node: &str, op: &str, what: impl Into<String>) -> ImportError {
-    ImportError::Onnx(format!("node {node} ({op}): {}", what.into()))
+/// A node's fault as an import error.
+pub(super) fn bad(node: &str, op: &str, fault: NodeFault) -> ImportError {
+    OnnxError::Node {
+        node: node.to_string(),
+        op: op.to_string(),
+        fault,
+    }
+    .into()
 }
 
 pub(super) fn read_capped(path: &Path) -> Result<Vec<u8>, ImportError> {
-    let meta =
-        std::fs::metadata(path).map_err(|e| ImportError::Io(path.display().to_string(), e))?;
+    let meta = std::fs::metadata(path).map_err(|e| ImportError::io(path, e))?;
     if meta.len() > MAX_ONNX_BYTES {
-        return Err(ImportError::Onnx(format!(
-            "{} is {} bytes, over the {MAX_ONNX_BYTES}-byte limit",
-            path.display(),
-            meta.len()
-        )));
+        return Err(OnnxError::TooLarge {
+            path: path.to_path_buf(),
+            bytes: meta.len(),
+            limit: MAX_ONNX_BYTES,
+        }
+        .into());
     }
-    std::fs::read(path).map_err(|e| ImportError::Io(path.display().to_string(), e))
+    std::fs::read(path).map_err(|e| ImportError::io(path, e))
 }
 
 /// Decodes a tensor's values, reading external data relative to `dir`.
 pub(super) fn tensor_values(t: &TensorProto, dir: &Path) -> Result<Constant, ImportError> {
     let name = t.name.clone().unwrap_or_default();
+    let fail = |fault: TensorFault| -> ImportError {
+        OnnxError::Tensor {
+            tensor: name.clone(),
+            fault,
+        }
+        .into()
+    };
     let dims: Vec<usize> = t
         .dims
         .iter()
-        .map(|&d| {
-            usize::try_from(d)
-                .map_err(|_| ImportError::Onnx(format!("tensor {name}: negative dimension")))
-        })
-        .collect::<Result<_, _>>()?;
+        .map(|&d| usize::try_from(d).ok())
+        .collect::<Option<_>>()
+        .ok_or_else(|| {
+            fail(TensorFault::NegativeDimension {
+                dims: t.dims.clone(),
+            })
+        })?;
     let count = dims
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .ok_or_else(|| ImportError::Onnx(format!("tensor {name}: size overflows")))?;
+        .ok_or_else(|| fail(TensorFault::SizeOverflow { dims: dims.clone() }))?;
     let dtype = t.data_type.unwrap_or(0);
     let width = match dtype {
         FLOAT | INT32 => 4,
         INT64 | DOUBLE => 8,
-        other => {
-            return Err(ImportError::Onnx(format!(
-                "tensor {name}: element type {other} is not supported (float, double, int32, int64 are)"
-            )))
-        }
+        other => return Err(fail(TensorFault::ElementType { data_type: other })),
     };
     let external;
     let raw: Option<&[u8]> = if t.data_location == Some(1) {
@@ -68,36 +80,36 @@ pub(super) fn tensor_values(t: &TensorProto, dir: &Path) -> Result<Constant, Imp
                 .find(|e| e.key.as_deref() == Some(k))
                 .and_then(|e| e.value.clone())
         };
-        let location = get("location").ok_or_else(|| {
-            ImportError::Onnx(format!("tensor {name}: external data without a location"))
-        })?;
+        let location = get("location").ok_or_else(|| fail(TensorFault::NoLocation))?;
         let rel = Path::new(&location);
         if rel.is_absolute()
             || rel
                 .components()
                 .any(|c| matches!(c, std::path::Component::ParentDir))
         {
-            return Err(ImportError::Onnx(format!(
-                "tensor {name}: external data location {location:?} must be a file beside the model"
-            )));
+            return Err(fail(TensorFault::LocationOutside { location }));
         }
-        let offset: usize = get("offset")
-            .map_or(Ok(0), |v| v.parse())
-            .map_err(|_| ImportError::Onnx(format!("tensor {name}: bad offset")))?;
-        let length: usize = match get("length") {
-            Some(v) => v
-                .parse()
-                .map_err(|_| ImportError::Onnx(format!("tensor {name}: bad length")))?,
-            None => count * width,
+        let number = |key: &'static str, default: usize| -> Result<usize, ImportError> {
+            match get(key) {
+                None => Ok(default),
+                Some(value) => value
+                    .parse()
+                    .map_err(|source| fail(TensorFault::ExternalField { key, value, source })),
+            }
         };
+        let offset = number("offset", 0)?;
+        let length = number("length", count * width)?;
         let file = read_capped(&dir.join(rel))?;
         let end = offset
             .checked_add(length)
             .filter(|&e| e <= file.len())
             .ok_or_else(|| {
-                ImportError::Onnx(format!(
-                    "tensor {name}: external data {location} is shorter than offset + length"
-                ))
+                fail(TensorFault::ExternalShort {
+                    location: location.clone(),
+                    offset,
+                    length,
+                    available: file.len(),
+                })
             })?;
         external = file[offset..end].to_vec();
         Some(&external)
@@ -107,10 +119,11 @@ pub(super) fn tensor_values(t: &TensorProto, dir: &Path) -> Result<Constant, Imp
     let values: Vec<f64> = match raw {
         Some(bytes) => {
             if bytes.len() != count * width {
-                return Err(ImportError::Onnx(format!(
-                    "tensor {name}: {} bytes for {count} elements of {width} bytes",
-                    bytes.len()
-                )));
+                return Err(fail(TensorFault::ByteCount {
+                    bytes: bytes.len(),
+                    count,
+                    width,
+                }));
             }
             bytes
                 .chunks_exact(width)
@@ -132,10 +145,10 @@ pub(super) fn tensor_values(t: &TensorProto, dir: &Path) -> Result<Constant, Imp
         },
     };
     if values.len() != count {
-        return Err(ImportError::Onnx(format!(
-            "tensor {name}: {} values for shape {dims:?}",
-            values.len()
-        )));
+        return Err(fail(TensorFault::ValueCount {
+            values: values.len(),
+            dims,
+        }));
     }
     Ok(Constant { dims, values })
 }
