@@ -142,11 +142,14 @@ impl Api {
         &self,
         keys: &ComponentKeys,
     ) -> Result<(KeysResponse, usize), ClientError> {
-        let parts = [
+        let mut parts = vec![
             ("parameters", keys.params.to_bytes()),
             ("public_key", keys.pk.to_bytes()),
             ("relinearization_key", keys.rk.to_bytes()),
         ];
+        if let Some(g) = &keys.galois {
+            parts.push(("galois_keys", g.to_bytes()));
+        }
         let id = he_layers::protocol::key_id(|name| {
             parts
                 .iter()

@@ -109,7 +109,8 @@ impl Bars {
 /// `quiet`.
 pub async fn run_compute(
     config: &ClientConfig,
-    keys: &KeySet,
+    keys: &mut KeySet,
+    key_dir: Option<&std::path::Path>,
     images: &Images,
     quiet: bool,
 ) -> Result<ComputeReport, ClientError> {
@@ -145,6 +146,13 @@ pub async fn run_compute(
         }
     })?;
 
+    // A packed plan rotates: Galois keys for exactly the elements it lists, made once and
+    // kept with the key set.
+    if keys.ensure_galois(&plan.galois_elements)? {
+        if let Some(dir) = key_dir {
+            keys.save(dir)?;
+        }
+    }
     // Keys: uploaded once per key id (the server keeps them content-addressed).
     let mut key_ids = Vec::new();
     let mut keys_upload_bytes = 0;

@@ -1,7 +1,7 @@
 //! The key store on disk: one set of keys per plaintext modulus; secret keys 0600.
 
 use crate::*;
-use he_layers::crypto::{BfvParameters, PublicKey, RelinearizationKey, SecretKey};
+use he_layers::crypto::{BfvParameters, GaloisKeys, PublicKey, RelinearizationKey, SecretKey};
 use he_layers::protocol::EncryptionParameters;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -17,6 +17,8 @@ pub struct ComponentKeys {
     pub pk: PublicKey,
     /// Relinearization key.
     pub rk: RelinearizationKey,
+    /// Galois keys for the rotations of a packed plan (made when a plan first asks for them).
+    pub galois: Option<GaloisKeys>,
 }
 
 /// A client's keys: one set per plaintext modulus of its parameters.
@@ -77,6 +79,7 @@ impl KeySet {
                     sk,
                     pk,
                     rk,
+                    galois: None,
                 }
             })
             .collect();
@@ -86,8 +89,33 @@ impl KeySet {
         })
     }
 
+    /// Makes sure every component holds Galois keys for at least `elements` (a plan's list),
+    /// generating them where missing. Returns whether any were made (the key id changes, and
+    /// a saved key set should be saved again).
+    pub fn ensure_galois(&mut self, elements: &[u64]) -> Result<bool, ClientError> {
+        if elements.is_empty() {
+            return Ok(false);
+        }
+        let mut made = false;
+        for c in &mut self.components {
+            let covered = c.galois.as_ref().is_some_and(|g| {
+                let held: Vec<u64> = g.elements().collect();
+                elements.iter().all(|e| *e == 1 || held.contains(e))
+            });
+            if !covered {
+                c.galois = Some(
+                    GaloisKeys::generate_for_elements(&c.sk, elements)
+                        .map_err(KeyStoreError::Galois)?,
+                );
+                made = true;
+            }
+        }
+        Ok(made)
+    }
+
     /// Saves to a folder: `keyset.json`, and per modulus `t<t>/` with `parameters.bin`,
-    /// `secret.key` (mode 0600), `public.key`, `relin.key`.
+    /// `secret.key` (mode 0600), `public.key`, `relin.key` and, once a packed plan asked for
+    /// them, `galois.key`.
     pub fn save(&self, dir: &Path) -> Result<(), ClientError> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let mut files = Vec::new();
@@ -96,11 +124,15 @@ impl KeySet {
             let d = dir.join(&sub);
             std::fs::create_dir_all(&d).map_err(io(&d))?;
             write_private(&d.join("secret.key"), &c.sk.to_bytes())?;
-            for (name, bytes) in [
+            let mut files_out = vec![
                 ("parameters.bin", c.params.to_bytes()),
                 ("public.key", c.pk.to_bytes()),
                 ("relin.key", c.rk.to_bytes()),
-            ] {
+            ];
+            if let Some(g) = &c.galois {
+                files_out.push(("galois.key", g.to_bytes()));
+            }
+            for (name, bytes) in files_out {
                 std::fs::write(d.join(name), bytes).map_err(io(&d.join(name)))?;
             }
             files.push(ComponentFile {
@@ -159,7 +191,21 @@ impl KeySet {
                 PublicKey::from_bytes(&read("public.key")?, &params).map_err(bad("public.key"))?;
             let rk = RelinearizationKey::from_bytes(&read("relin.key")?, &params)
                 .map_err(bad("relin.key"))?;
-            components.push(ComponentKeys { params, sk, pk, rk });
+            let galois = if d.join("galois.key").exists() {
+                Some(
+                    GaloisKeys::from_bytes(&read("galois.key")?, &params)
+                        .map_err(bad("galois.key"))?,
+                )
+            } else {
+                None
+            };
+            components.push(ComponentKeys {
+                params,
+                sk,
+                pk,
+                rk,
+                galois,
+            });
         }
         Ok(Self {
             encryption_parameters: meta.encryption_parameters,

@@ -139,15 +139,15 @@ async fn run(command: Command) -> Result<ExitCode, ClientError> {
             images,
         } => {
             let cfg = ClientConfig::load(&config)?;
-            let keys = match keys {
-                Some(dir) => KeySet::load(&dir)?,
+            let mut key_set = match &keys {
+                Some(dir) => KeySet::load(dir)?,
                 None => KeySet::generate(&cfg.encryption_parameters)?,
             };
             let imgs = match test_set {
                 Some(path) => load_test_set(&path, index, count)?,
                 None => load_pngs(&images)?,
             };
-            let report = run_compute(&cfg, &keys, &imgs, quiet).await?;
+            let report = run_compute(&cfg, &mut key_set, keys.as_deref(), &imgs, quiet).await?;
             println!(
                 "{}",
                 serde_json::to_string_pretty(&report).map_err(|source| ClientError::Encode {
@@ -239,8 +239,8 @@ async fn demo(models: &Path, net: &str) -> Result<ExitCode, ClientError> {
     let plain = net_builder::eval::float_outputs(&spec, &imgs.tensor)?;
 
     eprintln!("generating keys…");
-    let keys = KeySet::generate(&cfg.encryption_parameters)?;
-    let report = run_compute(&cfg, &keys, &imgs, false).await?;
+    let mut keys = KeySet::generate(&cfg.encryption_parameters)?;
+    let report = run_compute(&cfg, &mut keys, None, &imgs, false).await?;
 
     println!(
         "{net}: {} sample images, encrypted end to end (N={}, plaintext moduli {:?})",

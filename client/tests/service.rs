@@ -74,14 +74,16 @@ async fn cryptonets_over_http_equals_the_mirror() {
     let mut cfg =
         ClientConfig::load(&models().join("configs/mnist-cryptonets.client.json")).unwrap();
     cfg.address = address;
-    let keys = KeySet::generate(&cfg.encryption_parameters).unwrap();
+    let mut keys = KeySet::generate(&cfg.encryption_parameters).unwrap();
     let images = load_test_set(
         &models().join("data/mnist-t10k-images-idx3-ubyte.gz"),
         0,
         100,
     )
     .unwrap();
-    let report = run_compute(&cfg, &keys, &images, true).await.unwrap();
+    let report = run_compute(&cfg, &mut keys, None, &images, true)
+        .await
+        .unwrap();
     assert_eq!(report.segments.len(), 1);
     // Sanitized for circuit privacy: what is left after flooding, at a lower level.
     assert!(report.segments[0].noise_budget.iter().all(|&b| b > 0));
@@ -120,8 +122,10 @@ async fn lenet1_with_a_reencryption_gives_the_plaintext_labels() {
     let dir = models().join("mnist-lenet1-square/samples");
     let paths: Vec<PathBuf> = (0..16).map(|i| dir.join(format!("{i:02}.png"))).collect();
     let images = load_pngs(&paths).unwrap();
-    let keys = KeySet::generate(&cfg.encryption_parameters).unwrap();
-    let report = run_compute(&cfg, &keys, &images, true).await.unwrap();
+    let mut keys = KeySet::generate(&cfg.encryption_parameters).unwrap();
+    let report = run_compute(&cfg, &mut keys, None, &images, true)
+        .await
+        .unwrap();
     // Two segments, a noise budget reported at the boundary and at the end.
     assert_eq!(report.segments.len(), 2);
     assert_eq!(report.segments[0].layers, [0, 3]);
@@ -167,9 +171,11 @@ async fn eight_concurrent_clients_with_their_own_keys() {
         let cfg = cfg.clone();
         let test_set = test_set.clone();
         tokio::spawn(async move {
-            let keys = KeySet::generate(&cfg.encryption_parameters).unwrap();
+            let mut keys = KeySet::generate(&cfg.encryption_parameters).unwrap();
             let images = load_test_set(&test_set, 10 * c, 10).unwrap();
-            let report = run_compute(&cfg, &keys, &images, true).await.unwrap();
+            let report = run_compute(&cfg, &mut keys, None, &images, true)
+                .await
+                .unwrap();
             (images, report)
         })
     });

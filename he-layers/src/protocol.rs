@@ -376,6 +376,9 @@ pub struct Plan {
     pub layout: LayoutKind,
     /// Galois elements the client must hold keys for (none in the batch layout).
     pub galois_elements: Vec<u64>,
+    /// Bytes the Galois keys for those elements take (sent once per key id; 0 without).
+    #[serde(default)]
+    pub galois_key_bytes: u64,
     /// Model name.
     pub net: String,
     /// Class names.
@@ -388,6 +391,11 @@ pub struct Plan {
     pub layers: Vec<LayerPlan>,
     /// Encrypted segments `[start, end)` the client sends, in order.
     pub segments: Vec<[usize; 2]>,
+    /// Per segment, in the order of `segments`: where the values of its input and of its
+    /// answer sit in the slots (the packed layout; empty in the batch layout, where
+    /// ciphertext a holds activation a of every image).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packings: Vec<SegmentPacking>,
     /// End of the encryptable prefix; layers after it run on the client in plaintext.
     pub encryptable_prefix: usize,
     /// Weight precision in use (chosen by the server if the request left it open).
@@ -400,6 +408,27 @@ pub struct Plan {
     /// `segments` (for the first plaintext modulus). Empty when the server runs without
     /// circuit privacy (`--danger-no-circuit-privacy`).
     pub circuit_privacy: Vec<SegmentPrivacy>,
+}
+
+/// Where a packed tensor's values sit, as `/plan` sends it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PackingInfo {
+    /// Ciphertexts per group of two images (image 2g + r in row r of group g).
+    pub ciphertexts: usize,
+    /// Columns per row of slots (N/2).
+    pub width: usize,
+    /// Per activation, its copies as flat spots ciphertext · width + column; the first is
+    /// read back.
+    pub copies: Vec<Vec<u64>>,
+}
+
+/// How one segment's input and answer are packed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SegmentPacking {
+    /// The input the client encrypts.
+    pub input: PackingInfo,
+    /// The answer the client decrypts.
+    pub output: PackingInfo,
 }
 
 /// The circuit privacy of one segment's answer, as `/plan` reports it.

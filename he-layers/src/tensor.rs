@@ -193,10 +193,9 @@ impl EncryptedTensor<crate::crypto::Ciphertext> {
         info: &ValueInfo,
         sk: &crate::crypto::SecretKey,
     ) -> Result<Self, crate::model::ModelError> {
-        use crate::plan::Layout;
         let encryptor = crate::layers::BfvSlotEncryptor::new(sk)
             .map_err(|e| crate::model::ModelError::from(crate::layers::LayerError::from(e)))?;
-        let cts = crate::plan::BatchLayout.encrypt(x, &encryptor)?;
+        let cts = crate::plan::Packing::Batch.encrypt(x, &encryptor)?;
         Ok(Self {
             shape: x.shape().to_vec(),
             batch: x.batch(),
@@ -212,10 +211,9 @@ impl EncryptedTensor<crate::crypto::Ciphertext> {
         &self,
         sk: &crate::crypto::SecretKey,
     ) -> Result<IntTensor, crate::model::ModelError> {
-        use crate::plan::Layout;
         let decryptor = crate::layers::BfvSlotDecryptor::new(sk)
             .map_err(|e| crate::model::ModelError::from(crate::layers::LayerError::from(e)))?;
-        crate::plan::BatchLayout.decrypt(&self.cts, &self.info(), self.batch, &decryptor)
+        crate::plan::Packing::Batch.decrypt(&self.cts, &self.shape, self.batch, &decryptor)
     }
 
     /// The smallest noise budget over all ciphertexts (needs the secret key).

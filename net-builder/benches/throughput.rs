@@ -96,8 +96,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
             }
         };
-        let transport = InProcess::new(&crt, &keys, None)?.observed(&observe);
-        let plan = SessionPlan::from_model(model, LayoutKind::Batch, &crt.moduli)?;
+        let transport = InProcess::new(&crt, LayoutKind::Batch, &keys, None)?.observed(&observe);
+        let layout = transport.layout(0).ok_or("no plaintext modulus")?;
+        let plan = SessionPlan::from_model(model, layout, &crt.moduli)?;
         let session = Session::new(plan, keys.iter().map(|k| &k.sk).collect())?;
         let run = session.run_blocking(&transport, &q)?;
         println!();

@@ -1,16 +1,20 @@
-//! Runs a shipped model encrypted (batch layout, CRT over several plaintext moduli) on a test
-//! set and checks every label against the integer mirror.
+//! Runs a shipped model encrypted (CRT over several plaintext moduli) on a test set and checks
+//! every output against the integer mirror.
 //!
 //! cargo run --release -p net-builder --example encrypted_accuracy -- \
 //!     models/mnist-cryptonets 10000 3 25 3 5
-//! (model folder, images, number of plaintext moduli, their bits, input scale bits, weight bits)
+//! (model folder, images, number of plaintext moduli, their bits, input scale bits, weight bits;
+//! then optionally the layout, `batch` (default: full batches, answers unsanitized, measuring
+//! the computation) or `packed` (one image at a time, answers sanitized at λ = 40 as the
+//! server does), and the degree N, default 8192)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test, bench or example fails loudly
 
 use he_layers::crypto::arith::generate_primes;
+use he_layers::plan::LayoutKind;
 use net_builder::data::{idx_images, idx_labels};
 use net_builder::eval::argmax;
-use net_builder::pipeline::{build_crt, ClientKeys};
-use net_builder::session::run_local;
+use net_builder::pipeline::build_crt;
+use net_builder::session::{keys_for, run_local};
 use net_builder::{load_model, BuildOptions, PickleOptions};
 use std::path::Path;
 use std::time::Instant;
@@ -25,7 +29,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bits: u32 = arg(3, "25").parse()?;
     let input_bits: u32 = arg(4, "3").parse()?;
     let weight_bits: u32 = arg(5, "5").parse()?;
-    let n = 8192;
+    let layout: LayoutKind = serde_json::from_value(serde_json::Value::String(arg(6, "batch")))?;
+    let n: usize = arg(7, "8192").parse()?;
     let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
         Path::new(&dir).join("manifest.json"),
     )?)?;
@@ -56,22 +61,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (model.capacity() as f64).log2(),
         model.parameters().total_modulus_bits()
     );
-    let keys: Vec<ClientKeys> = crt
-        .components
-        .iter()
-        .map(|c| ClientKeys::generate(c.model.parameters()))
-        .collect();
+    let keys = keys_for(&crt, layout)?;
+    let (per_run, flood) = match layout {
+        LayoutKind::Batch => (n, None),
+        LayoutKind::Packed => (1, Some(40)),
+    };
     let (mut correct, mut agree, mut done) = (0usize, 0usize, 0usize);
     let start = Instant::now();
     let mut compute = 0.0;
     while done < count {
-        let batch = (count - done).min(n);
+        let batch = (count - done).min(per_run);
         let x = idx_images(Path::new(test), done, batch)?;
         let y = idx_labels(Path::new(&labels_path), done, batch)?;
         let q = model.quantize_input(&x)?;
         let mirror = model.run_int(0..model.encryptable_prefix(), &q)?;
-        // Unsanitized (the server's --danger-no-circuit-privacy): this measures the computation.
-        let run = run_local(&crt, &keys, &q, None)?;
+        let run = run_local(&crt, layout, &keys, &q, flood)?;
         compute += run
             .segments
             .iter()
@@ -83,8 +87,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             correct += (argmax(&enc) == label) as usize;
         }
         let s = &run.segments[0];
+        if layout == LayoutKind::Packed && done % 100 != 0 {
+            done += batch;
+            continue;
+        }
         println!(
-            "  images {done}..{}: min noise budget {:?} bits, encrypt {:.1} s, server {:.1} s, decrypt {:.1} s",
+            "  images {done}..{}: min noise budget {:?} bits, encrypt {:.3} s, server {:.3} s, decrypt {:.3} s",
             done + batch,
             s.noise_budget,
             s.encrypt_ms / 1000.0,

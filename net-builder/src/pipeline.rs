@@ -3,7 +3,7 @@
 
 use crate::build::{build_model, BuildError, BuildOptions, BuiltModel};
 use crate::spec::ModelSpec;
-use he_layers::crypto::{BfvParameters, PublicKey, RelinearizationKey, SecretKey};
+use he_layers::crypto::{BfvParameters, GaloisKeys, PublicKey, RelinearizationKey, SecretKey};
 use he_layers::layers::BfvBackend;
 use he_layers::model::EncodedModel;
 use std::ops::Range;
@@ -72,19 +72,46 @@ pub struct ClientKeys {
     pub pk: PublicKey,
     /// Relinearization key (for Square).
     pub rk: RelinearizationKey,
+    /// Galois keys for the rotations of a packed plan (none for the batch layout).
+    pub galois: Option<GaloisKeys>,
 }
 
 impl ClientKeys {
-    /// Fresh keys for a parameter set.
+    /// Fresh keys for a parameter set (no Galois keys: the batch layout).
     pub fn generate(params: &Arc<BfvParameters>) -> Self {
         let sk = SecretKey::generate(params);
         let pk = PublicKey::generate(&sk);
         let rk = RelinearizationKey::generate(&sk);
-        Self { sk, pk, rk }
+        Self {
+            sk,
+            pk,
+            rk,
+            galois: None,
+        }
+    }
+
+    /// Fresh keys with Galois keys for exactly `galois_elements` (a plan's list; none: as
+    /// [`Self::generate`]).
+    pub fn generate_for(
+        params: &Arc<BfvParameters>,
+        galois_elements: &[u64],
+    ) -> Result<Self, he_layers::crypto::Error> {
+        let mut keys = Self::generate(params);
+        if !galois_elements.is_empty() {
+            keys.galois = Some(GaloisKeys::generate_for_elements(
+                &keys.sk,
+                galois_elements,
+            )?);
+        }
+        Ok(keys)
     }
 
     /// The server-side backend these keys allow.
     pub fn backend(&self) -> BfvBackend {
-        BfvBackend::new(&self.pk, Some(self.rk.clone()))
+        let b = BfvBackend::new(&self.pk, Some(self.rk.clone()));
+        match &self.galois {
+            Some(g) => b.with_galois_keys(g.clone()),
+            None => b,
+        }
     }
 }

@@ -5,14 +5,17 @@
 //! steps together.
 
 use crate::pipeline::{ClientKeys, CrtModel};
-use he_layers::crypto::sanitize::{plan_sanitization, sanitize, SanitizationPlan};
+use he_layers::crypto::sanitize::{
+    plan_sanitization, sanitize, NoRoomForFlooding, SanitizationPlan,
+};
 use he_layers::crypto::stats::{snapshot, OpCounts};
 use he_layers::crypto::{Ciphertext, SecretKey};
+use he_layers::layers::PackedBackend;
 use he_layers::layers::{
     reencrypt_rescale, BfvBackend, BfvSlotDecryptor, BfvSlotEncryptor, EncodedLayer, LayerError,
 };
 use he_layers::model::{crt_combine_tensors, EncodedModel, ModelError};
-use he_layers::plan::{self, BatchLayout, Layout, LayoutKind};
+use he_layers::plan::{self, CompiledLayout, Layout, LayoutKind, Packing};
 use he_layers::protocol::{Plan, Runs, TensorInfo};
 use he_layers::tensor::{IntTensor, ValueInfo};
 use rayon::prelude::*;
@@ -53,7 +56,7 @@ pub enum SessionError {
         /// The segment.
         layers: Range<usize>,
         /// The engine's explanation, with the fixes.
-        reason: String,
+        reason: NoRoomForFlooding,
     },
 }
 
@@ -84,6 +87,10 @@ pub struct SessionSegment {
     pub input: ValueInfo,
     /// Facts of its output.
     pub output: ValueInfo,
+    /// How the client packs its input.
+    pub input_packing: Packing,
+    /// How the answer is packed.
+    pub output_packing: Packing,
     /// The re-encryption boundary right after it, if another segment follows.
     pub boundary: Option<Boundary>,
 }
@@ -121,7 +128,7 @@ impl SessionPlan {
     pub fn from_plan(plan: &Plan) -> Result<Self, SessionError> {
         let mut segments = Vec::with_capacity(plan.segments.len());
         let mut input = tensor_info(&plan.input);
-        for &[start, end] in &plan.segments {
+        for (si, &[start, end]) in plan.segments.iter().enumerate() {
             let last = end
                 .checked_sub(1)
                 .and_then(|i| plan.layers.get(i))
@@ -153,10 +160,27 @@ impl SessionPlan {
                 }
             }
             let next_input = boundary.as_ref().map(|b| b.output.clone());
+            let (input_packing, output_packing) = match plan.layout {
+                LayoutKind::Batch => (Packing::Batch, Packing::Batch),
+                LayoutKind::Packed => {
+                    let p = plan
+                        .packings
+                        .get(si)
+                        .ok_or(SessionError::Plan("a packed segment without its packings"))?;
+                    let unusable = SessionError::Plan("a packing that does not fit its tensor");
+                    (
+                        Packing::from_info(&p.input, input.len()).ok_or(unusable)?,
+                        Packing::from_info(&p.output, output.len())
+                            .ok_or(SessionError::Plan("a packing that does not fit its tensor"))?,
+                    )
+                }
+            };
             segments.push(SessionSegment {
                 layers: start..end,
                 input: input.clone(),
                 output,
+                input_packing,
+                output_packing,
                 boundary,
             });
             if let Some(n) = next_input {
@@ -173,35 +197,39 @@ impl SessionPlan {
         })
     }
 
-    /// From a locally built model (in-process runs).
+    /// From a locally built model (in-process runs) and its layout.
     pub fn from_model(
         model: &EncodedModel,
-        layout: LayoutKind,
+        layout: &CompiledLayout,
         plain_moduli: &[u64],
     ) -> Result<Self, SessionError> {
         let segments: Vec<SessionSegment> = plan::segments(model)
             .into_iter()
-            .map(|r| SessionSegment {
-                input: model.info_before(r.start).clone(),
-                output: model.info_before(r.end).clone(),
-                boundary: match model.layers().get(r.end) {
-                    Some(EncodedLayer::Reencrypt(b)) if r.end < model.encryptable_prefix() => {
-                        Some(Boundary {
-                            layer: r.end,
-                            rescale_bits: b.rescale_bits,
-                            output: model.info_before(r.end + 1).clone(),
-                        })
-                    }
-                    _ => None,
-                },
-                layers: r,
+            .map(|r| -> Result<SessionSegment, SessionError> {
+                Ok(SessionSegment {
+                    input: model.info_before(r.start).clone(),
+                    output: model.info_before(r.end).clone(),
+                    input_packing: layout.packing(model, &(r.start..r.start))?,
+                    output_packing: layout.packing(model, &r)?,
+                    boundary: match model.layers().get(r.end) {
+                        Some(EncodedLayer::Reencrypt(b)) if r.end < model.encryptable_prefix() => {
+                            Some(Boundary {
+                                layer: r.end,
+                                rescale_bits: b.rescale_bits,
+                                output: model.info_before(r.end + 1).clone(),
+                            })
+                        }
+                        _ => None,
+                    },
+                    layers: r,
+                })
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         if segments.is_empty() {
             return Err(SessionError::Plan("no segment"));
         }
         Ok(Self {
-            layout,
+            layout: layout.kind(),
             plain_moduli: plain_moduli.to_vec(),
             segments,
         })
@@ -333,44 +361,38 @@ pub struct SessionRun {
     pub segments: Vec<SegmentReport>,
 }
 
-/// Packs and encrypts a tensor in a layout ([`Layout::encrypt`]).
+/// Packs and encrypts a tensor ([`Packing::encrypt`]).
 pub fn encrypt_tensor(
-    layout: LayoutKind,
+    packing: &Packing,
     x: &IntTensor,
     sk: &SecretKey,
 ) -> Result<Vec<Ciphertext>, ModelError> {
     let encryptor = BfvSlotEncryptor::new(sk).map_err(|e| ModelError::from(LayerError::from(e)))?;
-    match layout {
-        LayoutKind::Batch => BatchLayout.encrypt(x, &encryptor),
-    }
+    packing.encrypt(x, &encryptor)
 }
 
-/// Decrypts and unpacks a tensor in a layout ([`Layout::decrypt`]).
+/// Decrypts and unpacks a tensor of `shape` ([`Packing::decrypt`]).
 pub fn decrypt_tensor(
-    layout: LayoutKind,
+    packing: &Packing,
     cts: &[Ciphertext],
-    info: &ValueInfo,
+    shape: &[usize],
     images: usize,
     sk: &SecretKey,
 ) -> Result<IntTensor, ModelError> {
     let decryptor = BfvSlotDecryptor::new(sk).map_err(|e| ModelError::from(LayerError::from(e)))?;
-    match layout {
-        LayoutKind::Batch => BatchLayout.decrypt(cts, info, images, &decryptor),
-    }
+    packing.decrypt(cts, shape, images, &decryptor)
 }
 
 /// Runs layers of a segment in a layout ([`Layout::run`]).
-pub fn run_layers<B: he_layers::layers::HeBackend>(
-    layout: LayoutKind,
+pub fn run_layers<B: PackedBackend>(
+    layout: &CompiledLayout,
     model: &EncodedModel,
     layers: Range<usize>,
     images: usize,
     cts: Vec<B::Ciphertext>,
     backend: &B,
 ) -> Result<Vec<B::Ciphertext>, ModelError> {
-    match layout {
-        LayoutKind::Batch => BatchLayout.run(model, layers, images, cts, backend),
-    }
+    layout.run(model, layers, images, cts, backend)
 }
 
 /// The smallest measured noise budget over ciphertexts (needs the secret key).
@@ -416,7 +438,6 @@ impl<'k> Session<'k> {
         x: &IntTensor,
         progress: &(dyn Fn(Progress) + Sync),
     ) -> Result<SessionRun, SessionError> {
-        let layout = self.plan.layout;
         let batch = x.batch();
         let total = self.secret_keys.len();
         let mut x = x.clone();
@@ -435,7 +456,7 @@ impl<'k> Session<'k> {
             let t0 = Instant::now();
             let mut inputs = Vec::with_capacity(total);
             for (m, sk) in self.secret_keys.iter().enumerate() {
-                inputs.push(encrypt_tensor(layout, &x, sk)?);
+                inputs.push(encrypt_tensor(&seg.input_packing, &x, sk)?);
                 progress(Progress {
                     segment: si,
                     stage: Stage::Encrypt,
@@ -480,7 +501,13 @@ impl<'k> Session<'k> {
             let mut noise_budget = Vec::with_capacity(total);
             for (m, (a, sk)) in answers.iter().zip(&self.secret_keys).enumerate() {
                 noise_budget.push(min_noise_budget(&a.cts, sk)?);
-                parts.push(decrypt_tensor(layout, &a.cts, &seg.output, batch, sk)?);
+                parts.push(decrypt_tensor(
+                    &seg.output_packing,
+                    &a.cts,
+                    &seg.output.shape,
+                    batch,
+                    sk,
+                )?);
                 progress(Progress {
                     segment: si,
                     stage: Stage::Decrypt,
@@ -541,24 +568,52 @@ pub enum Observed {
 /// the server refuses it. `None` (or λ = 0): nothing.
 pub fn plan_circuit_privacy(
     crt: &CrtModel,
+    layouts: &[CompiledLayout],
     flood_bits: Option<u32>,
 ) -> Result<Vec<Vec<SanitizationPlan>>, SessionError> {
     let Some(bits) = flood_bits.filter(|&b| b > 0) else {
         return Ok(Vec::new());
     };
+    // Each component's own plan: its noise bound per segment, in its layout.
+    let plans = crt
+        .components
+        .iter()
+        .zip(layouts)
+        .map(|(c, l)| l.compile(&c.model))
+        .collect::<Result<Vec<_>, _>>()?;
     plan::segments(crt.model())
         .iter()
-        .map(|r| {
+        .enumerate()
+        .map(|(i, r)| {
             crt.components
                 .iter()
-                .map(|c| {
-                    plan_sanitization(c.model.parameters(), c.model.range_noise_log2(r), bits)
-                        .map_err(|e| SessionError::NoRoomForCircuitPrivacy {
+                .zip(&plans)
+                .map(|(c, p)| {
+                    let noise = p
+                        .segments
+                        .get(i)
+                        .map(|s| s.noise_log2)
+                        .ok_or(SessionError::Plan("a segment the layout did not plan"))?;
+                    plan_sanitization(c.model.parameters(), noise, bits).map_err(|e| {
+                        SessionError::NoRoomForCircuitPrivacy {
                             layers: r.clone(),
-                            reason: e.to_string(),
-                        })
+                            reason: e,
+                        }
+                    })
                 })
                 .collect()
+        })
+        .collect()
+}
+
+/// Keys for every component of `crt` in `layout`: each with the Galois keys its plan lists.
+pub fn keys_for(crt: &CrtModel, layout: LayoutKind) -> Result<Vec<ClientKeys>, SessionError> {
+    crt.components
+        .iter()
+        .map(|c| {
+            let plan = CompiledLayout::new(layout, &c.model)?.compile(&c.model)?;
+            ClientKeys::generate_for(c.model.parameters(), &plan.galois_elements)
+                .map_err(|e| SessionError::Model(ModelError::from(LayerError::from(e))))
         })
         .collect()
 }
@@ -586,7 +641,8 @@ pub struct LayerObservation<'a> {
 /// construction, refused there as the server refuses it).
 pub struct InProcess<'a> {
     crt: &'a CrtModel,
-    layout: LayoutKind,
+    /// One compiled layout per component.
+    layouts: Vec<CompiledLayout>,
     backends: Vec<BfvBackend>,
     /// [segment][component], empty without circuit privacy.
     sanitization: Vec<Vec<SanitizationPlan>>,
@@ -595,10 +651,11 @@ pub struct InProcess<'a> {
 }
 
 impl<'a> InProcess<'a> {
-    /// The runner for a model and the client's keys; `flood_bits` is the server's λ (`None`:
-    /// answers unsanitized, as `--danger-no-circuit-privacy`).
+    /// The runner for a model in a layout and the client's keys; `flood_bits` is the
+    /// server's λ (`None`: answers unsanitized, as `--danger-no-circuit-privacy`).
     pub fn new(
         crt: &'a CrtModel,
+        layout: LayoutKind,
         keys: &[ClientKeys],
         flood_bits: Option<u32>,
     ) -> Result<Self, SessionError> {
@@ -613,10 +670,15 @@ impl<'a> InProcess<'a> {
             ));
         }
         let segments = plan::segments(crt.model());
-        let sanitization = plan_circuit_privacy(crt, flood_bits)?;
+        let layouts = crt
+            .components
+            .iter()
+            .map(|c| CompiledLayout::new(layout, &c.model))
+            .collect::<Result<Vec<_>, _>>()?;
+        let sanitization = plan_circuit_privacy(crt, &layouts, flood_bits)?;
         Ok(Self {
             crt,
-            layout: LayoutKind::Batch,
+            layouts,
             backends: keys.iter().map(ClientKeys::backend).collect(),
             sanitization,
             segments,
@@ -629,6 +691,11 @@ impl<'a> InProcess<'a> {
     pub fn observed(mut self, observer: &'a (dyn Fn(LayerObservation<'_>) + Sync)) -> Self {
         self.observer = Some(observer);
         self
+    }
+
+    /// The layout compiled for a component.
+    pub fn layout(&self, component: usize) -> Option<&CompiledLayout> {
+        self.layouts.get(component)
     }
 
     /// The sanitization planned for a segment and component, if any.
@@ -655,6 +722,10 @@ impl<'a> InProcess<'a> {
             .backends
             .get(call.component)
             .ok_or(SessionError::Plan("no keys for this plaintext modulus"))?;
+        let layout = self
+            .layouts
+            .get(call.component)
+            .ok_or(SessionError::Plan("no layout for this plaintext modulus"))?;
         // As the server: only whole segments run, so every answer is sanitized as planned.
         if !self.segments.contains(&call.layers) {
             return Err(SessionError::NoSegment {
@@ -668,15 +739,8 @@ impl<'a> InProcess<'a> {
         let mut cts = call.cts;
         match self.observer {
             None => {
-                cts = run_layers(
-                    self.layout,
-                    model,
-                    call.layers.clone(),
-                    call.batch,
-                    cts,
-                    backend,
-                )
-                .map_err(transport)?;
+                cts = run_layers(layout, model, call.layers.clone(), call.batch, cts, backend)
+                    .map_err(transport)?;
             }
             Some(observe) => {
                 observe(LayerObservation {
@@ -690,15 +754,8 @@ impl<'a> InProcess<'a> {
                 for layer in call.layers.clone() {
                     let t = Instant::now();
                     let before = snapshot();
-                    cts = run_layers(
-                        self.layout,
-                        model,
-                        layer..layer + 1,
-                        call.batch,
-                        cts,
-                        backend,
-                    )
-                    .map_err(transport)?;
+                    cts = run_layers(layout, model, layer..layer + 1, call.batch, cts, backend)
+                        .map_err(transport)?;
                     observe(LayerObservation {
                         layer,
                         component: call.component,
@@ -756,11 +813,16 @@ impl Transport for InProcess<'_> {
 /// `flood_bits` (`None`: unsanitized).
 pub fn run_local(
     crt: &CrtModel,
+    layout: LayoutKind,
     keys: &[ClientKeys],
     x: &IntTensor,
     flood_bits: Option<u32>,
 ) -> Result<SessionRun, SessionError> {
-    let plan = SessionPlan::from_model(crt.model(), LayoutKind::Batch, &crt.moduli)?;
+    let transport = InProcess::new(crt, layout, keys, flood_bits)?;
+    let compiled = transport
+        .layout(0)
+        .ok_or(SessionError::Plan("no plaintext modulus"))?;
+    let plan = SessionPlan::from_model(crt.model(), compiled, &crt.moduli)?;
     let session = Session::new(plan, keys.iter().map(|k| &k.sk).collect())?;
-    session.run_blocking(&InProcess::new(crt, keys, flood_bits)?, x)
+    session.run_blocking(&transport, x)
 }

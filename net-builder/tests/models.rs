@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test, bench or example fails loudly
 
 use he_layers::crypto::arith::generate_primes;
+use he_layers::plan::LayoutKind;
 use he_layers::tensor::FloatTensor;
 use net_builder::data::{idx_images, idx_labels, png_image};
 use net_builder::eval::{accuracy, argmax};
@@ -144,7 +145,7 @@ fn cryptonets_mirror_accuracy_is_within_0_3_percent_and_encrypted_equals_mirror(
         .iter()
         .map(|c| ClientKeys::generate(c.model.parameters()))
         .collect();
-    let run = run_local(&crt, &keys, &q, None).unwrap();
+    let run = run_local(&crt, LayoutKind::Batch, &keys, &q, None).unwrap();
     assert_eq!(
         run.output,
         model.run_int(0..model.layers().len(), &q).unwrap()

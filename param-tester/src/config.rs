@@ -75,6 +75,10 @@ pub struct ParameterSet {
     /// unsanitized answers a `--danger-no-circuit-privacy` server returns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flood_bits: Option<u32>,
+    /// The layout: "batch" (default; one ciphertext per activation) or "packed" (one image's
+    /// activations across the slots of a few ciphertexts).
+    #[serde(default)]
+    pub layout: he_layers::plan::LayoutKind,
 }
 
 impl ParameterSet {

@@ -2,7 +2,7 @@
 //! recombined over the plaintext moduli.
 
 use he_layers::model::crt_combine_tensors;
-use he_layers::plan::LayoutKind;
+use he_layers::plan::{CompiledLayout, Layout};
 use he_layers::tensor::IntTensor;
 use net_builder::pipeline::ClientKeys;
 use net_builder::session::{decrypt_tensor, min_noise_budget, LayerObservation, Observed};
@@ -69,16 +69,30 @@ impl<'m> Observations<'m> {
         }
     }
 
-    pub(crate) fn record(&self, o: &LayerObservation<'_>, keys: &[ClientKeys]) {
-        let Some(k) = keys.get(o.component) else {
+    pub(crate) fn record(
+        &self,
+        o: &LayerObservation<'_>,
+        keys: &[ClientKeys],
+        layouts: &[CompiledLayout],
+    ) {
+        // Placements depend on the model's structure, not on t: every component's tensors sit
+        // where the first component's layout (compiled for `self.model`) says.
+        let (Some(k), Some(layout)) = (keys.get(o.component), layouts.first()) else {
             return;
         };
-        let info = match o.observed {
-            Observed::Input => self.model.info_before(o.layer),
-            Observed::Layer | Observed::Sanitized => self.model.info_before(o.layer + 1),
+        // What the observed ciphertexts carry: the tensor entering the layer, or leaving it.
+        let (info, done) = match o.observed {
+            Observed::Input => (self.model.info_before(o.layer), o.layer..o.layer),
+            Observed::Layer | Observed::Sanitized => {
+                (self.model.info_before(o.layer + 1), o.layer..o.layer + 1)
+            }
         };
+        let values = layout
+            .packing(self.model, &done)
+            .and_then(|p| decrypt_tensor(&p, o.cts, &info.shape, self.batch, &k.sk))
+            .ok();
         let part = Part {
-            values: decrypt_tensor(LayoutKind::Batch, o.cts, info, self.batch, &k.sk).ok(),
+            values,
             budget: min_noise_budget(o.cts, &k.sk).unwrap_or(0),
             ciphertexts: o.cts.len(),
             bytes: o.cts.iter().map(|c| c.serialized_len()).sum(),

@@ -2,6 +2,7 @@
 
 use crate::*;
 use he_layers::crypto::sanitize::DEFAULT_FLOOD_BITS;
+use he_layers::plan::{BatchLayout, CompiledLayout};
 use he_layers::protocol::Security;
 use net_builder::pipeline::build_crt;
 use net_builder::session::plan_circuit_privacy;
@@ -75,6 +76,7 @@ pub fn recommend(
             input_scale_bits,
             weight_bits,
             flood_bits: None,
+            layout: Default::default(),
         };
         // Cheap checks first: valid parameters, no overflow, a plausible noise budget.
         let Ok(params) = set.encryption_parameters() else {
@@ -101,7 +103,8 @@ pub fn recommend(
             continue;
         }
         // The server refuses what its estimate says cannot be sanitized: so does the search.
-        if plan_circuit_privacy(&crt, Some(DEFAULT_FLOOD_BITS)).is_err() {
+        let layouts = vec![CompiledLayout::Batch(BatchLayout); crt.components.len()];
+        if plan_circuit_privacy(&crt, &layouts, Some(DEFAULT_FLOOD_BITS)).is_err() {
             continue;
         }
         // The estimate errs low by up to ~17 bits on the shipped models; only clear failures are

@@ -3,13 +3,13 @@
 use crate::*;
 use he_layers::crypto::sanitize::DEFAULT_FLOOD_BITS;
 use he_layers::layers::EncodedLayer;
-use he_layers::plan::LayoutKind;
+use he_layers::plan::{CompiledLayout, Layout};
 use he_layers::protocol::{EncryptionParameters, ProtocolError, Runs};
 use he_layers::tensor::IntTensor;
 use net_builder::eval::argmax;
 use net_builder::pipeline::{build_crt, ClientKeys, CrtModel};
 use net_builder::session::{
-    plan_circuit_privacy, InProcess, LayerObservation, Session, SessionError, SessionPlan,
+    keys_for, plan_circuit_privacy, InProcess, LayerObservation, Session, SessionError, SessionPlan,
 };
 use net_builder::{BuildOptions, ModelSpec};
 use std::time::Instant;
@@ -106,13 +106,45 @@ pub fn run_set(
         };
         return report;
     }
-    let predicted = model.estimate_noise_budgets();
-    let t0 = Instant::now();
-    let keys: Vec<ClientKeys> = crt
+    let layouts = match crt
         .components
         .iter()
-        .map(|c| ClientKeys::generate(c.model.parameters()))
-        .collect();
+        .map(|c| CompiledLayout::new(set.layout, &c.model))
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(l) => l,
+        Err(e) => {
+            report.verdict = Verdict::Invalid {
+                message: e.to_string(),
+            };
+            return report;
+        }
+    };
+    // The layout's own prediction (the packed layout's plaintext products and rotations cost
+    // budget the batch layout's scalar products do not).
+    let predicted: Vec<f64> = match layouts[0].compile(model) {
+        Ok(plan) => (0..model.layers().len())
+            .map(|i| {
+                plan.steps
+                    .get(i)
+                    .map_or(f64::NAN, |s| s.predicted_budget_bits)
+            })
+            .collect(),
+        Err(e) => {
+            report.verdict = Verdict::Invalid {
+                message: e.to_string(),
+            };
+            return report;
+        }
+    };
+    let t0 = Instant::now();
+    let keys: Vec<ClientKeys> = match keys_for(&crt, set.layout) {
+        Ok(k) => k,
+        Err(e) => {
+            report.verdict = verdict_of(e);
+            return report;
+        }
+    };
     report.keygen_ms = t0.elapsed().as_secs_f64() * 1000.0;
     report.public_key_bytes = keys.iter().map(|k| k.pk.to_bytes().len()).sum();
     report.relin_key_bytes = keys.iter().map(|k| k.rk.to_bytes().len()).sum();
@@ -130,22 +162,22 @@ pub fn run_set(
     // (refused, before anything runs, where it would refuse), observed layer by layer.
     let flood_bits = set.flood_bits.unwrap_or(DEFAULT_FLOOD_BITS);
     let observations = Observations::new(model, x.batch());
-    let observe = |o: LayerObservation<'_>| observations.record(&o, &keys);
-    let plans = match plan_circuit_privacy(&crt, Some(flood_bits)) {
+    let observe = |o: LayerObservation<'_>| observations.record(&o, &keys, &layouts);
+    let plans = match plan_circuit_privacy(&crt, &layouts, Some(flood_bits)) {
         Ok(p) => p,
         Err(e) => {
             report.verdict = verdict_of(e);
             return report;
         }
     };
-    let transport = match InProcess::new(&crt, &keys, Some(flood_bits)) {
+    let transport = match InProcess::new(&crt, set.layout, &keys, Some(flood_bits)) {
         Ok(t) => t.observed(&observe),
         Err(e) => {
             report.verdict = verdict_of(e);
             return report;
         }
     };
-    let session = SessionPlan::from_model(model, LayoutKind::Batch, &moduli)
+    let session = SessionPlan::from_model(model, &layouts[0], &moduli)
         .and_then(|plan| Session::new(plan, keys.iter().map(|k| &k.sk).collect()));
     let run = match session.and_then(|s| s.run_blocking(&transport, &x)) {
         Ok(r) => r,
@@ -428,7 +460,7 @@ fn verdict_of(e: SessionError) -> Verdict {
         SessionError::NoRoomForCircuitPrivacy { layers, reason } => {
             Verdict::NoRoomForCircuitPrivacy {
                 layer: layers.end.saturating_sub(1),
-                fix: reason,
+                fix: reason.to_string(),
             }
         }
         other => Verdict::Invalid {

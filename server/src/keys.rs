@@ -13,8 +13,8 @@ pub struct KeyEntry {
     pub backend: BfvBackend,
     /// Whether a relinearization key came with them.
     pub has_relin: bool,
-    /// Galois keys, if any (for the packed layout).
-    pub galois: Option<GaloisKeys>,
+    /// The Galois elements the keys cover (in the backend; none for the batch layout).
+    pub galois_elements: Vec<u64>,
     /// Serialized size (what the cache limit counts).
     pub bytes: usize,
 }
@@ -29,11 +29,19 @@ impl KeyEntry {
         bytes: usize,
     ) -> Self {
         let has_relin = rk.is_some();
+        let backend = BfvBackend::new(&pk, rk);
+        let (backend, galois_elements) = match galois {
+            Some(g) => {
+                let elements = g.elements().collect();
+                (backend.with_galois_keys(g), elements)
+            }
+            None => (backend, Vec::new()),
+        };
         Self {
-            backend: BfvBackend::new(&pk, rk),
+            backend,
             params,
             has_relin,
-            galois,
+            galois_elements,
             bytes,
         }
     }

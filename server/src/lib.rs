@@ -546,13 +546,29 @@ async fn compute(
     let seg_index = plan.segment_index(&range)?;
     let model = &component.built.model;
     model.check_overflow(&range)?;
-    let layout = plans::layout_of(plan.execution.layout);
-    let segment = &plan.execution.segments[seg_index];
-    let expected = layout.ciphertext_count(&segment.input, req.batch, params.degree())?;
+    let segment = &component.execution.segments[seg_index];
+    let expected =
+        segment
+            .input_packing
+            .ciphertext_count(segment.input.len(), req.batch, params.degree())?;
     if model.layers()[range.clone()].iter().any(|l| l.depth() > 0) && !keys.has_relin {
         return Err(ApiError::unprocessable(
             "missing_key",
             "the layers square ciphertexts: upload a relinearization key with the keys",
+        ));
+    }
+    if let Some(g) = component
+        .execution
+        .galois_elements
+        .iter()
+        .find(|g| !keys.galois_elements.contains(g))
+    {
+        return Err(ApiError::unprocessable(
+            "missing_key",
+            format!(
+                "the plan rotates with Galois element {g}, and the keys hold none for it: \
+                 generate Galois keys for every element POST /plan lists"
+            ),
         ));
     }
     // Circuit privacy was sized from the public model when the plan was compiled; a segment
@@ -590,8 +606,10 @@ async fn compute(
         return Err(ApiError::unprocessable(
             "input_mismatch",
             format!(
-                "{} ciphertexts; layer {start} expects {expected} (one per activation)",
-                cts.len()
+                "{} ciphertexts; layer {start} expects {expected} for {} images in the {} layout",
+                cts.len(),
+                req.batch,
+                plan.execution.layout
             ),
         ));
     }
@@ -604,7 +622,10 @@ async fn compute(
     let t = req.plain_modulus;
     let (out, sanitize_ms) = tokio::task::spawn_blocking(move || {
         let component = plan2.component(t)?;
-        let mut out = layout.run(&component.built.model, range, batch, cts, &keys2.backend)?;
+        let mut out =
+            component
+                .layout
+                .run(&component.built.model, range, batch, cts, &keys2.backend)?;
         let t1 = Instant::now();
         if let Some(p) = &sanitization2 {
             let encryptor = keys2.backend.encryptor();

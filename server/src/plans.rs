@@ -6,10 +6,12 @@ use crate::cache::BoundedCache;
 use crate::error::ApiError;
 use crate::registry::Registry;
 use he_layers::crypto::sanitize::{plan_sanitization, NoRoomForFlooding, SanitizationPlan};
-use he_layers::crypto::BfvParameters;
+use he_layers::crypto::{BfvParameters, GaloisKeys};
 use he_layers::layers::EncodedLayer;
-use he_layers::plan::{BatchLayout, ExecutionPlan, Layout, LayoutKind, PROTOCOL_VERSION};
-use he_layers::protocol::{LayerPlan, ModelConfig, Plan, Runs, SegmentPrivacy, TensorInfo};
+use he_layers::plan::{CompiledLayout, ExecutionPlan, Layout, Packing, PROTOCOL_VERSION};
+use he_layers::protocol::{
+    LayerPlan, ModelConfig, Plan, Runs, SegmentPacking, SegmentPrivacy, TensorInfo,
+};
 use net_builder::BuiltModel;
 use std::ops::Range;
 use std::sync::Arc;
@@ -21,6 +23,10 @@ pub struct PlanComponent {
     pub params: Arc<BfvParameters>,
     /// The model encoded for it.
     pub built: Arc<BuiltModel>,
+    /// The layout compiled for that model (the packed layout's programs).
+    pub layout: CompiledLayout,
+    /// What the layout compiled for it (its noise bounds are this component's).
+    pub execution: ExecutionPlan,
     /// Per segment (in the plan's order): the sanitization of its answers, or why there is no
     /// room for it. Empty when the server runs without circuit privacy.
     pub sanitization: Vec<Result<SanitizationPlan, NoRoomForFlooding>>,
@@ -118,13 +124,6 @@ pub fn plan_id(
         .collect())
 }
 
-/// The layout a configuration names (the one place the server dispatches on it).
-pub fn layout_of(kind: LayoutKind) -> BatchLayout {
-    match kind {
-        LayoutKind::Batch => BatchLayout,
-    }
-}
-
 /// Compiles a configuration: every parameter set resolved and every check made once, the
 /// model built per plaintext modulus, the layout's plan, the sanitization of every segment
 /// for every modulus. `flood_bits` is the server's λ (`None`: answers unsanitized).
@@ -149,12 +148,12 @@ pub fn compile(
         .ok_or_else(|| ApiError::unprocessable("invalid_parameters", "no plaintext modulus"))?
         .clone();
     let model = &first.model;
-    let layout = layout_of(cfg.layout);
-    let execution = layout.compile(model)?;
     let components: Vec<PlanComponent> = built
         .into_iter()
         .map(|b| {
             let params = b.model.parameters().clone();
+            let layout = CompiledLayout::new(cfg.layout, &b.model)?;
+            let execution = layout.compile(&b.model)?;
             let sanitization = match flood_bits {
                 None => Vec::new(),
                 // Each component's own bound: the noise grows with its t, so a larger t needs
@@ -162,19 +161,19 @@ pub fn compile(
                 Some(bits) => execution
                     .segments
                     .iter()
-                    .map(|s| {
-                        let noise = b.model.range_noise_log2(&s.layers);
-                        plan_sanitization(&params, noise, bits)
-                    })
+                    .map(|s| plan_sanitization(&params, s.noise_log2, bits))
                     .collect(),
             };
-            PlanComponent {
+            Ok(PlanComponent {
                 params,
                 built: b,
+                layout,
+                execution,
                 sanitization,
-            }
+            })
         })
-        .collect();
+        .collect::<Result<_, ApiError>>()?;
+    let execution = components[0].execution.clone();
     let prefix = model.encryptable_prefix();
     let layers: Vec<LayerPlan> = model
         .predict()
@@ -235,12 +234,29 @@ pub fn compile(
             .collect(),
     };
     let input = model.info_before(0);
+    let packings = execution
+        .segments
+        .iter()
+        .filter_map(|s| match (&s.input_packing, &s.output_packing) {
+            (Packing::Batch, _) | (_, Packing::Batch) => None,
+            (i, o) => Some(SegmentPacking {
+                input: i.to_info()?,
+                output: o.to_info()?,
+            }),
+        })
+        .collect();
+    let galois_key_bytes = if execution.galois_elements.is_empty() {
+        0
+    } else {
+        GaloisKeys::serialized_len_for(params, execution.galois_elements.len()) as u64
+    };
     let public = Plan {
         protocol: PROTOCOL_VERSION,
         plan_id: id.clone(),
         scheme: execution.scheme,
         layout: execution.layout,
         galois_elements: execution.galois_elements.clone(),
+        galois_key_bytes,
         net: cfg.net.clone(),
         classes: served.manifest.classes.clone(),
         input: TensorInfo {
@@ -257,6 +273,7 @@ pub fn compile(
             .iter()
             .map(|s| [s.layers.start, s.layers.end])
             .collect(),
+        packings,
         encryptable_prefix: prefix,
         weight_bits: first.weight_bits,
         plain_moduli: moduli,

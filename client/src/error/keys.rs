@@ -33,6 +33,10 @@ pub enum KeyStoreError {
         #[source]
         source: SerialError,
     },
+    /// The Galois keys a plan asks for cannot be made (its elements are not automorphisms of
+    /// these parameters).
+    #[error("cannot make the Galois keys the plan lists: {0}")]
+    Galois(#[source] he_layers::crypto::Error),
     /// A component whose parameters differ from what `keyset.json` records.
     #[error("{}: parameters do not match keyset.json", dir.display())]
     ParametersMismatch {

@@ -81,7 +81,7 @@ pub fn fresh_symmetric_noise(params: &BfvParameters) -> f64 {
 
 /// A high-probability bound on the fresh noise numerator of a public-key encryption (log2):
 /// t‖e u + e1 s + e0‖ with u, s ternary.
-pub(crate) fn fresh_public_noise(params: &BfvParameters) -> f64 {
+pub fn fresh_public_noise(params: &BfvParameters) -> f64 {
     let t = params.plain_modulus() as f64;
     let n = params.degree() as f64;
     let std = ERROR_STD_DEV * (2.0 * (2.0 * n / 3.0) + 1.0).sqrt();

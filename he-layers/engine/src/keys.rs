@@ -5,6 +5,7 @@
 use super::params::BfvParameters;
 use super::poly::{sample_error, sample_ternary, Representation, RnsPoly};
 use super::random::{draw_seed, os_rng};
+use super::Error;
 use rand::{CryptoRng, RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use std::collections::BTreeMap;
@@ -281,11 +282,42 @@ impl GaloisKeys {
         let mut elements: Vec<u64> = steps
             .iter()
             .map(|&s| params.galois_element_for_step(s))
-            .filter(|&g| g != 1)
             .collect();
         if column_swap {
             elements.push(params.galois_element_column_swap());
         }
+        Self::for_valid_elements(sk, elements, rng)
+    }
+
+    /// Keys for exactly the Galois elements a plan lists (what `/plan` tells a client to
+    /// generate). Element 1 (the identity) needs no key; any other must be odd and below 2N.
+    pub fn generate_for_elements(sk: &SecretKey, elements: &[u64]) -> Result<Self, Error> {
+        Self::generate_for_elements_with_rng(sk, elements, &mut os_rng())
+    }
+
+    /// [`Self::generate_for_elements`] with randomness from `rng`.
+    pub fn generate_for_elements_with_rng<R: RngCore + CryptoRng>(
+        sk: &SecretKey,
+        elements: &[u64],
+        rng: &mut R,
+    ) -> Result<Self, Error> {
+        let two_n = 2 * sk.params.degree() as u64;
+        if let Some(&element) = elements.iter().find(|&&g| g % 2 == 0 || g >= two_n) {
+            return Err(Error::InvalidGaloisElement {
+                element,
+                degree: sk.params.degree(),
+            });
+        }
+        Ok(Self::for_valid_elements(sk, elements.to_vec(), rng))
+    }
+
+    fn for_valid_elements<R: RngCore + CryptoRng>(
+        sk: &SecretKey,
+        mut elements: Vec<u64>,
+        rng: &mut R,
+    ) -> Self {
+        let params = &sk.params;
+        elements.retain(|&g| g != 1);
         elements.sort_unstable();
         elements.dedup();
         let keys = elements

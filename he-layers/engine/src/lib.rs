@@ -25,7 +25,7 @@ pub mod stats;
 
 pub use encoding::{BatchEncoder, LiftedPlaintext, Plaintext, ScaledPlaintext};
 pub use encrypt::{Ciphertext, Decryptor, Encryptor, SymmetricEncryptor};
-pub use eval::Evaluator;
+pub use eval::{log2_add, Evaluator};
 pub use keys::{GaloisKeys, PublicKey, RelinearizationKey, SecretKey};
 pub use params::{BfvParameters, ParameterError, ParameterSpec, SecurityLevel};
 pub use serial::SerialError;
@@ -54,6 +54,14 @@ pub enum Error {
     /// The result would be a transparent ciphertext (a product with zero).
     #[error("the result would be transparent (a product with zero); skip the term or add a fresh encryption of zero")]
     TransparentResult,
+    /// A Galois element that is not an odd residue below 2N (no automorphism of the ring).
+    #[error("{element} is not a Galois element of degree {degree} (odd, below 2N)")]
+    InvalidGaloisElement {
+        /// The element.
+        element: u64,
+        /// The ring degree.
+        degree: usize,
+    },
     /// No Galois key for the requested automorphism.
     #[error("no Galois key for element {element}; generate it with the keys")]
     MissingGaloisKey {

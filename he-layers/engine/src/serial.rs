@@ -592,6 +592,12 @@ impl RelinearizationKey {
 }
 
 impl GaloisKeys {
+    /// The serialized size of `count` Galois keys for a parameter set (what a plan's keys
+    /// cost on the wire, before any is generated).
+    pub fn serialized_len_for(params: &BfvParameters, count: usize) -> usize {
+        HEADER_LEN + 2 + count * (4 + ksk_body_len(params))
+    }
+
     /// Serializes the Galois keys: count, then element and key for each.
     pub fn to_bytes(&self) -> Vec<u8> {
         let p = &self.params;

@@ -245,6 +245,44 @@ impl EncodedConv2d {
         Some(((h + 2 * ph - kh) / sh + 1, (w + 2 * pw - kw) / sw + 1))
     }
 
+    /// Taps per output: in_channels × kernel height × kernel width.
+    pub(crate) fn taps_per_output(&self) -> usize {
+        self.in_channels * self.kernel[0] * self.kernel[1]
+    }
+
+    /// The input activation that tap k = (c, ky, kx) of output position p (of an `ow`-wide
+    /// output on an `hw` input) reads, or `None` where it reads padding.
+    pub(crate) fn tap_input(&self, hw: [usize; 2], ow: usize, p: usize, k: usize) -> Option<usize> {
+        let [kh, kw] = self.kernel;
+        let (c, ky, kx) = (k / (kh * kw), (k / kw) % kh, k % kw);
+        let (oy, ox) = (p / ow.max(1), p % ow.max(1));
+        let iy = (oy * self.stride[0] + ky).checked_sub(self.padding[0])?;
+        let ix = (ox * self.stride[1] + kx).checked_sub(self.padding[1])?;
+        (iy < hw[0] && ix < hw[1]).then(|| (c * hw[0] + iy) * hw[1] + ix)
+    }
+
+    /// For every output position, what each tap reads: the arrangement of the input that
+    /// turns the convolution into one scalar product per tap (im2col). `None` if the input
+    /// shape does not fit.
+    pub(crate) fn taps(&self, input: &[usize]) -> Option<Vec<Vec<Option<usize>>>> {
+        let &[c, h, w] = input else {
+            return None;
+        };
+        if c != self.in_channels {
+            return None;
+        }
+        let (oh, ow) = self.out_hw(h, w)?;
+        Some(
+            (0..oh * ow)
+                .map(|p| {
+                    (0..self.taps_per_output())
+                        .map(|k| self.tap_input([h, w], ow, p, k))
+                        .collect()
+                })
+                .collect(),
+        )
+    }
+
     /// The output facts.
     pub fn output_info(&self, input: &ValueInfo) -> Result<ValueInfo, LayerError> {
         info(self, input)
@@ -290,23 +328,11 @@ impl Affine for EncodedConv2d {
         let Some((oh, ow)) = self.out_hw(h, w) else {
             return;
         };
-        let (oc, rest) = (o / (oh * ow), o % (oh * ow));
-        let (oy, ox) = (rest / ow, rest % ow);
-        let [kh, kw] = self.kernel;
-        for c in 0..self.in_channels {
-            for ky in 0..kh {
-                let iy = (oy * self.stride[0] + ky) as isize - self.padding[0] as isize;
-                if iy < 0 || iy >= h as isize {
-                    continue;
-                }
-                for kx in 0..kw {
-                    let ix = (ox * self.stride[1] + kx) as isize - self.padding[1] as isize;
-                    if ix < 0 || ix >= w as isize {
-                        continue;
-                    }
-                    let wi = ((oc * self.in_channels + c) * kh + ky) * kw + kx;
-                    out.push(((c * h + iy as usize) * w + ix as usize, self.weights[wi]));
-                }
+        let (oc, p) = (o / (oh * ow), o % (oh * ow));
+        let per = self.taps_per_output();
+        for k in 0..per {
+            if let Some(i) = self.tap_input([h, w], ow, p, k) {
+                out.push((i, self.weights[oc * per + k]));
             }
         }
     }

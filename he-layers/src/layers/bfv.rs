@@ -46,6 +46,15 @@ impl BfvBackend {
     pub fn encryptor(&self) -> &Encryptor {
         &self.encryptor
     }
+
+    /// Batch-encodes integers of the mirror (centered mod t).
+    fn encode(&self, values: &[i128]) -> Result<crate::crypto::Plaintext, LayerError> {
+        let params = self.evaluator.parameters();
+        let centered = centered_mod(values, params.plain_modulus() as i128);
+        BatchEncoder::try_new(params)
+            .and_then(|e| e.encode(&centered))
+            .map_err(crypto)
+    }
 }
 
 /// Integers of the mirror as slot values: each taken centered mod t (a value beyond t/2 becomes
@@ -85,6 +94,10 @@ impl LinearOps for BfvBackend {
         self.evaluator.dot_scalars_many(cts, rows).map_err(crypto)
     }
 
+    fn add_assign(&self, a: &mut Ciphertext, b: &Ciphertext) -> Result<(), LayerError> {
+        self.evaluator.add_assign(a, b).map_err(crypto)
+    }
+
     fn add_constant(&self, ct: &mut Ciphertext, c: i128) -> Result<(), LayerError> {
         self.evaluator.add_constant_assign(ct, c).map_err(crypto)
     }
@@ -112,12 +125,14 @@ impl PlaintextOps for BfvBackend {
     type Plaintext = LiftedPlaintext;
 
     fn prepare_plaintext(&self, values: &[i128]) -> Result<LiftedPlaintext, LayerError> {
-        let params = self.evaluator.parameters();
-        let centered = centered_mod(values, params.plain_modulus() as i128);
-        let pt = BatchEncoder::try_new(params)
-            .and_then(|e| e.encode(&centered))
-            .map_err(crypto)?;
+        let pt = self.encode(values)?;
         self.evaluator.prepare_mul(&pt).map_err(crypto)
+    }
+
+    fn add_plain(&self, ct: &mut Ciphertext, values: &[i128]) -> Result<(), LayerError> {
+        let pt = self.encode(values)?;
+        let scaled = self.evaluator.prepare_add(&pt).map_err(crypto)?;
+        self.evaluator.add_plain_assign(ct, &scaled).map_err(crypto)
     }
 
     fn multiply_plain(

@@ -48,6 +48,9 @@ pub trait LinearOps: Backend {
         rows.iter().map(|r| self.dot(cts, r)).collect()
     }
 
+    /// a += b.
+    fn add_assign(&self, a: &mut Self::Ciphertext, b: &Self::Ciphertext) -> Result<(), LayerError>;
+
     /// ct += c in every slot.
     fn add_constant(&self, ct: &mut Self::Ciphertext, c: i128) -> Result<(), LayerError>;
 
@@ -75,6 +78,9 @@ pub trait PlaintextOps: Backend {
         ct: &Self::Ciphertext,
         pt: &Self::Plaintext,
     ) -> Result<Self::Ciphertext, LayerError>;
+
+    /// ct += values, slot by slot.
+    fn add_plain(&self, ct: &mut Self::Ciphertext, values: &[i128]) -> Result<(), LayerError>;
 }
 
 /// Slot rotations (packed layouts), with the Galois keys the plan lists.
@@ -87,6 +93,12 @@ pub trait RotationOps: Backend {
 pub trait HeBackend: LinearOps + ProductOps {}
 
 impl<T: LinearOps + ProductOps> HeBackend for T {}
+
+/// What every layout needs: the batch layout's operations, plaintext products and rotations
+/// (the packed layout's).
+pub trait PackedBackend: HeBackend + PlaintextOps + RotationOps {}
+
+impl<T: HeBackend + PlaintextOps + RotationOps> PackedBackend for T {}
 
 /// Client side: encrypts one vector of slot values (integers of the mirror; the scheme reduces
 /// them as it must, e.g. centered mod t). A layout decides which values share a ciphertext.

@@ -3,11 +3,13 @@
 //! rotations, no Galois keys; a batch costs the same for 1 image as for N.
 
 use super::batch_ops::forward_layer;
-use super::{segment_plans, ExecutionPlan, LayerStep, Layout, LayoutKind, SchemeKind, StepOps};
-use crate::layers::{EncodedLayer, HeBackend, LayerError, SlotDecryptor, SlotEncryptor};
+use super::{
+    segments, ExecutionPlan, LayerStep, Layout, LayoutKind, Packing, SchemeKind, SegmentPlan,
+    StepOps,
+};
+use crate::layers::{EncodedLayer, HeBackend, LayerError, PackedBackend};
 use crate::model::{EncodedModel, ModelError};
-use crate::tensor::{EncryptedTensor, IntTensor, ValueInfo};
-use rayon::prelude::*;
+use crate::tensor::{EncryptedTensor, ValueInfo};
 use std::ops::Range;
 
 /// The batch layout.
@@ -54,78 +56,31 @@ impl Layout for BatchLayout {
         Ok(ExecutionPlan {
             scheme: SchemeKind::Bfv,
             layout: LayoutKind::Batch,
-            segments: segment_plans(model),
+            segments: segments(model)
+                .into_iter()
+                .map(|r| SegmentPlan {
+                    input: model.info_before(r.start).clone(),
+                    output: model.info_before(r.end).clone(),
+                    noise_log2: model.range_noise_log2(&r),
+                    input_packing: Packing::Batch,
+                    output_packing: Packing::Batch,
+                    layers: r,
+                })
+                .collect(),
             steps,
             galois_elements: Vec::new(),
         })
     }
 
-    fn ciphertext_count(
+    fn packing(
         &self,
-        info: &ValueInfo,
-        images: usize,
-        slots: usize,
-    ) -> Result<usize, ModelError> {
-        if images == 0 || images > slots {
-            return Err(ModelError::Images { images, slots });
-        }
-        Ok(info.len())
+        _model: &EncodedModel,
+        _layers: &Range<usize>,
+    ) -> Result<Packing, ModelError> {
+        Ok(Packing::Batch)
     }
 
-    fn encrypt<E: SlotEncryptor>(
-        &self,
-        x: &IntTensor,
-        encryptor: &E,
-    ) -> Result<Vec<E::Ciphertext>, ModelError> {
-        let slots = encryptor.slot_count();
-        if x.batch() == 0 || x.batch() > slots {
-            return Err(ModelError::Images {
-                images: x.batch(),
-                slots,
-            });
-        }
-        (0..x.len())
-            .into_par_iter()
-            .map(|a| encryptor.encrypt_slots(x.activation(a)))
-            .collect::<Result<_, _>>()
-            .map_err(ModelError::from)
-    }
-
-    fn decrypt<D: SlotDecryptor>(
-        &self,
-        cts: &[D::Ciphertext],
-        info: &ValueInfo,
-        images: usize,
-        decryptor: &D,
-    ) -> Result<IntTensor, ModelError> {
-        if cts.len() != info.len() {
-            return Err(ModelError::CiphertextCount {
-                expected: info.len(),
-                found: cts.len(),
-            });
-        }
-        let rows = cts
-            .par_iter()
-            .map(|ct| {
-                let slots = decryptor.decrypt_slots(ct)?;
-                if slots.len() < images {
-                    return Err(ModelError::Images {
-                        images,
-                        slots: slots.len(),
-                    });
-                }
-                Ok(slots[..images].to_vec())
-            })
-            .collect::<Result<Vec<_>, ModelError>>()?;
-        IntTensor::from_data(info.shape.clone(), images, rows.concat()).ok_or(
-            ModelError::CiphertextCount {
-                expected: info.len(),
-                found: cts.len(),
-            },
-        )
-    }
-
-    fn run<B: HeBackend>(
+    fn run<B: PackedBackend>(
         &self,
         model: &EncodedModel,
         layers: Range<usize>,

@@ -21,6 +21,9 @@ pub enum LayoutKind {
     /// One ciphertext per activation, slot j of each holding image j (CryptoNets).
     #[default]
     Batch,
+    /// One image's activations spread across the slots of a few ciphertexts, two images per
+    /// ciphertext (LoLa-style; rotations and plaintext products).
+    Packed,
 }
 
 impl fmt::Display for SchemeKind {
@@ -35,6 +38,7 @@ impl fmt::Display for LayoutKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Batch => "batch",
+            Self::Packed => "packed",
         })
     }
 }

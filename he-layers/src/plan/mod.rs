@@ -1,22 +1,26 @@
 //! Layers describe, layouts plan. An [`EncodedLayer`](crate::layers::EncodedLayer) says what a
 //! layer computes on integers, layout- and scheme-free; a [`Layout`] compiles an encoded model
 //! into an [`ExecutionPlan`] (segments, per-layer operations, Galois elements, predicted
-//! noise), packs tensors into ciphertext slots and runs segments through a backend. The batch
-//! layout ([`BatchLayout`]) is the first; a packed layout joins by implementing the same trait
-//! and adding its [`LayoutKind`].
+//! noise, and the [`Packing`] of every segment's input and output) and runs segments through a
+//! backend. The client packs and unpacks by the [`Packing`] alone. The batch layout
+//! ([`BatchLayout`]) and the packed layout ([`PackedLayout`]) implement the trait; a new one
+//! adds its [`LayoutKind`] and an arm of [`CompiledLayout`].
 
 mod batch;
 mod batch_ops;
 mod kind;
+mod packed;
+mod packing;
 mod types;
 
 pub use batch::BatchLayout;
 pub use kind::{LayoutKind, SchemeKind, PROTOCOL_VERSION};
+pub use packed::{PackedLayout, Placement};
+pub use packing::Packing;
 pub use types::{ExecutionPlan, LayerStep, SegmentPlan, StepOps};
 
-use crate::layers::{EncodedLayer, HeBackend, SlotDecryptor, SlotEncryptor};
+use crate::layers::{EncodedLayer, PackedBackend};
 use crate::model::{EncodedModel, ModelError};
-use crate::tensor::{IntTensor, ValueInfo};
 use std::ops::Range;
 
 /// A way of spreading tensors over ciphertext slots and running layers on them.
@@ -24,36 +28,17 @@ pub trait Layout {
     /// Its name in configurations and plans.
     fn kind(&self) -> LayoutKind;
 
-    /// Compiles a model: segments, per-layer operations, Galois elements, predicted noise.
+    /// Compiles a model: segments with their packings, per-layer operations, Galois elements,
+    /// predicted noise.
     fn compile(&self, model: &EncodedModel) -> Result<ExecutionPlan, ModelError>;
 
-    /// Ciphertexts that carry a tensor with `info` for `images` images in `slots` slots.
-    fn ciphertext_count(
-        &self,
-        info: &ValueInfo,
-        images: usize,
-        slots: usize,
-    ) -> Result<usize, ModelError>;
-
-    /// Client: packs and encrypts an integer tensor (every image of it).
-    fn encrypt<E: SlotEncryptor>(
-        &self,
-        x: &IntTensor,
-        encryptor: &E,
-    ) -> Result<Vec<E::Ciphertext>, ModelError>;
-
-    /// Client: decrypts and unpacks `images` images of a tensor with `info`.
-    fn decrypt<D: SlotDecryptor>(
-        &self,
-        cts: &[D::Ciphertext],
-        info: &ValueInfo,
-        images: usize,
-        decryptor: &D,
-    ) -> Result<IntTensor, ModelError>;
+    /// The packing of the tensor that running `layers` leaves (inside one segment; with
+    /// `layers` empty, of the tensor entering `layers.start`).
+    fn packing(&self, model: &EncodedModel, layers: &Range<usize>) -> Result<Packing, ModelError>;
 
     /// Server: runs `layers` (encryptable, free of predicted overflow) on the ciphertexts of
-    /// `images` images whose facts are the model's before `layers.start`.
-    fn run<B: HeBackend>(
+    /// `images` images, packed as [`Self::packing`] says for the tensor entering them.
+    fn run<B: PackedBackend>(
         &self,
         model: &EncodedModel,
         layers: Range<usize>,
@@ -61,6 +46,63 @@ pub trait Layout {
         cts: Vec<B::Ciphertext>,
         backend: &B,
     ) -> Result<Vec<B::Ciphertext>, ModelError>;
+}
+
+/// A layout ready for one model: what the server caches with a plan, and what in-process runs
+/// use. Dispatches to the layout its kind names.
+#[derive(Clone, Debug)]
+pub enum CompiledLayout {
+    /// The batch layout (nothing to compile).
+    Batch(BatchLayout),
+    /// The packed layout with its programs.
+    Packed(PackedLayout),
+}
+
+impl CompiledLayout {
+    /// The layout `kind` for `model`.
+    pub fn new(kind: LayoutKind, model: &EncodedModel) -> Result<Self, ModelError> {
+        Ok(match kind {
+            LayoutKind::Batch => Self::Batch(BatchLayout),
+            LayoutKind::Packed => Self::Packed(PackedLayout::new(model)?),
+        })
+    }
+}
+
+impl Layout for CompiledLayout {
+    fn kind(&self) -> LayoutKind {
+        match self {
+            Self::Batch(l) => l.kind(),
+            Self::Packed(l) => l.kind(),
+        }
+    }
+
+    fn compile(&self, model: &EncodedModel) -> Result<ExecutionPlan, ModelError> {
+        match self {
+            Self::Batch(l) => l.compile(model),
+            Self::Packed(l) => l.compile(model),
+        }
+    }
+
+    fn packing(&self, model: &EncodedModel, layers: &Range<usize>) -> Result<Packing, ModelError> {
+        match self {
+            Self::Batch(l) => l.packing(model, layers),
+            Self::Packed(l) => l.packing(model, layers),
+        }
+    }
+
+    fn run<B: PackedBackend>(
+        &self,
+        model: &EncodedModel,
+        layers: Range<usize>,
+        images: usize,
+        cts: Vec<B::Ciphertext>,
+        backend: &B,
+    ) -> Result<Vec<B::Ciphertext>, ModelError> {
+        match self {
+            Self::Batch(l) => l.run(model, layers, images, cts, backend),
+            Self::Packed(l) => l.run(model, layers, images, cts, backend),
+        }
+    }
 }
 
 /// The segments of a model: its encryptable prefix cut at every re-encryption boundary. These
@@ -81,17 +123,4 @@ pub fn segments(model: &EncodedModel) -> Vec<Range<usize>> {
         out.push(start..prefix);
     }
     out
-}
-
-/// The plan's segments with their facts and noise bounds (shared by every layout).
-fn segment_plans(model: &EncodedModel) -> Vec<SegmentPlan> {
-    segments(model)
-        .into_iter()
-        .map(|r| SegmentPlan {
-            input: model.info_before(r.start).clone(),
-            output: model.info_before(r.end).clone(),
-            noise_log2: model.range_noise_log2(&r),
-            layers: r,
-        })
-        .collect()
 }

@@ -2,6 +2,7 @@
 //! operations it performs and the noise it is predicted to leave.
 
 use super::kind::{LayoutKind, SchemeKind};
+use super::Packing;
 use crate::tensor::ValueInfo;
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
@@ -47,6 +48,10 @@ pub struct SegmentPlan {
     /// public model and fresh noise at `layers.start` (what circuit-privacy flooding is sized
     /// by).
     pub noise_log2: f64,
+    /// How the client packs its input.
+    pub input_packing: Packing,
+    /// How the answer is packed.
+    pub output_packing: Packing,
 }
 
 /// A model compiled by a layout.

@@ -49,6 +49,15 @@ impl Evaluator {
         plain.center(plain.reduce_i64(w))
     }
 
+    /// The noise estimate of Σ w_k ct_k from (noise of ct_k, w_k) pairs (weights taken
+    /// centered mod t, as the products are).
+    pub fn estimate_dot_noise(&self, terms: impl IntoIterator<Item = (f64, i64)>) -> f64 {
+        terms
+            .into_iter()
+            .map(|(n, w)| n + (self.center_mod_t(w).unsigned_abs() as f64).log2())
+            .fold(f64::NEG_INFINITY, log2_add)
+    }
+
     /// ct · w for an integer w, without transforms. w ≡ 0 mod t would be transparent and is
     /// refused.
     pub fn mul_scalar(&self, ct: &Ciphertext, w: i64) -> Result<Ciphertext, Error> {
@@ -111,10 +120,7 @@ impl Evaluator {
                 .ok_or(Error::TransparentResult);
         }
         crate::stats::scalar_products(terms.len() as u64);
-        let mut noise = f64::NEG_INFINITY;
-        for (c, w) in &terms {
-            noise = log2_add(noise, c.noise_log2 + (w.unsigned_abs() as f64).log2());
-        }
+        let noise = self.estimate_dot_noise(terms.iter().map(|(c, w)| (c.noise_log2, *w)));
         let mut out = vec![RnsPoly::zero(n, basis.len(), Representation::Ntt); size];
         let mut acc = vec![0u128; n];
         for (limb_idx, m) in basis.moduli().iter().enumerate() {
@@ -239,12 +245,12 @@ impl Evaluator {
                 }
                 let terms = row.iter().filter(|&&w| w != 0).count() as u64;
                 crate::stats::scalar_products(terms);
-                let mut noise = f64::NEG_INFINITY;
-                for (c, &w) in cts.iter().zip(row) {
-                    if w != 0 {
-                        noise = log2_add(noise, c.noise_log2 + (w.unsigned_abs() as f64).log2());
-                    }
-                }
+                let noise = self.estimate_dot_noise(
+                    cts.iter()
+                        .zip(row)
+                        .filter(|(_, &w)| w != 0)
+                        .map(|(c, &w)| (c.noise_log2, w)),
+                );
                 results.push(Some(self.output(polys, noise)));
             }
         }

@@ -96,7 +96,7 @@ impl Evaluator {
         c1.inverse_ntt(&self.params.q);
         let (u0, u1) = self.key_switch(&c1, ksk);
         c0.add_assign(&u0, &self.params.q);
-        let noise = log2_add(ct.noise_log2, self.key_switch_noise_log2());
+        let noise = log2_add(ct.noise_log2, self.estimate_key_switch_noise());
         Ok(self.output(vec![c0, u1], noise))
     }
 

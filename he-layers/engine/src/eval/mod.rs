@@ -16,8 +16,8 @@ mod dot;
 mod keyswitch;
 mod product;
 
-/// log2(2^a + 2^b) without overflow.
-pub(crate) fn log2_add(a: f64, b: f64) -> f64 {
+/// log2(2^a + 2^b) without overflow: the noise estimate of a sum.
+pub fn log2_add(a: f64, b: f64) -> f64 {
     let (hi, lo) = if a >= b { (a, b) } else { (b, a) };
     if lo == f64::NEG_INFINITY {
         return hi;
@@ -160,10 +160,7 @@ impl Evaluator {
         self.check(ct)?;
         ensure_same(&self.params, &pt.params)?;
         ct.polys[0].add_assign(&pt.poly, &self.params.q);
-        ct.noise_log2 = log2_add(
-            ct.noise_log2,
-            (self.params.plain_modulus() as f64).log2() - 1.0,
-        );
+        ct.noise_log2 = self.estimate_add_plain_noise(ct.noise_log2);
         Ok(())
     }
 
@@ -172,10 +169,7 @@ impl Evaluator {
         self.check(ct)?;
         ensure_same(&self.params, &pt.params)?;
         ct.polys[0].sub_assign(&pt.poly, &self.params.q);
-        ct.noise_log2 = log2_add(
-            ct.noise_log2,
-            (self.params.plain_modulus() as f64).log2() - 1.0,
-        );
+        ct.noise_log2 = self.estimate_add_plain_noise(ct.noise_log2);
         Ok(())
     }
 
@@ -199,7 +193,7 @@ impl Evaluator {
             }
         }
         ct.seed = None;
-        ct.noise_log2 = log2_add(ct.noise_log2, (p.plain_modulus() as f64).log2() - 1.0);
+        ct.noise_log2 = self.estimate_add_plain_noise(ct.noise_log2);
         Ok(())
     }
 
@@ -214,9 +208,22 @@ impl Evaluator {
         for p in &mut polys {
             p.mul_assign_ntt(&pt.poly, &self.params.q);
         }
-        // ‖p v‖ ≤ ‖p‖∞ · (nonzero terms) · ‖v‖; heuristically the sum of nonzero random-sign
-        // terms grows like its square root, with a tail factor.
-        let growth = (pt.max_abs as f64).log2() + 0.5 * (pt.nonzero as f64).log2() + 3.0;
-        Ok(self.output(polys, ct.noise_log2 + growth.max(0.0)))
+        let noise = self.estimate_mul_plain_noise(ct.noise_log2, pt.max_abs, pt.nonzero);
+        Ok(self.output(polys, noise))
+    }
+
+    /// The noise estimate after a product with a plaintext whose centered coefficients are
+    /// at most `max_abs` in size, `nonzero` of them nonzero. ‖p v‖ ≤ ‖p‖∞ · nonzero · ‖v‖;
+    /// heuristically the sum of random-sign terms grows like its square root, with a tail
+    /// factor. A batch-encoded vector has coefficients of any size below t/2 in every place.
+    pub fn estimate_mul_plain_noise(&self, noise: f64, max_abs: u64, nonzero: usize) -> f64 {
+        let growth = (max_abs.max(1) as f64).log2() + 0.5 * (nonzero.max(1) as f64).log2() + 3.0;
+        noise + growth.max(0.0)
+    }
+
+    /// The noise estimate after adding a plaintext or a constant (t/2 at most per slot
+    /// value, as a numerator).
+    pub fn estimate_add_plain_noise(&self, noise: f64) -> f64 {
+        log2_add(noise, (self.params.plain_modulus() as f64).log2() - 1.0)
     }
 }

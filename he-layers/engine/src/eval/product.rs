@@ -20,11 +20,11 @@ impl Evaluator {
         // plus the rounding term t ‖1 + s + s²‖ and the relinearization term.
         let tensor = t + n + log2_add(a, b) + 1.5;
         let rounding = t + n + 1.0;
-        log2_add(tensor.max(rounding), self.key_switch_noise_log2())
+        log2_add(tensor.max(rounding), self.estimate_key_switch_noise())
     }
 
-    /// log2 of the noise numerator a key switch adds: t Σ_i d_i e_i / special.
-    pub(super) fn key_switch_noise_log2(&self) -> f64 {
+    /// log2 of the noise numerator a key switch (relinearization, rotation) adds: t Σ_i d_i e_i / special.
+    pub fn estimate_key_switch_noise(&self) -> f64 {
         let p = &self.params;
         let t = (p.plain_modulus() as f64).log2();
         let l = p.q.len() as f64;

@@ -1,0 +1,282 @@
+//! The packed layout: one image's activations spread across the slots of a few ciphertexts
+//! (two images per ciphertext, one per row), so one image costs a few ciphertexts instead of
+//! one per activation.
+//!
+//! The client arranges a first convolution's input by taps (im2col), which turns the
+//! convolution into one scalar product per tap and rotation; every other affine layer is the
+//! diagonal method with baby-step / giant-step rotations, folded (hybrid) where that is
+//! cheaper; Square is slot-wise; Flatten renames. Intermediate ciphertexts may be "dirty"
+//! (nonzero where no value is placed); the next affine step reads only placed columns, and the
+//! last layer of every segment is computed with plaintext diagonals only, so what returns to
+//! the client holds nothing but the outputs. The integer mirror is the batch layout's:
+//! decrypted outputs equal it exactly.
+
+mod compile;
+mod execute;
+mod noise;
+mod placement;
+mod program;
+
+pub use placement::Placement;
+
+use super::packing::ROWS;
+use super::{
+    segments, ExecutionPlan, LayerStep, Layout, LayoutKind, Packing, SchemeKind, SegmentPlan,
+    StepOps,
+};
+use crate::layers::{LayerError, PackedBackend};
+use crate::model::{EncodedModel, ModelError};
+use compile::compile_segment;
+use noise::NoiseBackend;
+use program::{PackedProgram, PackedStep};
+use std::ops::Range;
+
+/// The packed layout, compiled for one encoded model (its programs, one per segment).
+#[derive(Clone, Debug)]
+pub struct PackedLayout {
+    model_name: String,
+    layers: usize,
+    fingerprint: [u8; 32],
+    width: usize,
+    programs: Vec<(Range<usize>, PackedProgram)>,
+}
+
+fn inconsistent(what: &'static str) -> ModelError {
+    ModelError::Layer(LayerError::Inconsistent {
+        layer: String::new(),
+        what,
+    })
+}
+
+impl PackedLayout {
+    /// Compiles every segment of `model` for its parameter set.
+    pub fn new(model: &EncodedModel) -> Result<Self, ModelError> {
+        let width = model.parameters().degree() / 2;
+        let programs = segments(model)
+            .into_iter()
+            .map(|r| Ok((r.clone(), compile_segment(model, r, width)?)))
+            .collect::<Result<_, ModelError>>()?;
+        Ok(Self {
+            model_name: model.name().to_string(),
+            layers: model.layers().len(),
+            fingerprint: model.parameters().fingerprint(),
+            width,
+            programs,
+        })
+    }
+
+    /// Ciphertexts one image group (up to two images) takes entering each segment.
+    pub fn input_ciphertexts(&self) -> Vec<usize> {
+        self.programs.iter().map(|(_, p)| p.input.cts).collect()
+    }
+
+    /// The rotation steps the plan performs (left positive), sorted.
+    pub fn rotation_steps(&self) -> Vec<i64> {
+        let mut out: Vec<i64> = self
+            .programs
+            .iter()
+            .flat_map(|(_, p)| p.rotation_steps())
+            .map(|s| s.rem_euclid(self.width as i64))
+            .filter(|&s| s != 0)
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    fn check_model(&self, model: &EncodedModel) -> Result<(), ModelError> {
+        if model.name() != self.model_name
+            || model.layers().len() != self.layers
+            || model.parameters().fingerprint() != self.fingerprint
+        {
+            return Err(inconsistent(
+                "a packed layout used with a model it was not compiled for",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The program of the segment holding `layer`, and the layer's index in it.
+    fn program_at(
+        &self,
+        model: &EncodedModel,
+        layer: usize,
+    ) -> Result<(&Range<usize>, &PackedProgram, usize), ModelError> {
+        self.check_model(model)?;
+        self.programs
+            .iter()
+            .find(|(r, _)| r.start <= layer && layer <= r.end)
+            .map(|(r, p)| (r, p, layer - r.start))
+            .ok_or_else(|| ModelError::Range {
+                start: layer,
+                end: layer,
+                reason: "no encrypted segment holds this layer".into(),
+            })
+    }
+
+    /// The program for running `layers`: inside one segment.
+    fn program_for(
+        &self,
+        model: &EncodedModel,
+        layers: &Range<usize>,
+    ) -> Result<(&PackedProgram, Range<usize>), ModelError> {
+        let (seg, program, from) = self.program_at(model, layers.start)?;
+        if layers.end > seg.end || layers.end < layers.start {
+            return Err(ModelError::Range {
+                start: layers.start,
+                end: layers.end,
+                reason: format!(
+                    "the packed layout runs within one segment ({}..{})",
+                    seg.start, seg.end
+                ),
+            });
+        }
+        Ok((program, from..from + layers.len()))
+    }
+
+    /// Predicted noise (log2) of every ciphertext after each layer of a segment, from fresh
+    /// symmetric noise at its start.
+    fn noise_per_layer(
+        &self,
+        model: &EncodedModel,
+        program: &PackedProgram,
+    ) -> Result<Vec<f64>, ModelError> {
+        let backend = NoiseBackend::new(model.parameters());
+        let fresh = crate::crypto::encrypt::fresh_symmetric_noise(model.parameters());
+        let mut cts = vec![fresh; program.input.cts];
+        let names: Vec<&str> = model.layers()[program.start..]
+            .iter()
+            .map(|l| l.name())
+            .collect();
+        let mut out = Vec::with_capacity(program.steps.len());
+        for (k, (step, _)) in program.steps.iter().enumerate() {
+            let name = names.get(k).copied().unwrap_or("");
+            cts = execute::run_steps([(step, name)], cts, self.width, &backend)?;
+            out.push(cts.iter().copied().fold(f64::NEG_INFINITY, f64::max));
+        }
+        Ok(out)
+    }
+}
+
+/// Operations of one step per image group.
+fn step_ops(step: &PackedStep, cts_out: usize) -> StepOps {
+    match step {
+        PackedStep::Linear(l) => l.ops(),
+        PackedStep::Square => StepOps {
+            ciphertexts_out: cts_out as u64,
+            ciphertext_products: cts_out as u64,
+            key_switches: cts_out as u64,
+            ..StepOps::default()
+        },
+        PackedStep::Rename => StepOps {
+            ciphertexts_out: cts_out as u64,
+            ..StepOps::default()
+        },
+    }
+}
+
+impl Layout for PackedLayout {
+    fn kind(&self) -> LayoutKind {
+        LayoutKind::Packed
+    }
+
+    fn compile(&self, model: &EncodedModel) -> Result<ExecutionPlan, ModelError> {
+        self.check_model(model)?;
+        let params = model.parameters();
+        let fresh_budget =
+            params.log2_q() - crate::crypto::encrypt::fresh_symmetric_noise(params) - 1.0;
+        let prefix = model.encryptable_prefix();
+        let mut steps: Vec<LayerStep> = (0..prefix)
+            .map(|index| LayerStep {
+                index,
+                ops: StepOps::default(),
+                predicted_budget_bits: fresh_budget,
+            })
+            .collect();
+        let mut segments = Vec::with_capacity(self.programs.len());
+        for (range, program) in &self.programs {
+            let noise = self.noise_per_layer(model, program)?;
+            for (k, ((step, placement), &n)) in program.steps.iter().zip(&noise).enumerate() {
+                if let Some(s) = steps.get_mut(range.start + k) {
+                    s.ops = step_ops(step, placement.cts);
+                    s.predicted_budget_bits = params.log2_q() - n - 1.0;
+                }
+            }
+            let output_packing = program
+                .placement_after(program.steps.len())
+                .cloned()
+                .ok_or_else(|| inconsistent("a segment without steps"))?;
+            segments.push(SegmentPlan {
+                layers: range.clone(),
+                input: model.info_before(range.start).clone(),
+                output: model.info_before(range.end).clone(),
+                noise_log2: noise.last().copied().unwrap_or(f64::NEG_INFINITY),
+                input_packing: Packing::Packed(program.input.clone()),
+                output_packing: Packing::Packed(output_packing),
+            });
+        }
+        let mut galois_elements: Vec<u64> = self
+            .rotation_steps()
+            .into_iter()
+            .map(|s| params.galois_element_for_step(s))
+            .filter(|&g| g != 1)
+            .collect();
+        galois_elements.sort_unstable();
+        galois_elements.dedup();
+        Ok(ExecutionPlan {
+            scheme: SchemeKind::Bfv,
+            layout: LayoutKind::Packed,
+            segments,
+            steps,
+            galois_elements,
+        })
+    }
+
+    fn packing(&self, model: &EncodedModel, layers: &Range<usize>) -> Result<Packing, ModelError> {
+        let (program, steps) = self.program_for(model, layers)?;
+        program
+            .placement_after(steps.end)
+            .cloned()
+            .map(Packing::Packed)
+            .ok_or_else(|| inconsistent("a layer past its segment"))
+    }
+
+    fn run<B: PackedBackend>(
+        &self,
+        model: &EncodedModel,
+        layers: Range<usize>,
+        images: usize,
+        cts: Vec<B::Ciphertext>,
+        backend: &B,
+    ) -> Result<Vec<B::Ciphertext>, ModelError> {
+        model.check_range(&layers)?;
+        model.check_overflow(&layers)?;
+        let (program, steps) = self.program_for(model, &layers)?;
+        let place = program
+            .placement_after(steps.start)
+            .ok_or_else(|| inconsistent("a layer past its segment"))?;
+        let expected = images.div_ceil(ROWS) * place.cts;
+        if cts.len() != expected || images == 0 {
+            return Err(ModelError::CiphertextCount {
+                expected,
+                found: cts.len(),
+            });
+        }
+        let names: Vec<&str> = model.layers()[layers.clone()]
+            .iter()
+            .map(|l| l.name())
+            .collect();
+        let mut out = Vec::new();
+        let mut rest = cts;
+        while !rest.is_empty() {
+            let tail = rest.split_off(place.cts.min(rest.len()));
+            let group = std::mem::replace(&mut rest, tail);
+            let chain = program.steps[steps.clone()]
+                .iter()
+                .map(|(s, _)| s)
+                .zip(names.iter().copied());
+            out.extend(execute::run_steps(chain, group, self.width, backend)?);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,339 @@
+//! The packed layout: decrypted outputs equal the integer mirror exactly (over CRT moduli, for
+//! an odd number of images so both rows and a half-empty group are exercised), returned
+//! ciphertexts hold nothing but the outputs, and the noise the plan predicts is never less
+//! than what the ciphertexts carry.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test, bench or example fails loudly
+
+use he_layers::crypto::{
+    BatchEncoder, BfvParameters, Decryptor, Evaluator, GaloisKeys, PublicKey, RelinearizationKey,
+    SecretKey, SymmetricEncryptor,
+};
+use he_layers::layers::{
+    BfvBackend, BfvSlotDecryptor, BfvSlotEncryptor, EncodedAvgPool2d, EncodedConv2d, EncodedLayer,
+    EncodedLinear, Flatten, Square,
+};
+use he_layers::model::{crt_combine, EncodedModel, Quantization};
+use he_layers::plan::{Layout, LayoutKind, PackedLayout, Packing};
+use he_layers::tensor::{FloatTensor, IntTensor, ValueInfo};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::sync::Arc;
+
+fn input_info(shape: Vec<usize>, scale_bits: u32, range: f64) -> ValueInfo {
+    let scale = (scale_bits as f64).exp2();
+    let b = (range * scale).round() as i128;
+    ValueInfo {
+        shape,
+        scale,
+        lo: -b,
+        hi: b,
+        float_bound: range,
+        error_bound: 0.5 / scale,
+    }
+}
+
+fn random_floats(r: &mut ChaCha8Rng, len: usize, range: f64) -> Vec<f64> {
+    (0..len).map(|_| r.gen_range(-range..=range)).collect()
+}
+
+fn quantized_images(r: &mut ChaCha8Rng, shape: &[usize], count: usize, scale: f64) -> IntTensor {
+    let len: usize = shape.iter().product();
+    let images: Vec<Vec<f64>> = (0..count)
+        .map(|_| (0..len).map(|_| r.gen_range(-1.0..=1.0)).collect())
+        .collect();
+    FloatTensor::from_images(shape.to_vec(), &images)
+        .unwrap()
+        .map(|&v| (v * scale).round() as i128)
+}
+
+/// Rotations move every slot within its row, as the packed layout assumes.
+#[test]
+fn rotations_shift_both_rows_alike() {
+    let n = 4096;
+    let t = BfvParameters::batching_plain_modulus(n, 20).unwrap();
+    let p = BfvParameters::preset(n, t).unwrap();
+    let sk = SecretKey::generate(&p);
+    let gk = GaloisKeys::generate(&sk, &[3, -5], false);
+    let enc = BatchEncoder::try_new(&p).unwrap();
+    let values: Vec<i64> = (0..n as i64).map(|i| i % 1000).collect();
+    let ct = SymmetricEncryptor::new(&sk)
+        .encrypt(&enc.encode(&values).unwrap())
+        .unwrap();
+    let ev = Evaluator::new(&p);
+    let half = n / 2;
+    for step in [3i64, -5] {
+        let r = ev.rotate_rows(&ct, step, &gk).unwrap();
+        let got = enc.decode(&Decryptor::new(&sk).decrypt(&r).unwrap());
+        for row in 0..2 {
+            for col in 0..half {
+                let from = (col as i64 + step).rem_euclid(half as i64) as usize;
+                assert_eq!(got[row * half + col], values[row * half + from]);
+            }
+        }
+    }
+}
+
+/// Conv (3×3, padding 1) → Square → AvgPool → Flatten → Linear → Square → Linear: the first
+/// convolution by the client's arrangement, the pooling on a grid, the first linear layer
+/// folded or by diagonals, the last by clean diagonals.
+fn whole_model(input_scale: f64, r: &mut ChaCha8Rng) -> (Vec<EncodedLayer>, ValueInfo) {
+    let (c, h, w) = (1, 8, 8);
+    let wbits = 2;
+    let conv = EncodedConv2d::quantize(
+        "conv",
+        c,
+        2,
+        [3, 3],
+        [1, 1],
+        [1, 1],
+        &random_floats(r, 2 * 9, 1.0),
+        Some(&random_floats(r, 2, 0.5)),
+        input_scale,
+        wbits,
+    )
+    .unwrap();
+    let s1 = input_scale * 4.0;
+    let s2 = s1 * s1 * 4.0;
+    let fc1 = EncodedLinear::quantize(
+        "fc1",
+        32,
+        8,
+        &random_floats(r, 8 * 32, 1.0),
+        None,
+        s2,
+        wbits,
+    )
+    .unwrap();
+    let s3 = s2 * 4.0;
+    let fc2 = EncodedLinear::quantize(
+        "fc2",
+        8,
+        4,
+        &random_floats(r, 4 * 8, 1.0),
+        Some(&random_floats(r, 4, 1.0)),
+        s3 * s3,
+        wbits,
+    )
+    .unwrap();
+    let layers = vec![
+        EncodedLayer::Conv2d(conv),
+        EncodedLayer::Square(Square { name: "sq1".into() }),
+        EncodedLayer::AvgPool2d(EncodedAvgPool2d {
+            name: "pool".into(),
+            kernel: [2, 2],
+            stride: [2, 2],
+            padding: [0, 0],
+        }),
+        EncodedLayer::Flatten(Flatten {
+            name: "flat".into(),
+        }),
+        EncodedLayer::Linear(fc1),
+        EncodedLayer::Square(Square { name: "sq2".into() }),
+        EncodedLayer::Linear(fc2),
+    ];
+    (
+        layers,
+        input_info(vec![c, h, w], input_scale.log2() as u32, 1.0),
+    )
+}
+
+struct Run {
+    outputs: Vec<Vec<i64>>,
+    measured_budget: u32,
+    predicted_budget: f64,
+}
+
+/// Runs `layers` packed for one plaintext modulus; checks the answer is clean.
+fn run_packed(model: &EncodedModel, x: &IntTensor, layers: std::ops::Range<usize>) -> Run {
+    let p = model.parameters();
+    let layout = PackedLayout::new(model).unwrap();
+    let plan = layout.compile(model).unwrap();
+    assert_eq!(plan.layout, LayoutKind::Packed);
+    let sk = SecretKey::generate(p);
+    let pk = PublicKey::generate(&sk);
+    let steps = layout.rotation_steps();
+    let gk = GaloisKeys::generate(&sk, &steps, false);
+    assert_eq!(
+        gk.elements().collect::<Vec<_>>(),
+        plan.galois_elements,
+        "the plan lists exactly the Galois elements its rotations use"
+    );
+    let backend =
+        BfvBackend::new(&pk, Some(RelinearizationKey::generate(&sk))).with_galois_keys(gk);
+    let input = layout
+        .packing(model, &(layers.start..layers.start))
+        .unwrap();
+    let cts = input
+        .encrypt(x, &BfvSlotEncryptor::new(&sk).unwrap())
+        .unwrap();
+    assert_eq!(
+        cts.len(),
+        input
+            .ciphertext_count(x.len(), x.batch(), p.degree())
+            .unwrap()
+    );
+    let out = layout
+        .run(model, layers.clone(), x.batch(), cts, &backend)
+        .unwrap();
+    let packing = layout.packing(model, &layers).unwrap();
+    let dec = BfvSlotDecryptor::new(&sk).unwrap();
+    let shape = model.info_before(layers.end).shape.clone();
+    let y = packing.decrypt(&out, &shape, x.batch(), &dec).unwrap();
+    // Nothing but the outputs: every slot no output occupies decrypts to zero.
+    let Packing::Packed(place) = &packing else {
+        panic!("a packed layout answers packed");
+    };
+    let width = place.width();
+    let mut occupied = std::collections::HashSet::new();
+    for copies in place.flat_copies() {
+        occupied.extend(copies);
+    }
+    use he_layers::layers::SlotDecryptor;
+    for (k, ct) in out.iter().enumerate() {
+        let slots = dec.decrypt_slots(ct).unwrap();
+        let ct_in_group = (k % place.ciphertexts()) as u64;
+        for (i, v) in slots.iter().enumerate() {
+            let flat = ct_in_group * width as u64 + (i % width) as u64;
+            if !occupied.contains(&flat) {
+                assert_eq!(*v, 0, "ciphertext {k} slot {i} holds a stray value");
+            }
+        }
+    }
+    let d = Decryptor::new(&sk);
+    let measured_budget = out
+        .iter()
+        .map(|c| d.noise_budget(c).unwrap())
+        .min()
+        .unwrap();
+    Run {
+        outputs: (0..x.batch())
+            .map(|j| y.image(j).iter().map(|&v| v as i64).collect())
+            .collect(),
+        measured_budget,
+        predicted_budget: plan.steps[layers.end - 1].predicted_budget_bits,
+    }
+}
+
+#[test]
+fn whole_model_packed_equals_the_mirror_over_crt_moduli() {
+    he_layers::tune_allocator();
+    let mut r = ChaCha8Rng::seed_from_u64(14);
+    // Plaintext products cost about log2 t + log2 N / 2 bits of budget each (scalar products
+    // of the batch layout a few): this depth needs N = 16384.
+    let n = 16384;
+    let (layers, input) = whole_model(4.0, &mut r);
+    let primes: Vec<u64> = he_layers::crypto::arith::generate_primes(22, n, 3, &[]).unwrap();
+    let quant = Quantization {
+        input_scale_bits: 2,
+        weight_bits: 2,
+    };
+    let images = 3;
+    let x = quantized_images(&mut r, &[1, 8, 8], images, 4.0);
+    let mut runs = Vec::new();
+    let mut mirror = None;
+    for &t in &primes {
+        let p: Arc<BfvParameters> = BfvParameters::preset(n, t).unwrap();
+        let model = EncodedModel::new(
+            "m",
+            &p,
+            input.clone(),
+            layers.clone(),
+            quant.clone(),
+            Some(primes.clone()),
+        )
+        .unwrap();
+        mirror.get_or_insert_with(|| model.run_int(0..7, &x).unwrap());
+        let run = run_packed(&model, &x, 0..7);
+        assert!(
+            run.predicted_budget <= run.measured_budget as f64,
+            "predicted {} bits left, measured {}",
+            run.predicted_budget,
+            run.measured_budget
+        );
+        runs.push(run);
+    }
+    let mirror = mirror.unwrap();
+    for j in 0..images {
+        let want = mirror.image(j);
+        for (i, &m) in want.iter().enumerate() {
+            let res: Vec<u64> = primes
+                .iter()
+                .zip(&runs)
+                .map(|(&t, run)| run.outputs[j][i].rem_euclid(t as i64) as u64)
+                .collect();
+            assert_eq!(crt_combine(&res, &primes), Some(m), "image {j} output {i}");
+        }
+    }
+}
+
+/// A pooling first (the input compact, on a grid), then a linear layer, then a convolution
+/// after a convolution (the grid path with padding borders).
+#[test]
+fn grid_convolutions_and_a_pooling_first_equal_the_mirror() {
+    let mut r = ChaCha8Rng::seed_from_u64(21);
+    let n = 8192;
+    let t = BfvParameters::batching_plain_modulus(n, 30).unwrap();
+    let p = BfvParameters::preset(n, t).unwrap();
+    let quant = Quantization {
+        input_scale_bits: 2,
+        weight_bits: 2,
+    };
+    let input = input_info(vec![2, 6, 6], 2, 1.0);
+    let pool_then_linear = vec![
+        EncodedLayer::AvgPool2d(EncodedAvgPool2d {
+            name: "pool".into(),
+            kernel: [2, 2],
+            stride: [2, 2],
+            padding: [0, 0],
+        }),
+        EncodedLayer::Flatten(Flatten {
+            name: "flat".into(),
+        }),
+        EncodedLayer::Linear(
+            EncodedLinear::quantize(
+                "fc",
+                18,
+                5,
+                &random_floats(&mut r, 5 * 18, 1.0),
+                Some(&random_floats(&mut r, 5, 1.0)),
+                16.0,
+                2,
+            )
+            .unwrap(),
+        ),
+    ];
+    let conv = |name: &str, cin, cout, pad, r: &mut ChaCha8Rng, scale| {
+        EncodedLayer::Conv2d(
+            EncodedConv2d::quantize(
+                name,
+                cin,
+                cout,
+                [3, 3],
+                [1, 1],
+                [pad, pad],
+                &random_floats(r, cout * cin * 9, 1.0),
+                Some(&random_floats(r, cout, 0.5)),
+                scale,
+                2,
+            )
+            .unwrap(),
+        )
+    };
+    let two_convs = vec![
+        conv("c1", 2, 2, 1, &mut r, 4.0),
+        conv("c2", 2, 3, 1, &mut r, 16.0),
+    ];
+    for layers in [pool_then_linear, two_convs] {
+        let count = layers.len();
+        let model = EncodedModel::new("m", &p, input.clone(), layers, quant.clone(), None).unwrap();
+        assert!(model.predict().iter().all(|l| !l.overflow));
+        let x = quantized_images(&mut r, &[2, 6, 6], 2, 4.0);
+        let want = model.run_int(0..count, &x).unwrap();
+        let run = run_packed(&model, &x, 0..count);
+        for j in 0..2 {
+            let w: Vec<i64> = want.image(j).iter().map(|&v| v as i64).collect();
+            assert_eq!(run.outputs[j], w, "image {j}");
+        }
+        assert!(run.predicted_budget <= run.measured_budget as f64);
+    }
+}
