@@ -927,3 +927,66 @@ fn keygen_writes_the_secret_key_private_and_reloads() {
     assert!(KeySet::generate(&bad).is_err());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The packed layout over HTTP: `/plan` lists the Galois elements and the packings, the client
+/// makes exactly those Galois keys, saves them with its key set, uploads them once; three
+/// images (two to a ciphertext, then one) come back sanitized and equal to the mirror.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiny_packed_over_http_equals_the_mirror_and_keys_go_once() {
+    let address = start_server(1 << 30).await;
+    let cfg = ClientConfig {
+        address: address.clone(),
+        net: "mnist-tiny".into(),
+        encryption_parameters: params(
+            r#"{"degree": 8192, "plain_modulus_bits": 17, "plain_moduli_count": 2}"#,
+        ),
+        quantization: QuantizationConfig {
+            input_scale_bits: 3,
+            weight_bits: Some(4),
+        },
+        layers: None,
+        reencrypt_positions: vec![],
+        model: None,
+        scheme: Default::default(),
+        layout: he_layers::plan::LayoutKind::Packed,
+    };
+    let plan = Api::new(&address)
+        .unwrap()
+        .plan(&cfg.model_config())
+        .await
+        .unwrap();
+    assert!(!plan.galois_elements.is_empty());
+    assert_eq!(plan.packings.len(), 1);
+    assert!(plan.galois_key_bytes > 0);
+    let dir = std::env::temp_dir().join(format!("he-infer-packed-keys-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    KeySet::generate(&cfg.encryption_parameters)
+        .unwrap()
+        .save(&dir)
+        .unwrap();
+    let images =
+        load_test_set(&models().join("data/mnist-t10k-images-idx3-ubyte.gz"), 0, 3).unwrap();
+    let mut keys = KeySet::load(&dir).unwrap();
+    let first = run_compute(&cfg, &mut keys, Some(&dir), &images, true)
+        .await
+        .unwrap();
+    assert!(dir
+        .join(format!("t{}/galois.key", plan.plain_moduli[0]))
+        .exists());
+    // Reloaded from disk: the same keys, so the same key id; nothing is uploaded again.
+    let mut again = KeySet::load(&dir).unwrap();
+    let second = run_compute(&cfg, &mut again, Some(&dir), &images, true)
+        .await
+        .unwrap();
+    assert!(first.keys_upload_bytes as u64 > plan.galois_key_bytes);
+    assert_eq!(second.keys_upload_bytes, 0);
+    let q = quantize(&images.tensor, cfg.quantization.input_scale_bits);
+    let mirror = local_mirror("mnist-tiny", &cfg, first.weight_bits, &q, 4);
+    for report in [&first, &second] {
+        assert_eq!(report.integers.as_ref(), Some(&mirror));
+        assert!(report.segments[0].noise_budget.iter().all(|&b| b > 0));
+        // Two image groups, one ciphertext each, per modulus: 4 seeded ciphertexts up.
+        assert!(report.segments[0].bytes_up < 4 * 200_000);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

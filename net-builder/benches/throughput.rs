@@ -6,14 +6,23 @@
 //!
 //! cargo bench -p net-builder --bench throughput                            # cryptonets, tiny
 //! cargo bench -p net-builder --bench throughput -- mnist-cryptonets 3x25   # override the moduli
+//!
+//! Latency mode (`--latency`): the packed layout on one image (`--images=K` for more), answers
+//! sanitized at λ = 40 as the server does, the degree from `--degree=N` (default: the config's).
+//! Prints per layer the wall time, rotations, key switches, plaintext and scalar products and
+//! NTTs, the server's time per segment, the client's encryption and decryption, bytes up and
+//! down, and the key bytes (relinearization and Galois keys, sent once per key id).
+//!
+//! cargo bench -p net-builder --bench throughput -- mnist-tiny 2x17 --latency
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test, bench or example fails loudly
 
 use he_layers::crypto::stats::OpCounts;
+use he_layers::plan::Layout;
 use he_layers::plan::LayoutKind;
 use he_layers::protocol::{EncryptionParameters, QuantizationConfig};
 use net_builder::data::idx_images;
-use net_builder::pipeline::{build_crt, ClientKeys};
-use net_builder::session::{InProcess, LayerObservation, Observed, Session, SessionPlan};
+use net_builder::pipeline::build_crt;
+use net_builder::session::{keys_for, InProcess, LayerObservation, Observed, Session, SessionPlan};
 use net_builder::{load_model, BuildOptions, PickleOptions};
 use std::path::Path;
 use std::sync::Mutex;
@@ -21,9 +30,21 @@ use std::sync::Mutex;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     he_layers::tune_allocator();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let args: Vec<String> = std::env::args()
-        .skip(1)
+    let all: Vec<String> = std::env::args().skip(1).collect();
+    let flag = |name: &str| -> Option<String> {
+        all.iter()
+            .find_map(|a| a.strip_prefix(&format!("--{name}=")).map(str::to_string))
+    };
+    let latency = all.iter().any(|a| a == "--latency");
+    let layout_kind = if latency {
+        LayoutKind::Packed
+    } else {
+        LayoutKind::Batch
+    };
+    let args: Vec<String> = all
+        .iter()
         .filter(|a| !a.starts_with("--"))
+        .cloned()
         .collect();
     let nets: Vec<String> = match args.first() {
         Some(n) => vec![n.clone()],
@@ -44,10 +65,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             params.plain_moduli_count = Some(k.parse()?);
             params.plain_modulus_bits = Some(b.parse()?);
         }
+        if let Some(d) = flag("degree") {
+            params.degree = d.parse()?;
+            params.coeff_bits = None;
+        }
         let quant: QuantizationConfig = serde_json::from_value(cfg["quantization"].clone())?;
         let moduli = params.plain_moduli()?;
-        // A full batch, as far as the test set goes (10,000 images; N = 16384 holds more).
-        let n = params.degree.min(10_000);
+        // A full batch, as far as the test set goes (10,000 images; N = 16384 holds more); in
+        // latency mode one image unless told.
+        let n = if latency {
+            flag("images").map_or(Ok(1), |v| v.parse())?
+        } else {
+            params.degree.min(10_000)
+        };
         let slots = params.degree;
         let spec = load_model(
             &root.join(format!("models/{net}/model.onnx")),
@@ -72,14 +102,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let test_set = root.join(manifest["test_set"].as_str().ok_or("no test set")?);
         let x = idx_images(&test_set, 0, n)?;
         let q = model.quantize_input(&x)?;
-        let keys: Vec<ClientKeys> = crt
-            .components
+        let keys = keys_for(&crt, layout_kind)?;
+        let key_bytes: usize = keys
             .iter()
-            .map(|c| ClientKeys::generate(c.model.parameters()))
-            .collect();
+            .map(|k| k.rk.to_bytes().len() + k.galois.as_ref().map_or(0, |g| g.to_bytes().len()))
+            .sum();
         let threads = rayon::current_num_threads();
         println!(
-            "\n{net}: batch of {n} images, N={slots}, log q={}, plaintext moduli {moduli:?} (CRT {}), inputs × 2^{}, {}-bit weights, {threads} threads",
+            "\n{net}: {layout_kind} layout, {n} images, N={slots}, log q={}, plaintext moduli {moduli:?} (CRT {}), inputs × 2^{}, {}-bit weights, {threads} threads",
             model.parameters().total_modulus_bits(),
             moduli.len(),
             quant.input_scale_bits,
@@ -96,36 +126,51 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
             }
         };
-        let transport = InProcess::new(&crt, LayoutKind::Batch, &keys, None)?.observed(&observe);
+        // Latency mode sanitizes as the server does; the batch mode measures the computation.
+        let flood = latency.then_some(40);
+        let transport = InProcess::new(&crt, layout_kind, &keys, flood)?.observed(&observe);
         let layout = transport.layout(0).ok_or("no plaintext modulus")?;
+        let compiled = layout.compile(model)?;
         let plan = SessionPlan::from_model(model, layout, &crt.moduli)?;
         let session = Session::new(plan, keys.iter().map(|k| &k.sk).collect())?;
         let run = session.run_blocking(&transport, &q)?;
         println!();
-        println!("| layer | wall | NTTs | key switches | scalar products | ct products |");
-        println!("|---|---:|---:|---:|---:|---:|");
+        println!(
+            "| layer | wall | NTTs | key switches | rotations (plan) | pt products (plan) | scalar products | ct products |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|");
         let rows = per_layer.into_inner().map_err(|_| "lock")?;
         let mut total = 0.0;
         let mut all = OpCounts::default();
         for (i, (s, d)) in rows.iter().enumerate() {
             total += s;
             all = all + *d;
+            let ops = compiled.steps.get(i).map(|s| s.ops).unwrap_or_default();
             println!(
-                "| {i} {} | {s:.2} s | {} | {} | {} | {} |",
+                "| {i} {} | {s:.3} s | {} | {} | {} | {} | {} | {} |",
                 model.layers()[i].describe(),
                 d.ntts,
                 d.key_switches,
+                ops.rotations * moduli.len() as u64,
+                ops.plaintext_products * moduli.len() as u64,
                 d.scalar_products,
                 d.ct_products
             );
         }
         println!(
-            "| **total** | **{total:.2} s = {:.3} ms/image** | {} | {} | {} | {} |",
+            "| **total** | **{total:.3} s = {:.3} ms/image** | {} | {} | | | {} | {} |",
             1000.0 * total / n as f64,
             all.ntts,
             all.key_switches,
             all.scalar_products,
             all.ct_products
+        );
+        let server_s = run.segments.iter().map(|s| s.server_ms).sum::<f64>() / 1000.0;
+        let sanitize_s = run.segments.iter().map(|s| s.sanitize_ms).sum::<f64>() / 1000.0;
+        println!(
+            "server compute {server_s:.3} s (sanitization {sanitize_s:.3} s) for {n} images; keys: relinearization + Galois {:.2} MB (sent once per key id, {} Galois elements)",
+            key_bytes as f64 / 1e6,
+            compiled.galois_elements.len()
         );
         let seg = |f: fn(&net_builder::session::SegmentReport) -> f64| -> f64 {
             run.segments.iter().map(f).sum()

@@ -157,3 +157,41 @@ fn cryptonets_mirror_accuracy_is_within_0_3_percent_and_encrypted_equals_mirror(
     // One boundary-free segment: the whole network runs encrypted.
     assert_eq!(run.segments.len(), 1);
 }
+
+/// The packed layout on the shipped mnist-tiny, one image at a time as a user sends them, with
+/// the server's sanitization (λ = 40): every output equals the mirror, every label the
+/// mirror's; and the returned answer is two ciphertexts (one per plaintext modulus).
+#[test]
+fn tiny_packed_one_image_at_a_time_equals_the_mirror() {
+    he_layers::tune_allocator();
+    let dir = root().join("models/mnist-tiny");
+    let m = manifest("mnist-tiny");
+    let (images, labels) = test_set(&m);
+    let spec = load_model(&dir.join("model.onnx"), &PickleOptions::default()).unwrap();
+    let opts = BuildOptions {
+        input_scale_bits: 3,
+        weight_bits: Some(4),
+        ..Default::default()
+    };
+    let moduli = generate_primes(17, 8192, 2, &[]).unwrap();
+    let crt = build_crt(&spec, 8192, &moduli, &opts).unwrap();
+    let model = crt.model();
+    let keys = net_builder::session::keys_for(&crt, LayoutKind::Packed).unwrap();
+    assert!(keys.iter().all(|k| k.galois.is_some()));
+    let count = 6;
+    let x = idx_images(&images, 0, count).unwrap();
+    let y = idx_labels(&labels, 0, count).unwrap();
+    let mut correct = 0;
+    for j in 0..count {
+        let one = FloatTensor::from_images(vec![1, 28, 28], &[x.image(j)]).unwrap();
+        let q = model.quantize_input(&one).unwrap();
+        let run = run_local(&crt, LayoutKind::Packed, &keys, &q, Some(40)).unwrap();
+        let mirror = model.run_int(0..model.layers().len(), &q).unwrap();
+        assert_eq!(run.output, mirror, "image {j}");
+        correct += usize::from(argmax(&run.output.image(0)) == y[j]);
+        assert!(run.segments[0].noise_budget.iter().all(|&b| b > 0));
+        // Upload: one seeded ciphertext per modulus.
+        assert!(run.segments[0].bytes_up < 2 * 200_000);
+    }
+    assert!(correct >= count - 1, "{correct}/{count}");
+}

@@ -23,11 +23,13 @@ const MAX_IM2COL_CTS: usize = 4;
 /// encoding).
 const ROTATION_COST: f64 = 10.0;
 
-/// Compiles the segment `range` for rows of `width` columns.
+/// Compiles the segment `range` for rows of `width` columns. `mask_last`: the last layer may
+/// fold its partial sums and mask them off (one plaintext product more, far fewer diagonals).
 pub(crate) fn compile_segment(
     model: &EncodedModel,
     range: Range<usize>,
     width: usize,
+    mask_last: bool,
 ) -> Result<PackedProgram, ModelError> {
     let layers = model.layers();
     let first_info = model.info_before(range.start);
@@ -43,8 +45,15 @@ pub(crate) fn compile_segment(
     for index in range.clone() {
         let layer = &layers[index];
         let last = index + 1 == range.end;
-        let (step, next) = compile_layer(layer, model.info_before(index), &cur, last, width)
-            .map_err(|e| ModelError::from(e.in_layer(layer.name())))?;
+        let (step, next) = compile_layer(
+            layer,
+            model.info_before(index),
+            &cur,
+            last,
+            mask_last,
+            width,
+        )
+        .map_err(|e| ModelError::from(e.in_layer(layer.name())))?;
         steps.push((step, next.clone()));
         cur = next;
     }
@@ -69,6 +78,7 @@ fn compile_layer(
     info: &ValueInfo,
     input: &Placement,
     last: bool,
+    mask_last: bool,
     width: usize,
 ) -> Result<(PackedStep, Placement), LayerError> {
     let name = layer.name();
@@ -95,12 +105,13 @@ fn compile_layer(
                 OutputPlan::Placed(Placement::compact(&out_shape, width)),
                 !last,
             )?;
-            if last {
+            if last && !mask_last {
                 return Ok(placed);
             }
-            match fold_plan(&matrix, input, width) {
+            // Folding leaves partial sums beside the outputs: the last layer masks them off.
+            match fold_plan(&matrix, input, width, last) {
                 Some(plan) => {
-                    let folded = linear(name, &matrix, input, plan, true)?;
+                    let folded = linear(name, &matrix, input, plan, !last)?;
                     Ok(if cost(&folded.0) < cost(&placed.0) {
                         folded
                     } else {
@@ -259,13 +270,18 @@ enum OutputPlan {
     Placed(Placement),
     /// All in ciphertext 0: output o summed from replicas o + j·stride (j = −1 …
     /// 2^folds − 2) into column o − stride, by `folds` rotations (the hybrid method: `stride`
-    /// offsets per input instead of one per input–output distance).
-    Folded { stride: usize, folds: u32 },
+    /// offsets per input instead of one per input–output distance); `mask`: then multiplied by
+    /// the 0/1 vector of the output columns, so nothing else remains.
+    Folded {
+        stride: usize,
+        folds: u32,
+        mask: bool,
+    },
 }
 
 /// The hybrid plan for a linear layer, if its outputs fit one ciphertext and the replicas a
 /// row.
-fn fold_plan(matrix: &Matrix, input: &Placement, width: usize) -> Option<OutputPlan> {
+fn fold_plan(matrix: &Matrix, input: &Placement, width: usize, mask: bool) -> Option<OutputPlan> {
     let stride = matrix.rows.len();
     if stride == 0 || stride > width / 2 {
         return None;
@@ -279,7 +295,11 @@ fn fold_plan(matrix: &Matrix, input: &Placement, width: usize) -> Option<OutputP
     // Replica j + 1 = floor((s − o)/stride) + 1 ∈ [0, max_col/stride + 1].
     let replicas = max_col / stride + 2;
     let folds = replicas.next_power_of_two().trailing_zeros();
-    ((1usize << folds) * stride <= width).then_some(OutputPlan::Folded { stride, folds })
+    ((1usize << folds) * stride <= width).then_some(OutputPlan::Folded {
+        stride,
+        folds,
+        mask,
+    })
 }
 
 fn signed_mod(x: i64, width: usize) -> i64 {
@@ -307,9 +327,13 @@ fn linear(
 ) -> Result<(PackedStep, Placement), LayerError> {
     let width = input.width;
     let outputs = matrix.rows.len();
-    let (out_place, fold) = match plan {
-        OutputPlan::Placed(p) => (p, None),
-        OutputPlan::Folded { stride, folds } => {
+    let (out_place, fold, masked) = match plan {
+        OutputPlan::Placed(p) => (p, None, false),
+        OutputPlan::Folded {
+            stride,
+            folds,
+            mask,
+        } => {
             let copies = (0..outputs)
                 .map(|o| {
                     vec![Spot {
@@ -326,7 +350,7 @@ fn linear(
                 grid: None,
                 im2col: None,
             };
-            (p, Some((stride, folds)))
+            (p, Some((stride, folds)), mask)
         }
     };
     if out_place.len() != outputs {
@@ -454,7 +478,7 @@ fn linear(
 
     let out_cts = out_place.cts;
     let mut giants: Vec<BTreeMap<i64, Vec<Term>>> = vec![BTreeMap::new(); out_cts];
-    let mut dirty = vec![fold.is_some(); out_cts];
+    let mut dirty = vec![fold.is_some() && !masked; out_cts];
     for (key, d) in &diagonals {
         let (ct_o, ct_i, r) = *key;
         let (g, s) = (r.div_euclid(b), r.rem_euclid(b));
@@ -516,12 +540,18 @@ fn linear(
         Some((stride, n)) => (0..n).map(|k| (stride << k) as i64).collect(),
         None => Vec::new(),
     };
+    let mask = masked.then(|| {
+        (0..outputs)
+            .filter_map(|o| out_place.primary(o).map(|s| (s.col, 1)))
+            .collect()
+    });
     let placement = Placement { dirty, ..out_place };
     Ok((
         PackedStep::Linear(LinearStep {
             babies,
             outputs: out_ct_programs,
             folds,
+            mask,
         }),
         placement,
     ))

@@ -59,6 +59,10 @@ fn run_linear<B: PackedBackend>(
                 let r = backend.rotate(&acc, f)?;
                 backend.add_assign(&mut acc, &r)?;
             }
+            if let Some(m) = &l.mask {
+                let pt = backend.prepare_plaintext(&both_rows(m, width))?;
+                acc = backend.multiply_plain(&acc, &pt)?;
+            }
             match &o.bias {
                 Bias::None => {}
                 Bias::Constant(c) => backend.add_constant(&mut acc, *c)?,

@@ -24,6 +24,7 @@ use super::{
     segments, ExecutionPlan, LayerStep, Layout, LayoutKind, Packing, SchemeKind, SegmentPlan,
     StepOps,
 };
+use crate::crypto::sanitize::{plan_sanitization, DEFAULT_FLOOD_BITS};
 use crate::layers::{LayerError, PackedBackend};
 use crate::model::{EncodedModel, ModelError};
 use compile::compile_segment;
@@ -54,7 +55,23 @@ impl PackedLayout {
         let width = model.parameters().degree() / 2;
         let programs = segments(model)
             .into_iter()
-            .map(|r| Ok((r.clone(), compile_segment(model, r, width)?)))
+            .map(|r| {
+                // The cheaper program masks the last layer's folded partial sums, at one
+                // plaintext product of budget: taken only while its answer can still be
+                // sanitized at the default λ.
+                let masked = compile_segment(model, r.clone(), width, true)?;
+                let noise = segment_noise(model, &masked, width)?
+                    .last()
+                    .copied()
+                    .unwrap_or(f64::INFINITY);
+                let program =
+                    if plan_sanitization(model.parameters(), noise, DEFAULT_FLOOD_BITS).is_ok() {
+                        masked
+                    } else {
+                        compile_segment(model, r.clone(), width, false)?
+                    };
+                Ok((r, program))
+            })
             .collect::<Result<_, ModelError>>()?;
         Ok(Self {
             model_name: model.name().to_string(),
@@ -133,29 +150,29 @@ impl PackedLayout {
         }
         Ok((program, from..from + layers.len()))
     }
+}
 
-    /// Predicted noise (log2) of every ciphertext after each layer of a segment, from fresh
-    /// symmetric noise at its start.
-    fn noise_per_layer(
-        &self,
-        model: &EncodedModel,
-        program: &PackedProgram,
-    ) -> Result<Vec<f64>, ModelError> {
-        let backend = NoiseBackend::new(model.parameters());
-        let fresh = crate::crypto::encrypt::fresh_symmetric_noise(model.parameters());
-        let mut cts = vec![fresh; program.input.cts];
-        let names: Vec<&str> = model.layers()[program.start..]
-            .iter()
-            .map(|l| l.name())
-            .collect();
-        let mut out = Vec::with_capacity(program.steps.len());
-        for (k, (step, _)) in program.steps.iter().enumerate() {
-            let name = names.get(k).copied().unwrap_or("");
-            cts = execute::run_steps([(step, name)], cts, self.width, &backend)?;
-            out.push(cts.iter().copied().fold(f64::NEG_INFINITY, f64::max));
-        }
-        Ok(out)
+/// Predicted noise (log2, largest over ciphertexts) after each layer of a segment, from fresh
+/// symmetric noise at its start.
+fn segment_noise(
+    model: &EncodedModel,
+    program: &PackedProgram,
+    width: usize,
+) -> Result<Vec<f64>, ModelError> {
+    let backend = NoiseBackend::new(model.parameters());
+    let fresh = crate::crypto::encrypt::fresh_symmetric_noise(model.parameters());
+    let mut cts = vec![fresh; program.input.cts];
+    let names: Vec<&str> = model.layers()[program.start..]
+        .iter()
+        .map(|l| l.name())
+        .collect();
+    let mut out = Vec::with_capacity(program.steps.len());
+    for (k, (step, _)) in program.steps.iter().enumerate() {
+        let name = names.get(k).copied().unwrap_or("");
+        cts = execute::run_steps([(step, name)], cts, width, &backend)?;
+        out.push(cts.iter().copied().fold(f64::NEG_INFINITY, f64::max));
     }
+    Ok(out)
 }
 
 /// Operations of one step per image group.
@@ -195,7 +212,7 @@ impl Layout for PackedLayout {
             .collect();
         let mut segments = Vec::with_capacity(self.programs.len());
         for (range, program) in &self.programs {
-            let noise = self.noise_per_layer(model, program)?;
+            let noise = segment_noise(model, program, self.width)?;
             for (k, ((step, placement), &n)) in program.steps.iter().zip(&noise).enumerate() {
                 if let Some(s) = steps.get_mut(range.start + k) {
                     s.ops = step_ops(step, placement.cts);

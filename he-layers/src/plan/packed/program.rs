@@ -66,6 +66,9 @@ pub(crate) struct LinearStep {
     /// After the giant steps: y += rot(y, f) for each f in order (sums the replicas of each
     /// output into its column).
     pub(crate) folds: Vec<i64>,
+    /// After the folds: y ⊙ this 0/1 vector (column, 1), clearing the partial sums the folds
+    /// leave beside the outputs (a returned answer holds nothing else).
+    pub(crate) mask: Option<Vec<(u32, i64)>>,
 }
 
 /// One layer of a packed program.
@@ -147,6 +150,9 @@ impl LinearStep {
         // rotation_steps dedups nothing; count every rotation performed.
         ops.rotations = rotations;
         ops.key_switches = rotations;
+        if self.mask.is_some() {
+            ops.plaintext_products += self.outputs.len() as u64;
+        }
         for o in &self.outputs {
             for g in &o.giants {
                 for t in &g.terms {
