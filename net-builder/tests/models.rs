@@ -182,13 +182,13 @@ fn tiny_packed_one_image_at_a_time_equals_the_mirror() {
     let x = idx_images(&images, 0, count).unwrap();
     let y = idx_labels(&labels, 0, count).unwrap();
     let mut correct = 0;
-    for j in 0..count {
+    for (j, &label) in y.iter().enumerate().take(count) {
         let one = FloatTensor::from_images(vec![1, 28, 28], &[x.image(j)]).unwrap();
         let q = model.quantize_input(&one).unwrap();
         let run = run_local(&crt, LayoutKind::Packed, &keys, &q, Some(40)).unwrap();
         let mirror = model.run_int(0..model.layers().len(), &q).unwrap();
         assert_eq!(run.output, mirror, "image {j}");
-        correct += usize::from(argmax(&run.output.image(0)) == y[j]);
+        correct += usize::from(argmax(&run.output.image(0)) == label);
         assert!(run.segments[0].noise_budget.iter().all(|&b| b > 0));
         // Upload: one seeded ciphertext per modulus.
         assert!(run.segments[0].bytes_up < 2 * 200_000);
