@@ -3,6 +3,8 @@
 
 use crate::*;
 use he_layers::model::quantize;
+use he_layers::plan::{estimated_cost, LayoutKind};
+use he_layers::protocol::Plan;
 use he_layers::protocol::Runs;
 use he_layers::tensor::{FloatTensor, IntTensor};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -36,6 +38,10 @@ pub struct ComputeReport {
     pub plain_moduli: Vec<u64>,
     /// Weight precision used.
     pub weight_bits: u32,
+    /// The layout the run used (the config's, or the one chosen for the number of images).
+    pub layout: LayoutKind,
+    /// Why that layout: the config named it, or the estimated costs that chose it.
+    pub layout_reason: String,
     /// Per image.
     pub images: Vec<ImageResult>,
     /// Per encrypted segment.
@@ -104,6 +110,112 @@ impl Bars {
     }
 }
 
+/// The layout a run uses, its plan, and why.
+struct LayoutChoice {
+    layout: LayoutKind,
+    plan: Plan,
+    reason: String,
+}
+
+/// The config's layout, or (none named) the one whose plan is expected to cost less for
+/// `images` images ([`he_layers::plan::estimated_cost`]); a layout whose plan these parameters
+/// cannot carry (no room for circuit privacy, a model it cannot pack) is left out.
+async fn choose_layout(
+    api: &Api,
+    config: &ClientConfig,
+    keys: &KeySet,
+    images: usize,
+) -> Result<LayoutChoice, ClientError> {
+    if let Some(layout) = config.layout {
+        let plan = api.plan(&config.model_config(layout)).await?;
+        return Ok(LayoutChoice {
+            layout,
+            plan,
+            reason: "named by the config".into(),
+        });
+    }
+    let params = &keys.components[0].params;
+    let limbs = params.moduli().len();
+    let degree = params.degree();
+    let mut best: Option<(f64, LayoutChoice)> = None;
+    let mut costs = Vec::new();
+    let mut refused = Vec::new();
+    let mut first_refusal = None;
+    let mut unsanitizable = None;
+    for layout in [LayoutKind::Batch, LayoutKind::Packed] {
+        let plan = match api.plan(&config.model_config(layout)).await {
+            Ok(plan) => plan,
+            // A layout these parameters or this model cannot carry: the other one may.
+            Err(e @ ClientError::Server { status: 422, .. }) => {
+                if let ClientError::Server { kind, .. } = &e {
+                    refused.push(format!("{layout}: {kind}"));
+                }
+                first_refusal.get_or_insert(e);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        // A plan whose answers the server could not sanitize would be refused at /compute.
+        let last = config
+            .layers
+            .map_or(plan.encryptable_prefix, |[_, end]| end);
+        if let Some(why) = plan
+            .circuit_privacy
+            .iter()
+            .filter(|p| p.layers[0] < last)
+            .find_map(|p| p.refused.as_ref())
+        {
+            refused.push(format!("{layout}: {why}"));
+            unsanitizable.get_or_insert(LayoutChoice {
+                layout,
+                plan,
+                reason: format!(
+                    "no layout's answers can be sanitized: {}",
+                    refused.join("; ")
+                ),
+            });
+            continue;
+        }
+        let steps = plan.layers[..last.min(plan.layers.len())]
+            .iter()
+            .filter_map(|l| l.ops.as_ref());
+        let cost = estimated_cost(layout, steps, limbs, degree, images);
+        costs.push(format!("{layout} {cost:.3e}"));
+        if best.as_ref().is_none_or(|(c, _)| cost < *c) {
+            best = Some((
+                cost,
+                LayoutChoice {
+                    layout,
+                    plan,
+                    reason: String::new(),
+                },
+            ));
+        }
+    }
+    let Some((_, mut choice)) = best else {
+        // No layout can be sanitized: run the first the server planned, so that /compute
+        // answers with its reason and the fixes; refused by /plan itself: its answer.
+        if let Some(plan) = unsanitizable {
+            return Ok(plan);
+        }
+        return Err(first_refusal.unwrap_or_else(|| {
+            ConfigError::NoLayout {
+                refused: refused.join("; "),
+            }
+            .into()
+        }));
+    };
+    choice.reason = format!(
+        "the cheaper for {images} image(s): estimated {} NTTs{}",
+        costs.join(" vs "),
+        refused
+            .iter()
+            .map(|r| format!("; refused {r}"))
+            .collect::<String>()
+    );
+    Ok(choice)
+}
+
 /// Runs a configuration on images: keys uploaded once per key id, one `/compute` per segment
 /// and plaintext modulus, re-encryption between segments. Progress goes to stderr unless
 /// `quiet`.
@@ -119,9 +231,10 @@ pub async fn run_compute(
     if !keys.matches(&config.encryption_parameters)? {
         return Err(ConfigError::KeysMismatch.into());
     }
-    let model_cfg = config.model_config();
-    let plan = api.plan(&model_cfg).await?;
     let batch = images.tensor.batch();
+    let choice = choose_layout(&api, config, keys, batch).await?;
+    let model_cfg = config.model_config(choice.layout);
+    let plan = choice.plan;
     let slots = keys.components[0].params.degree();
     if batch == 0 || batch > slots {
         return Err(ConfigError::BatchSize {
@@ -249,6 +362,8 @@ pub async fn run_compute(
         net: plan.net.clone(),
         plain_moduli: moduli,
         weight_bits: plan.weight_bits,
+        layout: choice.layout,
+        layout_reason: choice.reason,
         images: results,
         segments: seg_results,
         keys_upload_bytes,

@@ -33,9 +33,10 @@ pub struct ClientConfig {
     /// The scheme (`"bfv"`, the default).
     #[serde(default)]
     pub scheme: SchemeKind,
-    /// The layout (`"batch"`, the default).
+    /// The layout (`"batch"` or `"packed"`); absent: the one expected to be cheaper for the
+    /// number of images (among those whose plan the parameters allow).
     #[serde(default)]
-    pub layout: LayoutKind,
+    pub layout: Option<LayoutKind>,
 }
 
 fn default_quantization() -> QuantizationConfig {
@@ -57,15 +58,15 @@ impl ClientConfig {
         )
     }
 
-    /// The model configuration sent to the server.
-    pub fn model_config(&self) -> ModelConfig {
+    /// The model configuration sent to the server, in `layout`.
+    pub fn model_config(&self, layout: LayoutKind) -> ModelConfig {
         ModelConfig {
             net: self.net.clone(),
             encryption_parameters: self.encryption_parameters.clone(),
             quantization: self.quantization.clone(),
             reencrypt_positions: self.reencrypt_positions.clone(),
             scheme: self.scheme,
-            layout: self.layout,
+            layout,
         }
     }
 }

@@ -76,20 +76,9 @@ enum Command {
         /// The layout: `packed` (one image per row of a few ciphertexts; reads
         /// `configs/<net>.packed.client.json`) or `batch` (one image per slot; reads
         /// `configs/<net>.client.json`).
-        #[arg(long, default_value = "packed", value_parser = parse_layout)]
+        #[arg(long, default_value = "packed")]
         layout: LayoutKind,
     },
-}
-
-/// A layout's name on the command line.
-fn parse_layout(s: &str) -> Result<LayoutKind, String> {
-    match s {
-        "packed" => Ok(LayoutKind::Packed),
-        "batch" => Ok(LayoutKind::Batch),
-        other => Err(format!(
-            "unknown layout '{other}': expected 'packed' or 'batch'"
-        )),
-    }
 }
 
 fn main() -> ExitCode {
@@ -233,7 +222,7 @@ async fn demo(models: &Path, net: &str, layout: LayoutKind) -> Result<ExitCode, 
     };
     let cfg_path = models.join("configs").join(file);
     let mut cfg = ClientConfig::load(&cfg_path)?;
-    cfg.layout = layout;
+    cfg.layout = Some(layout);
     cfg.address = format!("http://{addr}");
     cfg.model = Some(dir.join("model.onnx"));
 

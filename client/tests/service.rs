@@ -117,7 +117,7 @@ async fn lenet1_with_a_reencryption_gives_the_plaintext_labels() {
         reencrypt_positions: vec![2],
         model: None,
         scheme: Default::default(),
-        layout: Default::default(),
+        layout: Some(he_layers::plan::LayoutKind::Batch),
     };
     let dir = models().join("mnist-lenet1-square/samples");
     let paths: Vec<PathBuf> = (0..16).map(|i| dir.join(format!("{i:02}.png"))).collect();
@@ -158,7 +158,7 @@ fn tiny_config(address: &str) -> ClientConfig {
         reencrypt_positions: vec![0],
         model: None,
         scheme: Default::default(),
-        layout: Default::default(),
+        layout: Some(he_layers::plan::LayoutKind::Batch),
     }
 }
 
@@ -948,11 +948,11 @@ async fn tiny_packed_over_http_equals_the_mirror_and_keys_go_once() {
         reencrypt_positions: vec![],
         model: None,
         scheme: Default::default(),
-        layout: he_layers::plan::LayoutKind::Packed,
+        layout: Some(he_layers::plan::LayoutKind::Packed),
     };
     let plan = Api::new(&address)
         .unwrap()
-        .plan(&cfg.model_config())
+        .plan(&cfg.model_config(he_layers::plan::LayoutKind::Packed))
         .await
         .unwrap();
     assert!(!plan.galois_elements.is_empty());
@@ -989,4 +989,64 @@ async fn tiny_packed_over_http_equals_the_mirror_and_keys_go_once() {
         assert!(report.segments[0].bytes_up < 4 * 200_000);
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Without a layout in the config, the client takes the one its cost estimate says is cheaper
+/// for the number of images: packed for one image, batch for a full batch (the estimate
+/// ranks them so on the plans the server sends); the run still equals the mirror.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_layout_the_cheaper_one_for_the_image_count_is_taken() {
+    use he_layers::plan::{estimated_cost, LayoutKind};
+    let address = start_server(1 << 30).await;
+    let cfg = ClientConfig {
+        address: address.clone(),
+        net: "mnist-tiny".into(),
+        encryption_parameters: params(
+            r#"{"degree": 8192, "plain_modulus_bits": 17, "plain_moduli_count": 2}"#,
+        ),
+        quantization: QuantizationConfig {
+            input_scale_bits: 3,
+            weight_bits: Some(4),
+        },
+        layers: None,
+        reencrypt_positions: vec![],
+        model: None,
+        scheme: Default::default(),
+        layout: None,
+    };
+    let images =
+        load_test_set(&models().join("data/mnist-t10k-images-idx3-ubyte.gz"), 0, 1).unwrap();
+    let mut keys = KeySet::generate(&cfg.encryption_parameters).unwrap();
+    let report = run_compute(&cfg, &mut keys, None, &images, true)
+        .await
+        .unwrap();
+    assert_eq!(
+        report.layout,
+        LayoutKind::Packed,
+        "{}",
+        report.layout_reason
+    );
+    assert!(
+        report.layout_reason.contains("1 image"),
+        "{}",
+        report.layout_reason
+    );
+    let q = quantize(&images.tensor, cfg.quantization.input_scale_bits);
+    let mirror = local_mirror("mnist-tiny", &cfg, report.weight_bits, &q, 4);
+    assert_eq!(report.integers.as_ref(), Some(&mirror));
+
+    let api = Api::new(&address).unwrap();
+    let limbs = keys.components[0].params.moduli().len();
+    let mut costs = Vec::new();
+    for layout in [LayoutKind::Batch, LayoutKind::Packed] {
+        let plan = api.plan(&cfg.model_config(layout)).await.unwrap();
+        let ops: Vec<_> = plan.layers.iter().filter_map(|l| l.ops).collect();
+        costs.push([1, 8192].map(|n| estimated_cost(layout, &ops, limbs, 8192, n)));
+    }
+    let [batch, packed] = [costs[0], costs[1]];
+    assert!(packed[0] < batch[0], "one image: {packed:?} vs {batch:?}");
+    assert!(
+        batch[1] < packed[1],
+        "a full batch: {batch:?} vs {packed:?}"
+    );
 }

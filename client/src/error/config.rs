@@ -26,6 +26,12 @@ pub enum ConfigError {
          config's parameters"
     )]
     KeysMismatch,
+    /// No layout was named and the server refused every one for these parameters.
+    #[error("no layout fits these parameters ({refused}); name one with \"layout\" to see the server's reason")]
+    NoLayout {
+        /// Per layout, what the server answered.
+        refused: String,
+    },
     /// More images than slots, or none.
     #[error("{images} images: between 1 and N = {slots} fit one batch")]
     BatchSize {

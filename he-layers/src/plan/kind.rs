@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::str::FromStr;
 
 /// The homomorphic scheme ciphertexts belong to.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -40,6 +41,24 @@ impl fmt::Display for LayoutKind {
             Self::Batch => "batch",
             Self::Packed => "packed",
         })
+    }
+}
+
+/// A layout name that is not one of [`LayoutKind`]'s.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown layout '{0}': expected 'packed' or 'batch'")]
+pub struct UnknownLayout(pub String);
+
+impl FromStr for LayoutKind {
+    type Err = UnknownLayout;
+
+    /// The names configurations use: `batch`, `packed`.
+    fn from_str(s: &str) -> Result<Self, UnknownLayout> {
+        match s {
+            "batch" => Ok(Self::Batch),
+            "packed" => Ok(Self::Packed),
+            other => Err(UnknownLayout(other.to_string())),
+        }
     }
 }
 

@@ -8,13 +8,15 @@
 
 mod batch;
 mod batch_ops;
+mod cost;
 mod kind;
 mod packed;
 mod packing;
 mod types;
 
 pub use batch::BatchLayout;
-pub use kind::{LayoutKind, SchemeKind, PROTOCOL_VERSION};
+pub use cost::{estimated_cost, images_per_group, step_cost};
+pub use kind::{LayoutKind, SchemeKind, UnknownLayout, PROTOCOL_VERSION};
 pub use packed::{PackedLayout, Placement};
 pub use packing::Packing;
 pub use types::{ExecutionPlan, LayerStep, SegmentPlan, StepOps};
