@@ -1,8 +1,9 @@
 //! `param-tester`: which encryption parameters work for a model, and what they cost.
 
 use clap::Parser;
+use he_layers::plan::LayoutKind;
 use indicatif::{ProgressBar, ProgressStyle};
-use param_tester::{load, recommend, run, table, TesterConfig};
+use param_tester::{load, recommend, run, table, Recommendation, TesterConfig};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -30,6 +31,14 @@ struct Args {
     /// first set's input_scale_bits and weight_bits), and print it as a client config.
     #[arg(long)]
     recommend: bool,
+    /// With --recommend: search this layout only (`batch` or `packed`); default: both, and
+    /// print the config of the one expected to cost less for --images.
+    #[arg(long)]
+    layout: Option<LayoutKind>,
+    /// With --recommend: the number of images the recommendation is for (the batch layout
+    /// runs up to N at once, the packed one two per ciphertext).
+    #[arg(long, default_value_t = 1)]
+    images: usize,
 }
 
 fn main() -> ExitCode {
@@ -67,27 +76,65 @@ fn main() -> ExitCode {
         let first = cfg.encryption_parameters.first();
         let input_bits = first.map_or(4, |s| s.input_scale_bits);
         let weight_bits = first.and_then(|s| s.weight_bits);
-        match recommend(&loaded, input_bits, weight_bits, |m| {
-            spinner.suspend(|| eprintln!("{m}"))
-        }) {
-            Some((report, config)) => {
-                spinner.finish_and_clear();
+        let layouts = match args.layout {
+            Some(l) => vec![l],
+            None => vec![LayoutKind::Batch, LayoutKind::Packed],
+        };
+        let found: Vec<Recommendation> = layouts
+            .iter()
+            .filter_map(|&layout| {
+                recommend(&loaded, input_bits, weight_bits, layout, |m| {
+                    spinner.suspend(|| eprintln!("{m}"))
+                })
+            })
+            .collect();
+        spinner.finish_and_clear();
+        let images = args.images.max(1);
+        let Some(best) = found
+            .iter()
+            .min_by(|a, b| a.cost_for(images).total_cmp(&b.cost_for(images)))
+        else {
+            eprintln!("error: no preset set found that keeps every layer exact in {layouts:?}; lower input_scale_bits or weight_bits");
+            return ExitCode::FAILURE;
+        };
+        eprintln!(
+            "{}",
+            table(&param_tester::Report {
+                model: loaded.spec.name.clone(),
+                images: loaded.images.batch(),
+                sets: found.iter().map(|r| r.report.clone()).collect(),
+            })
+        );
+        for r in &found {
+            eprintln!(
+                "{}: estimated {:.3e} NTTs for {images} image(s) ({:.3e} per group of {})",
+                r.layout,
+                r.cost_for(images),
+                r.cost_per_group,
+                r.images_per_group
+            );
+        }
+        if let [a, b] = &found[..] {
+            // The count from which the layout with the larger groups is cheaper.
+            let (big, small) = if a.images_per_group >= b.images_per_group {
+                (a, b)
+            } else {
+                (b, a)
+            };
+            if let Some(n) =
+                (1..=big.images_per_group).find(|&n| big.cost_for(n) < small.cost_for(n))
+            {
                 eprintln!(
-                    "{}",
-                    table(&param_tester::Report {
-                        model: loaded.spec.name.clone(),
-                        images: loaded.images.batch(),
-                        sets: vec![report]
-                    })
+                    "{} is expected to be cheaper from {n} images on",
+                    big.layout
                 );
-                serde_json::to_string_pretty(&config).unwrap_or_default()
-            }
-            None => {
-                spinner.finish_and_clear();
-                eprintln!("error: no preset set found that keeps every layer exact; lower input_scale_bits or weight_bits");
-                return ExitCode::FAILURE;
             }
         }
+        eprintln!(
+            "recommended for {images} image(s): the {} layout",
+            best.layout
+        );
+        serde_json::to_string_pretty(&best.config).unwrap_or_default()
     } else {
         let n = cfg.encryption_parameters.len();
         let report = run(&cfg, &loaded, |k, m| {

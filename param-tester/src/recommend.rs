@@ -1,8 +1,9 @@
-//! `--recommend`: the cheapest preset that keeps every layer exact with budget left.
+//! `--recommend`: the cheapest preset that keeps every layer exact with budget left, per
+//! layout.
 
 use crate::*;
 use he_layers::crypto::sanitize::DEFAULT_FLOOD_BITS;
-use he_layers::plan::{BatchLayout, CompiledLayout};
+use he_layers::plan::{estimated_cost, CompiledLayout, Layout, LayoutKind};
 use he_layers::protocol::Security;
 use net_builder::pipeline::build_crt;
 use net_builder::session::plan_circuit_privacy;
@@ -19,15 +20,39 @@ fn degree_cost(n: usize) -> f64 {
     }
 }
 
+/// What `--recommend` found for one layout.
+#[derive(Clone, Debug)]
+pub struct Recommendation {
+    /// The layout searched.
+    pub layout: LayoutKind,
+    /// The report of the set that passed.
+    pub report: SetReport,
+    /// A ready client config for it.
+    pub config: serde_json::Value,
+    /// The expected cost of one ciphertext group over every plaintext modulus, in NTTs of
+    /// one limb ([`he_layers::plan::estimated_cost`]); times the groups a count of images needs.
+    pub cost_per_group: f64,
+    /// Images one group holds.
+    pub images_per_group: usize,
+}
+
+impl Recommendation {
+    /// The expected cost of `images` images (NTT units).
+    pub fn cost_for(&self, images: usize) -> f64 {
+        self.cost_per_group * images.div_ceil(self.images_per_group.max(1)) as f64
+    }
+}
+
 /// Searches the 128-bit presets, plaintext-modulus splits and re-encryption positions for the
-/// cheapest set the evaluator predicts to work, then runs candidates in order of cost until one
-/// passes. Returns its report and a ready client config.
+/// cheapest set the evaluator predicts to work in `layout`, then runs candidates in order of
+/// cost until one passes. Returns its report, a ready client config and its expected cost.
 pub fn recommend(
     loaded: &Loaded,
     input_scale_bits: u32,
     weight_bits: Option<u32>,
+    layout: LayoutKind,
     mut progress: impl FnMut(&str),
-) -> Option<(SetReport, serde_json::Value)> {
+) -> Option<Recommendation> {
     let squares: Vec<usize> = loaded
         .spec
         .layers
@@ -76,7 +101,7 @@ pub fn recommend(
             input_scale_bits,
             weight_bits,
             flood_bits: None,
-            layout: Default::default(),
+            layout,
         };
         // Cheap checks first: valid parameters, no overflow, a plausible noise budget.
         let Ok(params) = set.encryption_parameters() else {
@@ -103,10 +128,23 @@ pub fn recommend(
             continue;
         }
         // The server refuses what its estimate says cannot be sanitized: so does the search.
-        let layouts = vec![CompiledLayout::Batch(BatchLayout); crt.components.len()];
+        let Ok(layouts) = crt
+            .components
+            .iter()
+            .map(|c| CompiledLayout::new(layout, &c.model))
+            .collect::<Result<Vec<_>, _>>()
+        else {
+            continue;
+        };
         if plan_circuit_privacy(&crt, &layouts, Some(DEFAULT_FLOOD_BITS)).is_err() {
             continue;
         }
+        let Ok(compiled) = layouts[0].compile(model) else {
+            continue;
+        };
+        let limbs = model.parameters().moduli().len();
+        let cost_per_group = crt.components.len() as f64
+            * estimated_cost(layout, compiled.steps.iter().map(|s| &s.ops), limbs, n, 1);
         // The estimate errs low by up to ~17 bits on the shipped models; only clear failures are
         // pruned, and every candidate that survives is verified by running it.
         if model
@@ -119,7 +157,7 @@ pub fn recommend(
         }
         tried += 1;
         progress(&format!(
-            "trying N={n}, {k} × {bits}-bit t, re-encrypt after {b:?}"
+            "trying {layout}: N={n}, {k} × {bits}-bit t, re-encrypt after {b:?}"
         ));
         let report = run_set(loaded, &set, false, |_| {});
         progress(&format!("  → {}", verdict_line(&report.verdict)));
@@ -134,8 +172,15 @@ pub fn recommend(
                 },
                 "quantization": {"input_scale_bits": input_scale_bits, "weight_bits": report.weight_bits},
                 "reencrypt_positions": b,
+                "layout": layout,
             });
-            return Some((report, config));
+            return Some(Recommendation {
+                layout,
+                report,
+                config,
+                cost_per_group,
+                images_per_group: he_layers::plan::images_per_group(layout, n),
+            });
         }
         if tried >= 6 {
             break;

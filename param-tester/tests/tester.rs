@@ -1,6 +1,7 @@
 //! The tester's verdicts on sets known to work, overflow, run out of noise, or be insecure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test, bench or example fails loudly
 
+use he_layers::plan::LayoutKind;
 use param_tester::{load, recommend, run_set, ImagesConfig, ParameterSet, TesterConfig, Verdict};
 use std::path::{Path, PathBuf};
 
@@ -138,8 +139,11 @@ fn recommend_returns_a_set_that_passes() {
         r#"{"degree": 8192, "plain_modulus_bits": 30, "input_scale_bits": 3, "weight_bits": 4}"#,
     );
     let loaded = load(&cfg, &root()).unwrap();
-    let (report, client_config) = recommend(&loaded, 3, Some(4), |_| {}).unwrap();
-    assert_eq!(report.verdict, Verdict::Ok);
+    let found = recommend(&loaded, 3, Some(4), LayoutKind::Batch, |_| {}).unwrap();
+    assert_eq!(found.report.verdict, Verdict::Ok);
+    let client_config = found.config.clone();
+    assert_eq!(client_config["layout"], "batch");
+    assert!(found.cost_for(1) > 0.0 && found.cost_for(1) == found.cost_for(found.images_per_group));
     // It is a ready client config.
     assert_eq!(client_config["net"], "mnist-tiny");
     let params: he_layers::protocol::EncryptionParameters =
