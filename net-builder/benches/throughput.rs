@@ -8,7 +8,8 @@
 //! cargo bench -p net-builder --bench throughput -- mnist-cryptonets 3x25   # override the moduli
 //!
 //! Latency mode (`--latency`): the packed layout on one image (`--images=K` for more), answers
-//! sanitized at λ = 40 as the server does, the degree from `--degree=N` (default: the config's).
+//! sanitized at λ = 40 as the server does, with `configs/<net>.packed.client.json` when the model
+//! ships one, the degree from `--degree=N` (default: the config's).
 //! Prints per layer the wall time, rotations, key switches, plaintext and scalar products and
 //! NTTs, the server's time per segment, the client's encryption and decryption, bytes up and
 //! down, and the key bytes (relinearization and Galois keys, sent once per key id).
@@ -52,9 +53,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let override_moduli = args.get(1).cloned();
     for net in nets {
-        let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
-            root.join(format!("models/configs/{net}.client.json")),
-        )?)?;
+        // Latency mode reads the model's packed config when it ships one.
+        let packed_cfg = root.join(format!("models/configs/{net}.packed.client.json"));
+        let cfg_path = if latency && packed_cfg.is_file() {
+            packed_cfg
+        } else {
+            root.join(format!("models/configs/{net}.client.json"))
+        };
+        let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(cfg_path)?)?;
         let mut params: EncryptionParameters =
             serde_json::from_value(cfg["encryption_parameters"].clone())?;
         if let Some(m) = &override_moduli {
