@@ -1050,3 +1050,42 @@ async fn without_a_layout_the_cheaper_one_for_the_image_count_is_taken() {
         "a full batch: {batch:?} vs {packed:?}"
     );
 }
+
+/// The packed layout across a re-encryption boundary: the client unpacks the first segment's
+/// answer, rescales, and packs the second segment's input (a convolution again, so by im2col);
+/// the integers equal the mirror, which rescales at the same boundary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lenet1_packed_with_a_reencryption_equals_the_mirror() {
+    let address = start_server(1 << 30).await;
+    let cfg = ClientConfig {
+        address,
+        net: "mnist-lenet1-square".into(),
+        encryption_parameters: params(r#"{"degree": 16384, "plain_modulus_bits": 40}"#),
+        quantization: QuantizationConfig {
+            input_scale_bits: 4,
+            weight_bits: None,
+        },
+        layers: None,
+        reencrypt_positions: vec![2],
+        model: None,
+        scheme: Default::default(),
+        layout: Some(he_layers::plan::LayoutKind::Packed),
+    };
+    let images =
+        load_test_set(&models().join("data/mnist-t10k-images-idx3-ubyte.gz"), 0, 2).unwrap();
+    let mut keys = KeySet::generate(&cfg.encryption_parameters).unwrap();
+    let report = run_compute(&cfg, &mut keys, None, &images, true)
+        .await
+        .unwrap();
+    assert_eq!(report.layout, he_layers::plan::LayoutKind::Packed);
+    assert_eq!(report.segments.len(), 2);
+    assert_eq!(report.segments[1].layers, [4, 8]);
+    for s in &report.segments {
+        assert!(s.noise_budget[0] > 0, "{:?}", s.noise_budget);
+        // Two images share one packed ciphertext group: far below the batch layout's upload.
+        assert!(s.bytes_up < 4_000_000, "{}", s.bytes_up);
+    }
+    let q = quantize(&images.tensor, cfg.quantization.input_scale_bits);
+    let mirror = local_mirror("mnist-lenet1-square", &cfg, report.weight_bits, &q, 8);
+    assert_eq!(report.integers.as_ref(), Some(&mirror));
+}
