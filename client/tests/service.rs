@@ -144,6 +144,26 @@ async fn lenet1_with_a_reencryption_gives_the_plaintext_labels() {
     }
 }
 
+/// mnist-tiny under two 17-bit plaintext moduli (room for the packed layout), in `layout`.
+fn tiny_crt_config(address: &str, layout: Option<he_layers::plan::LayoutKind>) -> ClientConfig {
+    ClientConfig {
+        address: address.to_string(),
+        net: "mnist-tiny".into(),
+        encryption_parameters: params(
+            r#"{"degree": 8192, "plain_modulus_bits": 17, "plain_moduli_count": 2}"#,
+        ),
+        quantization: QuantizationConfig {
+            input_scale_bits: 3,
+            weight_bits: Some(4),
+        },
+        layers: None,
+        reencrypt_positions: vec![],
+        model: None,
+        scheme: Default::default(),
+        layout,
+    }
+}
+
 fn tiny_config(address: &str) -> ClientConfig {
     ClientConfig {
         address: address.to_string(),
@@ -934,22 +954,7 @@ fn keygen_writes_the_secret_key_private_and_reloads() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tiny_packed_over_http_equals_the_mirror_and_keys_go_once() {
     let address = start_server(1 << 30).await;
-    let cfg = ClientConfig {
-        address: address.clone(),
-        net: "mnist-tiny".into(),
-        encryption_parameters: params(
-            r#"{"degree": 8192, "plain_modulus_bits": 17, "plain_moduli_count": 2}"#,
-        ),
-        quantization: QuantizationConfig {
-            input_scale_bits: 3,
-            weight_bits: Some(4),
-        },
-        layers: None,
-        reencrypt_positions: vec![],
-        model: None,
-        scheme: Default::default(),
-        layout: Some(he_layers::plan::LayoutKind::Packed),
-    };
+    let cfg = tiny_crt_config(&address, Some(he_layers::plan::LayoutKind::Packed));
     let plan = Api::new(&address)
         .unwrap()
         .plan(&cfg.model_config(he_layers::plan::LayoutKind::Packed))
@@ -998,22 +1003,7 @@ async fn tiny_packed_over_http_equals_the_mirror_and_keys_go_once() {
 async fn without_a_layout_the_cheaper_one_for_the_image_count_is_taken() {
     use he_layers::plan::{estimated_cost, LayoutKind};
     let address = start_server(1 << 30).await;
-    let cfg = ClientConfig {
-        address: address.clone(),
-        net: "mnist-tiny".into(),
-        encryption_parameters: params(
-            r#"{"degree": 8192, "plain_modulus_bits": 17, "plain_moduli_count": 2}"#,
-        ),
-        quantization: QuantizationConfig {
-            input_scale_bits: 3,
-            weight_bits: Some(4),
-        },
-        layers: None,
-        reencrypt_positions: vec![],
-        model: None,
-        scheme: Default::default(),
-        layout: None,
-    };
+    let cfg = tiny_crt_config(&address, None);
     let images =
         load_test_set(&models().join("data/mnist-t10k-images-idx3-ubyte.gz"), 0, 1).unwrap();
     let mut keys = KeySet::generate(&cfg.encryption_parameters).unwrap();
