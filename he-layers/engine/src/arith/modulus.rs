@@ -101,6 +101,31 @@ impl Modulus {
         }
     }
 
+    /// x mod p for any u64, without branches (for loops the compiler keeps straight): Barrett
+    /// with floor(2^64/p) leaves x − q̂p < 3p, then two conditional subtractions.
+    #[inline]
+    pub fn reduce_flat(&self, x: u64) -> u64 {
+        let q = ((x as u128 * self.barrett_hi as u128) >> 64) as u64;
+        let r = x.wrapping_sub(q.wrapping_mul(self.p));
+        let r = r.min(r.wrapping_sub(self.p));
+        r.min(r.wrapping_sub(self.p))
+    }
+
+    /// (a − b) mod p for a, b < p, without branches.
+    #[inline]
+    pub fn sub_flat(&self, a: u64, b: u64) -> u64 {
+        let d = a.wrapping_sub(b);
+        d.min(d.wrapping_add(self.p))
+    }
+
+    /// a·w mod p by Shoup's method (w_shoup = floor(w·2^64/p)), for any u64 a, without branches.
+    #[inline]
+    pub fn mul_shoup_flat(&self, a: u64, w: u64, w_shoup: u64) -> u64 {
+        let q = ((a as u128 * w_shoup as u128) >> 64) as u64;
+        let r = a.wrapping_mul(w).wrapping_sub(q.wrapping_mul(self.p));
+        r.min(r.wrapping_sub(self.p))
+    }
+
     /// x mod p for a signed integer, in [0, p).
     #[inline]
     pub fn reduce_i64(&self, x: i64) -> u64 {
@@ -177,6 +202,43 @@ impl Modulus {
             a as i64 - self.p as i64
         } else {
             a as i64
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::Modulus;
+    use rand::{Rng, SeedableRng};
+
+    /// The branch-free forms against u128 arithmetic, on random and extreme inputs, for moduli
+    /// from tiny to the 62-bit limit.
+    #[test]
+    fn flat_forms_equal_wide_arithmetic() {
+        let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        for p in [
+            2u64,
+            3,
+            65537,
+            (1 << 36) + 1,
+            (1u64 << 50) - 27,
+            (1u64 << 61) - 1,
+            (1u64 << 62) - 57,
+        ] {
+            let m = Modulus::try_new(p).unwrap();
+            let mut xs: Vec<u64> = vec![0, 1, p - 1, p, p + 1, 2 * p, 3 * p - 1, u64::MAX];
+            xs.extend((0..2000).map(|_| r.gen::<u64>()));
+            xs.extend((0..2000).map(|_| r.gen_range(0..4 * p.min(1 << 61))));
+            for &x in &xs {
+                assert_eq!(m.reduce_flat(x), x % p, "reduce {x} mod {p}");
+                let (a, b) = (x % p, r.gen_range(0..p));
+                assert_eq!(m.sub_flat(a, b), (a + p - b) % p, "{a} - {b} mod {p}");
+                let w = r.gen_range(0..p);
+                let ws = ((u128::from(w) << 64) / u128::from(p)) as u64;
+                let expect = (u128::from(x) * u128::from(w) % u128::from(p)) as u64;
+                assert_eq!(m.mul_shoup_flat(x, w, ws), expect, "{x}·{w} mod {p}");
+            }
         }
     }
 }

@@ -10,8 +10,14 @@ use crate::Error;
 
 impl Evaluator {
     /// Hybrid key switching of c (coefficient form over Q): returns (u0, u1) in NTT form over Q
-    /// with u0 + u1 s ≈ c s'.
-    pub(super) fn key_switch(&self, c: &RnsPoly, ksk: &KeySwitchingKey) -> (RnsPoly, RnsPoly) {
+    /// with u0 + u1 s ≈ c s'. `c_ntt`, when the caller has it, is c in NTT form: each digit's
+    /// own prime then needs no transform.
+    pub(super) fn key_switch(
+        &self,
+        c: &RnsPoly,
+        c_ntt: Option<&RnsPoly>,
+        ksk: &KeySwitchingKey,
+    ) -> (RnsPoly, RnsPoly) {
         crate::stats::key_switch();
         let p = &self.params;
         let n = p.degree();
@@ -27,40 +33,47 @@ impl Evaluator {
             for j in 0..k {
                 let op = &key.ntts()[j];
                 let mj = op.modulus();
-                if qi <= mj.value() {
-                    tmp.copy_from_slice(src);
-                } else if qi <= 2 * mj.value() {
-                    let m = mj.value();
-                    for (t, &x) in tmp.iter_mut().zip(src) {
-                        *t = if x >= m { x - m } else { x };
+                let digit: &[u64] = match c_ntt {
+                    // The same prime: the digit in NTT form is c's own limb.
+                    Some(c_ntt) if j == i => c_ntt.limb(i),
+                    _ => {
+                        if qi <= mj.value() {
+                            tmp.copy_from_slice(src);
+                        } else {
+                            for (t, &x) in tmp.iter_mut().zip(src) {
+                                *t = mj.reduce_flat(x);
+                            }
+                        }
+                        op.forward(&mut tmp);
+                        &tmp
                     }
-                } else {
-                    for (t, &x) in tmp.iter_mut().zip(src) {
-                        *t = mj.reduce(x);
-                    }
-                }
-                op.forward(&mut tmp);
-                op.mul_accumulate(acc0.limb_mut(j), &tmp, ksk.b[i].limb(j));
-                op.mul_accumulate(acc1.limb_mut(j), &tmp, ksk.a[i].limb(j));
+                };
+                op.mul_accumulate(acc0.limb_mut(j), digit, ksk.b[i].limb(j));
+                op.mul_accumulate(acc1.limb_mut(j), digit, ksk.a[i].limb(j));
             }
         }
-        // Divide by the special prime with rounding: (acc - [acc]_sp) / sp, in NTT form.
+        // Divide by the special prime with rounding: (acc - [acc]_sp) / sp, in NTT form, where
+        // [acc]_sp is the centered residue (−sp added to residues above sp/2).
         let sp_op = &key.ntts()[l];
-        let sp = sp_op.modulus();
+        let sp = sp_op.modulus().value();
+        let half = sp / 2;
+        let mut r = vec![0u64; n];
         for acc in [&mut acc0, &mut acc1] {
-            let mut r = acc.limb(l).to_vec();
+            r.copy_from_slice(acc.limb(l));
             sp_op.backward(&mut r);
-            let centered: Vec<i64> = r.iter().map(|&x| sp.center(x)).collect();
             for j in 0..l {
                 let op = &p.q.ntts()[j];
                 let m = op.modulus();
-                for (t, &x) in tmp.iter_mut().zip(&centered) {
-                    *t = m.reduce_i64(x);
+                let minus_sp = m.neg(m.reduce(sp));
+                for (t, &x) in tmp.iter_mut().zip(&r) {
+                    let lift = 0u64.wrapping_sub(u64::from(x > half)) & minus_sp;
+                    let s = m.reduce_flat(x) + lift;
+                    *t = s.min(s.wrapping_sub(m.value()));
                 }
                 op.forward(&mut tmp);
                 let (inv, inv_s) = p.special_inv_mod_q[j];
                 for (a, &t) in acc.limb_mut(j).iter_mut().zip(&tmp) {
-                    *a = m.mul_shoup(m.sub(*a, t), inv, inv_s);
+                    *a = m.mul_shoup_flat(m.sub_flat(*a, t), inv, inv_s);
                 }
             }
             acc.truncate_limbs(l);
@@ -92,9 +105,10 @@ impl Evaluator {
             out
         };
         let mut c0 = permute(&ct.polys[0]);
-        let mut c1 = permute(&ct.polys[1]);
+        let c1_ntt = permute(&ct.polys[1]);
+        let mut c1 = c1_ntt.clone();
         c1.inverse_ntt(&self.params.q);
-        let (u0, u1) = self.key_switch(&c1, ksk);
+        let (u0, u1) = self.key_switch(&c1, Some(&c1_ntt), ksk);
         c0.add_assign(&u0, &self.params.q);
         let noise = log2_add(ct.noise_log2, self.estimate_key_switch_noise());
         Ok(self.output(vec![c0, u1], noise))

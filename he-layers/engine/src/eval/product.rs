@@ -111,7 +111,7 @@ impl Evaluator {
         noise: f64,
     ) -> Ciphertext {
         let [mut d0, mut d1, d2] = d;
-        let (u0, u1) = self.key_switch(&d2, ksk);
+        let (u0, u1) = self.key_switch(&d2, None, ksk);
         let basis = &self.params.q;
         d0.forward_ntt(basis);
         d1.forward_ntt(basis);
