@@ -337,3 +337,96 @@ fn grid_convolutions_and_a_pooling_first_equal_the_mirror() {
         assert!(run.predicted_budget <= run.measured_budget as f64);
     }
 }
+
+/// The packed compiler spends budget for speed only while the answer can still be sanitized:
+/// with room, a first convolution from the client's arrangement leaves every channel in one
+/// ciphertext (plaintext products mixing channels); with fewer primes it falls back to one
+/// ciphertext per channel (integer scalars), and at every size it picks a sanitizable program
+/// whenever one exists. The runs equal the mirror in both shapes.
+#[test]
+fn speed_is_traded_for_budget_only_while_the_answer_can_be_sanitized() {
+    use he_layers::crypto::sanitize::plan_sanitization;
+    use he_layers::crypto::SecurityLevel;
+    let mut r = ChaCha8Rng::seed_from_u64(33);
+    let n = 16384;
+    let conv = EncodedConv2d::quantize(
+        "conv",
+        1,
+        2,
+        [3, 3],
+        [1, 1],
+        [1, 1],
+        &random_floats(&mut r, 2 * 9, 1.0),
+        Some(&random_floats(&mut r, 2, 0.5)),
+        4.0,
+        2,
+    )
+    .unwrap();
+    let fc = EncodedLinear::quantize(
+        "fc",
+        128,
+        4,
+        &random_floats(&mut r, 4 * 128, 1.0),
+        Some(&random_floats(&mut r, 4, 1.0)),
+        16.0 * 16.0 * 4.0,
+        2,
+    )
+    .unwrap();
+    let layers = vec![
+        EncodedLayer::Conv2d(conv),
+        EncodedLayer::Square(Square { name: "sq".into() }),
+        EncodedLayer::Flatten(Flatten {
+            name: "flat".into(),
+        }),
+        EncodedLayer::Linear(fc),
+    ];
+    let input = input_info(vec![1, 8, 8], 2, 1.0);
+    let t = BfvParameters::batching_plain_modulus(n, 30).unwrap();
+    let quant = Quantization {
+        input_scale_bits: 2,
+        weight_bits: 2,
+    };
+    let x = quantized_images(&mut r, &[1, 8, 8], 1, 4.0);
+    // (ciphertext primes, conv mixes channels, sanitizable)
+    let mut seen = Vec::new();
+    for primes in (2..=8).rev() {
+        let p = BfvParameters::with_bit_sizes(n, t, &vec![48; primes], 50, SecurityLevel::Bits128)
+            .unwrap();
+        let model =
+            EncodedModel::new("m", &p, input.clone(), layers.clone(), quant.clone(), None).unwrap();
+        let Ok(layout) = PackedLayout::new(&model) else {
+            continue;
+        };
+        let plan = layout.compile(&model).unwrap();
+        let conv = &plan.steps[0].ops;
+        let mixed = conv.ciphertexts_out == 1 && conv.plaintext_products > 0;
+        assert!(
+            mixed || (conv.ciphertexts_out == 2 && conv.plaintext_products == 0),
+            "{primes} primes: the conv is either mixed or per channel: {conv:?}"
+        );
+        let fits = plan_sanitization(&p, plan.segments[0].noise_log2, 40).is_ok();
+        if mixed || seen.iter().any(|&(_, m, _)| m) {
+            // Fewer primes than a mixed plan fitted in: check the run, once per shape.
+            if !seen.iter().any(|&(_, m, _)| m == mixed) {
+                let mirror = model.run_int(0..4, &x).unwrap();
+                let run = run_packed(&model, &x, 0..4);
+                let want: Vec<i64> = mirror
+                    .image(0)
+                    .iter()
+                    .map(|&v| v.rem_euclid(t as i128) as i64)
+                    .collect();
+                let got: Vec<i64> = run.outputs[0]
+                    .iter()
+                    .map(|&v| v.rem_euclid(t as i64))
+                    .collect();
+                assert_eq!(got, want, "{primes} primes");
+            }
+        }
+        seen.push((primes, mixed, fits));
+    }
+    // The most primes mix; some smaller set falls back to per-channel and still fits.
+    assert!(seen.first().is_some_and(|&(_, m, f)| m && f), "{seen:?}");
+    assert!(seen.iter().any(|&(_, m, f)| !m && f), "{seen:?}");
+    // Mixed plans are only chosen when they fit.
+    assert!(seen.iter().all(|&(_, m, f)| !m || f), "{seen:?}");
+}

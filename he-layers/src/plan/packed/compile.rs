@@ -23,13 +23,47 @@ const MAX_IM2COL_CTS: usize = 4;
 /// encoding).
 const ROTATION_COST: f64 = 10.0;
 
-/// Compiles the segment `range` for rows of `width` columns. `mask_last`: the last layer may
-/// fold its partial sums and mask them off (one plaintext product more, far fewer diagonals).
+/// The choices that trade noise budget for speed, so that a layout can fall back to the
+/// cheaper in noise when the faster leaves no room for sanitization.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Choices {
+    /// The last layer may fold its partial sums and mask them off (one plaintext product
+    /// more, far fewer diagonals).
+    pub(crate) mask_last: bool,
+    /// A first convolution read from the client's arrangement may leave all its channels in
+    /// one ciphertext (plaintext products that mix channels instead of integer scalars: about
+    /// log2(N·t) bits of budget instead of a few).
+    pub(crate) mix_channels: bool,
+}
+
+impl Choices {
+    /// From the fastest to the most frugal in noise.
+    pub(crate) const IN_ORDER: [Choices; 4] = [
+        Choices {
+            mask_last: true,
+            mix_channels: true,
+        },
+        Choices {
+            mask_last: false,
+            mix_channels: true,
+        },
+        Choices {
+            mask_last: true,
+            mix_channels: false,
+        },
+        Choices {
+            mask_last: false,
+            mix_channels: false,
+        },
+    ];
+}
+
+/// Compiles the segment `range` for rows of `width` columns with `choices`.
 pub(crate) fn compile_segment(
     model: &EncodedModel,
     range: Range<usize>,
     width: usize,
-    mask_last: bool,
+    choices: Choices,
 ) -> Result<PackedProgram, ModelError> {
     let layers = model.layers();
     let first_info = model.info_before(range.start);
@@ -45,15 +79,9 @@ pub(crate) fn compile_segment(
     for index in range.clone() {
         let layer = &layers[index];
         let last = index + 1 == range.end;
-        let (step, next) = compile_layer(
-            layer,
-            model.info_before(index),
-            &cur,
-            last,
-            mask_last,
-            width,
-        )
-        .map_err(|e| ModelError::from(e.in_layer(layer.name())))?;
+        let (step, next) =
+            compile_layer(layer, model.info_before(index), &cur, last, choices, width)
+                .map_err(|e| ModelError::from(e.in_layer(layer.name())))?;
         steps.push((step, next.clone()));
         cur = next;
     }
@@ -78,7 +106,7 @@ fn compile_layer(
     info: &ValueInfo,
     input: &Placement,
     last: bool,
-    mask_last: bool,
+    choices: Choices,
     width: usize,
 ) -> Result<(PackedStep, Placement), LayerError> {
     let name = layer.name();
@@ -94,7 +122,20 @@ fn compile_layer(
                 matrix.spots = Some(im2col_spots(c, shape, positions, width)?);
             }
             let out = window_output(input, &out_shape, [c.stride, c.padding], false, width);
-            linear(name, &matrix, input, OutputPlan::Placed(out), !last)
+            let spread = linear(name, &matrix, input, OutputPlan::Placed(out), !last)?;
+            // From the client's arrangement the output can also sit compact, every channel
+            // in one ciphertext (its diagonals mix channels: plaintext products, not scalars),
+            // which every later layer pays for once instead of once per channel.
+            let compact = Placement::compact(&out_shape, width);
+            if !choices.mix_channels || input.im2col.is_none() || compact.cts >= spread.1.cts {
+                return Ok(spread);
+            }
+            let packed = linear(name, &matrix, input, OutputPlan::Placed(compact), !last)?;
+            Ok(if downstream_cost(&packed) < downstream_cost(&spread) {
+                packed
+            } else {
+                spread
+            })
         }
         EncodedLayer::Linear(l) => {
             let matrix = affine_matrix(l, shape)?;
@@ -105,7 +146,7 @@ fn compile_layer(
                 OutputPlan::Placed(Placement::compact(&out_shape, width)),
                 !last,
             )?;
-            if last && !mask_last {
+            if last && !choices.mask_last {
                 return Ok(placed);
             }
             // Folding leaves partial sums beside the outputs: the last layer masks them off.
@@ -162,6 +203,13 @@ fn cost(step: &PackedStep) -> f64 {
         }
         _ => 0.0,
     }
+}
+
+/// A step's cost plus what its output's ciphertexts cost the layers after it: about one
+/// rotation per ciphertext and per later layer that touches it (a square's relinearization,
+/// a linear layer's baby steps); two later layers are counted.
+fn downstream_cost((step, out): &(PackedStep, Placement)) -> f64 {
+    cost(step) + 2.0 * ROTATION_COST * out.cts as f64
 }
 
 /// A layer's sparse matrix: per output, its (input, weight) pairs (zero weights dropped), and
@@ -268,35 +316,40 @@ fn window_output(
 enum OutputPlan {
     /// At their spots.
     Placed(Placement),
-    /// All in ciphertext 0: output o summed from replicas o + j·stride (j = −1 …
-    /// 2^folds − 2) into column o − stride, by `folds` rotations (the hybrid method: `stride`
-    /// offsets per input instead of one per input–output distance); `mask`: then multiplied by
-    /// the 0/1 vector of the output columns, so nothing else remains.
+    /// All in ciphertext 0: output o summed from replicas o + j·stride (j = `lowest` …
+    /// `lowest` + 2^folds − 1) into column o + lowest·stride, by `folds` rotations (the hybrid
+    /// method: `stride` offsets per input instead of one per input–output distance); `mask`:
+    /// then multiplied by the 0/1 vector of the output columns, so nothing else remains.
     Folded {
         stride: usize,
+        lowest: i64,
         folds: u32,
         mask: bool,
     },
 }
 
 /// The hybrid plan for a linear layer, if its outputs fit one ciphertext and the replicas a
-/// row.
+/// row. Input columns are read as signed (a previous fold may have left them just below 0).
 fn fold_plan(matrix: &Matrix, input: &Placement, width: usize, mask: bool) -> Option<OutputPlan> {
-    let stride = matrix.rows.len();
-    if stride == 0 || stride > width / 2 {
+    let stride = matrix.rows.len() as i64;
+    if stride == 0 || stride > width as i64 / 2 {
         return None;
     }
-    let max_col = input
+    let cols = input
         .copies
         .iter()
         .flatten()
-        .map(|s| s.col as usize)
-        .max()?;
-    // Replica j + 1 = floor((s − o)/stride) + 1 ∈ [0, max_col/stride + 1].
-    let replicas = max_col / stride + 2;
+        .map(|s| signed_mod(s.col as i64, width));
+    let (lo, hi) = cols.fold(None, |acc: Option<(i64, i64)>, c| {
+        Some(acc.map_or((c, c), |(lo, hi)| (lo.min(c), hi.max(c))))
+    })?;
+    // Replica j = floor((s − o)/stride) over every input column s and output o.
+    let lowest = (lo - (stride - 1)).div_euclid(stride);
+    let replicas = (hi.div_euclid(stride) - lowest + 1) as usize;
     let folds = replicas.next_power_of_two().trailing_zeros();
-    ((1usize << folds) * stride <= width).then_some(OutputPlan::Folded {
-        stride,
+    ((1usize << folds) * stride as usize <= width).then_some(OutputPlan::Folded {
+        stride: stride as usize,
+        lowest,
         folds,
         mask,
     })
@@ -331,6 +384,7 @@ fn linear(
         OutputPlan::Placed(p) => (p, None, false),
         OutputPlan::Folded {
             stride,
+            lowest,
             folds,
             mask,
         } => {
@@ -338,7 +392,7 @@ fn linear(
                 .map(|o| {
                     vec![Spot {
                         ct: 0,
-                        col: (o as i64 - stride as i64).rem_euclid(width as i64) as u32,
+                        col: (o as i64 + lowest * stride as i64).rem_euclid(width as i64) as u32,
                     }]
                 })
                 .collect();
@@ -365,7 +419,7 @@ fn linear(
         Ok(match fold {
             None => (spot.ct, spot.col),
             Some((stride, _)) => {
-                let j = (s.col as i64 - o as i64).div_euclid(stride as i64);
+                let j = (signed_mod(s.col as i64, width) - o as i64).div_euclid(stride as i64);
                 let col = (o as i64 + j * stride as i64).rem_euclid(width as i64);
                 (0, col as u32)
             }

@@ -27,7 +27,7 @@ use super::{
 use crate::crypto::sanitize::{plan_sanitization, DEFAULT_FLOOD_BITS};
 use crate::layers::{LayerError, PackedBackend};
 use crate::model::{EncodedModel, ModelError};
-use compile::compile_segment;
+use compile::{compile_segment, Choices};
 use noise::NoiseBackend;
 use program::{PackedProgram, PackedStep};
 use std::ops::Range;
@@ -56,20 +56,23 @@ impl PackedLayout {
         let programs = segments(model)
             .into_iter()
             .map(|r| {
-                // The cheaper program masks the last layer's folded partial sums, at one
-                // plaintext product of budget: taken only while its answer can still be
-                // sanitized at the default λ.
-                let masked = compile_segment(model, r.clone(), width, true)?;
-                let noise = segment_noise(model, &masked, width)?
-                    .last()
-                    .copied()
-                    .unwrap_or(f64::INFINITY);
-                let program =
-                    if plan_sanitization(model.parameters(), noise, DEFAULT_FLOOD_BITS).is_ok() {
-                        masked
-                    } else {
-                        compile_segment(model, r.clone(), width, false)?
-                    };
+                // The fastest program whose answer can still be sanitized at the default λ
+                // (the faster choices spend budget); the most frugal one if none can.
+                let mut program = None;
+                for choices in Choices::IN_ORDER {
+                    let candidate = compile_segment(model, r.clone(), width, choices)?;
+                    let noise = segment_noise(model, &candidate, width)?
+                        .last()
+                        .copied()
+                        .unwrap_or(f64::INFINITY);
+                    let fits =
+                        plan_sanitization(model.parameters(), noise, DEFAULT_FLOOD_BITS).is_ok();
+                    program = Some(candidate);
+                    if fits {
+                        break;
+                    }
+                }
+                let program = program.ok_or_else(|| inconsistent("no packed program"))?;
                 Ok((r, program))
             })
             .collect::<Result<_, ModelError>>()?;
