@@ -35,21 +35,30 @@ pub fn build_crt(
         .iter()
         .map(|&t| BfvParameters::preset(degree, t))
         .collect::<Result<_, _>>()?;
-    let crt = (moduli.len() > 1).then(|| moduli.to_vec());
+    build_crt_on(spec, &params, opts)
+}
+
+/// Builds one component per parameter set (one per plaintext modulus, as
+/// `EncryptionParameters::resolve` gives them: same ring and ciphertext primes); the first
+/// component's weight precision is used for all.
+pub fn build_crt_on(
+    spec: &ModelSpec,
+    params: &[Arc<BfvParameters>],
+    opts: &BuildOptions,
+) -> Result<CrtModel, BuildError> {
+    let (first_params, rest) = params.split_first().ok_or(BuildError::NoPlainModulus)?;
+    let moduli: Vec<u64> = params.iter().map(|p| p.plain_modulus()).collect();
     let mut opts = BuildOptions {
-        crt_moduli: crt,
+        crt_moduli: (moduli.len() > 1).then(|| moduli.clone()),
         ..opts.clone()
     };
-    let first = build_model(spec, &params[0], &opts)?;
+    let first = build_model(spec, first_params, &opts)?;
     opts.weight_bits = Some(first.weight_bits);
     let mut components = vec![first];
-    for p in &params[1..] {
+    for p in rest {
         components.push(build_model(spec, p, &opts)?);
     }
-    Ok(CrtModel {
-        components,
-        moduli: moduli.to_vec(),
-    })
+    Ok(CrtModel { components, moduli })
 }
 
 impl CrtModel {

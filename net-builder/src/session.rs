@@ -301,6 +301,24 @@ pub trait Transport: Sync {
         &self,
         call: SegmentCall,
     ) -> impl Future<Output = Result<SegmentAnswer, SessionError>> + Send;
+
+    /// Computes one segment's calls, one per plaintext modulus, concurrently where the
+    /// transport can (a server gets them as concurrent requests); `done` is told after each
+    /// answer. The default awaits them together.
+    fn compute_all(
+        &self,
+        calls: Vec<SegmentCall>,
+        done: &(dyn Fn() + Sync),
+    ) -> impl Future<Output = Vec<Result<SegmentAnswer, SessionError>>> + Send {
+        futures_util::future::join_all(calls.into_iter().map(move |call| {
+            let answer = self.compute(call);
+            async move {
+                let answer = answer.await;
+                done();
+                answer
+            }
+        }))
+    }
 }
 
 /// Stages a session reports as it goes.
@@ -469,28 +487,29 @@ impl<'k> Session<'k> {
             let t1 = Instant::now();
             let computed = std::sync::atomic::AtomicUsize::new(0);
             let computed = &computed;
-            let calls = inputs.into_iter().enumerate().map(|(m, cts)| {
-                let call = SegmentCall {
+            let calls = inputs
+                .into_iter()
+                .enumerate()
+                .map(|(m, cts)| SegmentCall {
                     segment: si,
                     layers: seg.layers.clone(),
                     component: m,
                     plain_modulus: self.plan.plain_moduli[m],
                     batch,
                     cts,
-                };
-                async move {
-                    let answer = transport.compute(call).await;
-                    let done = computed.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                    progress(Progress {
-                        segment: si,
-                        stage: Stage::Compute,
-                        done,
-                        total,
-                    });
-                    answer
-                }
-            });
-            let answers = futures_util::future::join_all(calls)
+                })
+                .collect();
+            let done = || {
+                let done = computed.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                progress(Progress {
+                    segment: si,
+                    stage: Stage::Compute,
+                    done,
+                    total,
+                });
+            };
+            let answers = transport
+                .compute_all(calls, &done)
                 .await
                 .into_iter()
                 .collect::<Result<Vec<_>, _>>()?;
@@ -805,6 +824,25 @@ impl Transport for InProcess<'_> {
         call: SegmentCall,
     ) -> impl Future<Output = Result<SegmentAnswer, SessionError>> + Send {
         std::future::ready(self.run_call(call))
+    }
+
+    /// Unobserved, the plaintext moduli run on parallel threads, as a server runs concurrent
+    /// requests; observed, one after another (the operation counts are process-wide).
+    fn compute_all(
+        &self,
+        calls: Vec<SegmentCall>,
+        done: &(dyn Fn() + Sync),
+    ) -> impl Future<Output = Vec<Result<SegmentAnswer, SessionError>>> + Send {
+        let run = |call| {
+            let answer = self.run_call(call);
+            done();
+            answer
+        };
+        std::future::ready(if self.observer.is_some() {
+            calls.into_iter().map(run).collect()
+        } else {
+            calls.into_par_iter().map(run).collect()
+        })
     }
 }
 

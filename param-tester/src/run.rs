@@ -7,7 +7,7 @@ use he_layers::plan::{CompiledLayout, Layout};
 use he_layers::protocol::{EncryptionParameters, ProtocolError, Runs};
 use he_layers::tensor::IntTensor;
 use net_builder::eval::argmax;
-use net_builder::pipeline::{build_crt, ClientKeys, CrtModel};
+use net_builder::pipeline::{build_crt, build_crt_on, ClientKeys, CrtModel};
 use net_builder::session::{
     keys_for, plan_circuit_privacy, InProcess, LayerObservation, Session, SessionError, SessionPlan,
 };
@@ -345,26 +345,8 @@ pub(crate) fn build_crt_with(
     } else {
         // Custom moduli: build every component from the resolved sets.
         let sets = params.resolve().map_err(classify)?;
-        let crt = (moduli.len() > 1).then(|| moduli.to_vec());
-        let mut o = BuildOptions {
-            crt_moduli: crt,
-            ..opts.clone()
-        };
-        let first = net_builder::build_model(spec, &sets[0], &o).map_err(|e| Verdict::Invalid {
+        build_crt_on(spec, &sets, opts).map_err(|e| Verdict::Invalid {
             message: e.to_string(),
-        })?;
-        o.weight_bits = Some(first.weight_bits);
-        let mut components = vec![first];
-        for p in &sets[1..] {
-            components.push(net_builder::build_model(spec, p, &o).map_err(|e| {
-                Verdict::Invalid {
-                    message: e.to_string(),
-                }
-            })?);
-        }
-        Ok(CrtModel {
-            components,
-            moduli: moduli.to_vec(),
         })
     }
 }
