@@ -6,7 +6,10 @@ fn main() {
     if std::env::var_os("NO_TUNE").is_none() {
         he_layers::tune_allocator();
     }
-    let n = 8192;
+    let n: usize = std::env::var("N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8192);
     let t = BfvParameters::batching_plain_modulus(n, 20).expect("t");
     let p = BfvParameters::preset(n, t).expect("preset");
     let sk = SecretKey::generate(&p);
