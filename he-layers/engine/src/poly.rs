@@ -174,9 +174,18 @@ impl RnsPoly {
     pub fn from_signed(coeffs: &[i64], basis: &RnsBasis, limbs: usize) -> Self {
         let degree = coeffs.len();
         let mut p = Self::zero(degree, limbs, Representation::Coefficient);
+        let largest = coeffs.iter().map(|c| c.unsigned_abs()).max().unwrap_or(0);
         for (limb, m) in p.limbs_mut().zip(basis.moduli()) {
-            for (x, &c) in limb.iter_mut().zip(coeffs) {
-                *x = m.reduce_i64(c);
+            let q = m.value();
+            if largest < q {
+                // Every coefficient already within (−q, q): add q to the negative ones.
+                for (x, &c) in limb.iter_mut().zip(coeffs) {
+                    *x = (c as u64).wrapping_add(q & (c >> 63) as u64);
+                }
+            } else {
+                for (x, &c) in limb.iter_mut().zip(coeffs) {
+                    *x = m.reduce_i64(c);
+                }
             }
         }
         p

@@ -42,32 +42,21 @@ impl Modulus {
     /// (a + b) mod p for a, b < p.
     #[inline]
     pub fn add(&self, a: u64, b: u64) -> u64 {
+        // Branch-free (a conditional subtraction by min): residues are random to a predictor.
         let s = a + b;
-        if s >= self.p {
-            s - self.p
-        } else {
-            s
-        }
+        s.min(s.wrapping_sub(self.p))
     }
 
     /// (a - b) mod p for a, b < p.
     #[inline]
     pub fn sub(&self, a: u64, b: u64) -> u64 {
-        if a >= b {
-            a - b
-        } else {
-            a + self.p - b
-        }
+        self.sub_flat(a, b)
     }
 
     /// (-a) mod p for a < p.
     #[inline]
     pub fn neg(&self, a: u64) -> u64 {
-        if a == 0 {
-            0
-        } else {
-            self.p - a
-        }
+        self.sub_flat(0, a)
     }
 
     /// x mod p for any 128-bit x (Barrett with floor(2^128/p)).
@@ -129,12 +118,11 @@ impl Modulus {
     /// x mod p for a signed integer, in [0, p).
     #[inline]
     pub fn reduce_i64(&self, x: i64) -> u64 {
-        let r = self.reduce(x.unsigned_abs());
-        if x < 0 {
-            self.neg(r)
-        } else {
-            r
-        }
+        // Branch-free: signs of lifted plaintexts and noise are coin flips to a predictor.
+        let r = self.reduce_flat(x.unsigned_abs());
+        let minus = self.sub_flat(0, r);
+        let negative = (x >> 63) as u64;
+        r ^ ((r ^ minus) & negative)
     }
 
     /// x mod p for a signed 128-bit integer, in [0, p).
@@ -198,11 +186,7 @@ impl Modulus {
     /// The centered representative of a < p, in (-p/2, p/2].
     #[inline]
     pub fn center(&self, a: u64) -> i64 {
-        if a > self.p / 2 {
-            a as i64 - self.p as i64
-        } else {
-            a as i64
-        }
+        a as i64 - i64::from(a > self.p / 2) * self.p as i64
     }
 }
 
@@ -212,7 +196,7 @@ mod tests {
     use super::Modulus;
     use rand::{Rng, SeedableRng};
 
-    /// The branch-free forms against u128 arithmetic, on random and extreme inputs, for moduli
+    /// The branch-free forms (and the additions built on them) against u128 arithmetic, on random and extreme inputs, for moduli
     /// from tiny to the 62-bit limit.
     #[test]
     fn flat_forms_equal_wide_arithmetic() {
@@ -227,13 +211,35 @@ mod tests {
             (1u64 << 62) - 57,
         ] {
             let m = Modulus::try_new(p).unwrap();
-            let mut xs: Vec<u64> = vec![0, 1, p - 1, p, p + 1, 2 * p, 3 * p - 1, u64::MAX];
+            let mut xs: Vec<u64> = vec![
+                0,
+                1,
+                p - 1,
+                p,
+                p + 1,
+                2 * p,
+                3 * p - 1,
+                u64::MAX,
+                1 << 63,
+                (1 << 63) + 1,
+            ];
             xs.extend((0..2000).map(|_| r.gen::<u64>()));
             xs.extend((0..2000).map(|_| r.gen_range(0..4 * p.min(1 << 61))));
             for &x in &xs {
                 assert_eq!(m.reduce_flat(x), x % p, "reduce {x} mod {p}");
+                let signed = x as i64;
+                let want = (i128::from(signed)).rem_euclid(i128::from(p)) as u64;
+                assert_eq!(m.reduce_i64(signed), want, "reduce {signed} mod {p}");
+                let c = m.center(x % p);
+                assert!(
+                    c.unsigned_abs() <= p / 2
+                        && (i128::from(c) - i128::from(x % p)) % i128::from(p) == 0
+                );
                 let (a, b) = (x % p, r.gen_range(0..p));
                 assert_eq!(m.sub_flat(a, b), (a + p - b) % p, "{a} - {b} mod {p}");
+                assert_eq!(m.sub(a, b), (a + p - b) % p, "{a} - {b} mod {p}");
+                assert_eq!(m.add(a, b), (a + b) % p, "{a} + {b} mod {p}");
+                assert_eq!(m.neg(a), (p - a) % p, "-{a} mod {p}");
                 let w = r.gen_range(0..p);
                 let ws = ((u128::from(w) << 64) / u128::from(p)) as u64;
                 let expect = (u128::from(x) * u128::from(w) % u128::from(p)) as u64;

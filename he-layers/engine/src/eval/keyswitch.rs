@@ -96,13 +96,12 @@ impl Evaluator {
             .ok_or(Error::MissingGaloisKey { element })?;
         let perm = self.params.ntt_galois_permutation(element);
         let permute = |poly: &RnsPoly| -> RnsPoly {
-            let mut out = poly.clone();
-            for (dst, src) in out.limbs_mut().zip(poly.limbs()) {
-                for (d, &k) in dst.iter_mut().zip(&perm) {
-                    *d = src[k as usize];
-                }
+            let n = perm.len();
+            let mut data = Vec::with_capacity(n * poly.limb_count());
+            for src in poly.limbs() {
+                data.extend(perm.iter().map(|&k| src[k as usize]));
             }
-            out
+            RnsPoly::from_data(data, n, Representation::Ntt)
         };
         let mut c0 = permute(&ct.polys[0]);
         let c1_ntt = permute(&ct.polys[1]);
