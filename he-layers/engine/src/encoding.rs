@@ -48,7 +48,11 @@ impl Plaintext {
     /// Δ m: the plaintext scaled into the ciphertext modulus as round(Q m / t), coefficient
     /// form over the ciphertext primes.
     pub(crate) fn scaled(&self) -> RnsPoly {
-        let p = &self.params;
+        self.scaled_at(&self.params)
+    }
+
+    /// [`Self::scaled`] over the primes of `p`: this plaintext's parameter set or a level of it.
+    pub(crate) fn scaled_at(&self, p: &BfvParameters) -> RnsPoly {
         let t = p.plain_modulus() as u128;
         let mut out = RnsPoly::zero(p.degree(), p.q.len(), Representation::Coefficient);
         // round(Q m / t) = floor(Q/t) m + round((Q mod t) m / t).
@@ -65,9 +69,9 @@ impl Plaintext {
         out
     }
 
-    /// The centered lift of m, coefficient form over the ciphertext primes.
-    pub(crate) fn lifted(&self) -> RnsPoly {
-        let p = &self.params;
+    /// The centered lift of m, coefficient form over the ciphertext primes of `p` (this
+    /// plaintext's parameter set or a level of it).
+    pub(crate) fn lifted_at(&self, p: &BfvParameters) -> RnsPoly {
         let centered: Vec<i64> = self.coeffs.iter().map(|&c| p.plain.center(c)).collect();
         RnsPoly::from_signed(&centered, &p.q, p.q.len())
     }

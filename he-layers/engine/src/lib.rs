@@ -107,6 +107,22 @@ pub enum Error {
     },
 }
 
+/// Keys are generated at the top level and serve every level below it: `level` must be `top`
+/// or its restriction to its first ciphertext primes.
+pub(crate) fn ensure_level_of(
+    level: &Arc<BfvParameters>,
+    top: &Arc<BfvParameters>,
+) -> Result<(), Error> {
+    if Arc::ptr_eq(level, top) || level.is_level_of(top) {
+        Ok(())
+    } else {
+        Err(Error::ParameterMismatch {
+            left: level.fingerprint_hex(),
+            right: top.fingerprint_hex(),
+        })
+    }
+}
+
 pub(crate) fn ensure_same(a: &Arc<BfvParameters>, b: &Arc<BfvParameters>) -> Result<(), Error> {
     if Arc::ptr_eq(a, b) || a.fingerprint() == b.fingerprint() {
         Ok(())

@@ -385,6 +385,64 @@ fn rotations_match_slot_rotations() {
     assert_eq!(gk.elements().count(), steps.len() + 1);
 }
 
+/// Below the top level (after modulus switching), products, plaintext products, rotations and
+/// relinearization run with the top level's keys and equal slot-wise arithmetic; the noise
+/// budget a level keeps is what the estimate says at least.
+#[test]
+fn operations_at_lower_levels_use_the_top_keys() {
+    let mut r = rng(9);
+    let c = Ctx::new(preset(8192, 20));
+    let half = c.p.degree() / 2;
+    let gk = GaloisKeys::generate(&c.sk, &[3], false);
+    let m = random_slots(&mut r, &c.p);
+    let w = random_slots(&mut r, &c.p);
+    let ct = c.encrypt(&m);
+    let mut checked = 0;
+    for level in 1..c.p.level() {
+        let low = he_engine::modswitch::switch_to_level(&ct, level).unwrap();
+        let ev = Evaluator::new(&c.p.at_level(level).unwrap());
+        let rot = ev.rotate_rows(&low, 3, &gk).unwrap();
+        let expect: Vec<i64> = (0..2 * half)
+            .map(|i| m[(i / half) * half + (i % half + 3) % half])
+            .collect();
+        assert_slots!(c.decrypt(&rot), expect, "rotation at level {level}");
+        let sq = ev.square(&low, &c.rk).unwrap();
+        // The lowest levels hold no product of 20-bit messages: the estimate says so.
+        if sq.estimated_noise_budget() > 0.0 {
+            checked += 1;
+            assert_slots!(
+                c.decrypt(&sq),
+                slotwise(&m, &m, c.t(), |x, y| x * y),
+                "square at level {level}"
+            );
+        }
+        let pt = ev.prepare_mul(&c.enc.encode(&w).unwrap()).unwrap();
+        let prod = ev.mul_plain(&low, &pt).unwrap();
+        if prod.estimated_noise_budget() > 0.0 {
+            assert_slots!(
+                c.decrypt(&prod),
+                slotwise(&m, &w, c.t(), |x, y| x * y),
+                "plaintext product at level {level}"
+            );
+        }
+        let d = Decryptor::new(&c.sk);
+        for x in [&rot, &sq, &prod] {
+            let budget = d.noise_budget(x).unwrap() as f64;
+            let predicted = x.estimated_noise_budget();
+            assert!(
+                predicted <= budget + 1.0,
+                "level {level}: predicted {predicted}, measured {budget}"
+            );
+        }
+    }
+    assert!(checked > 0, "no level below the top held a square");
+    // A key of another parameter set is refused at any level.
+    let other = Ctx::new(preset(8192, 21));
+    let low = he_engine::modswitch::switch_to_level(&ct, 1).unwrap();
+    let ev = Evaluator::new(&c.p.at_level(1).unwrap());
+    assert!(ev.square(&low, &other.rk).is_err());
+}
+
 #[test]
 fn serialization_round_trips() {
     let mut r = rng(6);

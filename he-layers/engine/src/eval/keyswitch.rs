@@ -3,14 +3,15 @@
 
 use super::{log2_add, Evaluator};
 use crate::encrypt::Ciphertext;
-use crate::ensure_same;
+use crate::ensure_level_of;
 use crate::keys::{GaloisKeys, KeySwitchingKey};
 use crate::poly::{Representation, RnsPoly};
 use crate::Error;
 
 impl Evaluator {
     /// Hybrid key switching of c (coefficient form over Q): returns (u0, u1) in NTT form over Q
-    /// with u0 + u1 s ≈ c s'. `c_ntt`, when the caller has it, is c in NTT form: each digit's
+    /// with u0 + u1 s ≈ c s', at this evaluator's level with a key of this level or above.
+    /// `c_ntt`, when the caller has it, is c in NTT form: each digit's
     /// own prime then needs no transform.
     pub(super) fn key_switch(
         &self,
@@ -48,8 +49,11 @@ impl Evaluator {
                         &tmp
                     }
                 };
-                op.mul_accumulate(acc0.limb_mut(j), digit, ksk.b[i].limb(j));
-                op.mul_accumulate(acc1.limb_mut(j), digit, ksk.a[i].limb(j));
+                // A key of a higher level serves this one: its limbs of the dropped primes
+                // are skipped, the special prime is its last.
+                let kj = if j < l { j } else { ksk.b[i].limb_count() - 1 };
+                op.mul_accumulate(acc0.limb_mut(j), digit, ksk.b[i].limb(kj));
+                op.mul_accumulate(acc1.limb_mut(j), digit, ksk.a[i].limb(kj));
             }
         }
         // Divide by the special prime with rounding: (acc - [acc]_sp) / sp, in NTT form, where
@@ -89,7 +93,7 @@ impl Evaluator {
         keys: &GaloisKeys,
     ) -> Result<Ciphertext, Error> {
         self.check_linear(ct)?;
-        ensure_same(&self.params, &keys.params)?;
+        ensure_level_of(&self.params, &keys.params)?;
         let ksk = keys
             .keys
             .get(&element)

@@ -9,7 +9,7 @@ use super::encoding::{LiftedPlaintext, Plaintext, ScaledPlaintext};
 use super::encrypt::Ciphertext;
 use super::params::BfvParameters;
 use super::poly::{Representation, RnsPoly};
-use super::{ensure_same, Error};
+use super::{ensure_level_of, ensure_same, Error};
 use std::sync::Arc;
 
 mod dot;
@@ -126,8 +126,8 @@ impl Evaluator {
 
     /// Prepares a plaintext once for additions (Δ m in NTT form).
     pub fn prepare_add(&self, pt: &Plaintext) -> Result<ScaledPlaintext, Error> {
-        ensure_same(&self.params, &pt.params)?;
-        let mut poly = pt.scaled();
+        ensure_level_of(&self.params, &pt.params)?;
+        let mut poly = pt.scaled_at(&self.params);
         poly.forward_ntt(&self.params.q);
         Ok(ScaledPlaintext {
             params: self.params.clone(),
@@ -135,10 +135,11 @@ impl Evaluator {
         })
     }
 
-    /// Prepares a plaintext once for multiplications (centered lift in NTT form).
+    /// Prepares a plaintext once for multiplications (centered lift in NTT form), at this
+    /// evaluator's level (the plaintext's parameter set or a level below it).
     pub fn prepare_mul(&self, pt: &Plaintext) -> Result<LiftedPlaintext, Error> {
-        ensure_same(&self.params, &pt.params)?;
-        let mut poly = pt.lifted();
+        ensure_level_of(&self.params, &pt.params)?;
+        let mut poly = pt.lifted_at(&self.params);
         poly.forward_ntt(&self.params.q);
         let max_abs = pt
             .coeffs

@@ -2,7 +2,7 @@
 
 use super::{log2_add, Evaluator};
 use crate::encrypt::Ciphertext;
-use crate::ensure_same;
+use crate::ensure_level_of;
 use crate::keys::{KeySwitchingKey, RelinearizationKey};
 use crate::poly::{Representation, RnsPoly};
 use crate::poly::{ERROR_CLIP, ERROR_STD_DEV};
@@ -57,7 +57,7 @@ impl Evaluator {
     ) -> Result<Ciphertext, Error> {
         self.check_linear(a)?;
         self.check_linear(b)?;
-        ensure_same(&self.params, &rk.ksk.params)?;
+        ensure_level_of(&self.params, &rk.ksk.params)?;
         let same = std::ptr::eq(a, b);
         let d = self.tensor(a, if same { None } else { Some(b) });
         let noise = self.estimate_product_noise(a.noise_log2, b.noise_log2);
@@ -67,7 +67,7 @@ impl Evaluator {
     /// a², relinearized (one base extension and half the tensor products of `multiply`).
     pub fn square(&self, a: &Ciphertext, rk: &RelinearizationKey) -> Result<Ciphertext, Error> {
         self.check_linear(a)?;
-        ensure_same(&self.params, &rk.ksk.params)?;
+        ensure_level_of(&self.params, &rk.ksk.params)?;
         let d = self.tensor(a, None);
         let noise = self.estimate_product_noise(a.noise_log2, a.noise_log2);
         Ok(self.relinearize_coefficients(d, &rk.ksk, noise))
@@ -80,7 +80,7 @@ impl Evaluator {
         rk: &RelinearizationKey,
     ) -> Result<Ciphertext, Error> {
         self.check(ct)?;
-        ensure_same(&self.params, &rk.ksk.params)?;
+        ensure_level_of(&self.params, &rk.ksk.params)?;
         if ct.polys.len() != 3 {
             return Err(Error::CiphertextSize {
                 expected: 3,
