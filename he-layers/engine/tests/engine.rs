@@ -418,6 +418,14 @@ fn operations_at_lower_levels_use_the_top_keys() {
         }
         let pt = ev.prepare_mul(&c.enc.encode(&w).unwrap()).unwrap();
         let prod = ev.mul_plain(&low, &pt).unwrap();
+        // A plaintext prepared at the top serves every level below.
+        let top_pt = c.ev.prepare_mul(&c.enc.encode(&w).unwrap()).unwrap();
+        let again = ev.mul_plain(&low, &top_pt).unwrap();
+        assert_slots!(
+            c.decrypt(&again),
+            c.decrypt(&prod),
+            "top plaintext at level {level}"
+        );
         if prod.estimated_noise_budget() > 0.0 {
             assert_slots!(
                 c.decrypt(&prod),

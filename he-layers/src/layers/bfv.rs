@@ -1,7 +1,7 @@
 //! The BFV implementation of [`HeBackend`].
 
 use super::{
-    Backend, LayerError, LinearOps, PlaintextOps, ProductOps, RotationOps, SlotDecryptor,
+    Backend, LayerError, LevelOps, LinearOps, PlaintextOps, ProductOps, RotationOps, SlotDecryptor,
     SlotEncryptor,
 };
 use crate::crypto::{
@@ -47,6 +47,22 @@ impl BfvBackend {
         &self.encryptor
     }
 
+    /// The evaluator at `ct`'s level: the backend's own at the top, one of a level below it
+    /// (modulus switching) else; a ciphertext of another parameter set is refused.
+    fn at(&self, ct: &Ciphertext) -> Result<Cow<'_, Evaluator>, LayerError> {
+        let (p, top) = (ct.parameters(), self.evaluator.parameters());
+        if Arc::ptr_eq(p, top) || p.fingerprint() == top.fingerprint() {
+            Ok(Cow::Borrowed(&self.evaluator))
+        } else if p.is_level_of(top) {
+            Ok(Cow::Owned(Evaluator::new(p)))
+        } else {
+            Err(crypto(Error::ParameterMismatch {
+                left: p.fingerprint_hex(),
+                right: top.fingerprint_hex(),
+            }))
+        }
+    }
+
     /// Batch-encodes integers of the mirror (centered mod t).
     fn encode(&self, values: &[i128]) -> Result<crate::crypto::Plaintext, LayerError> {
         let params = self.evaluator.parameters();
@@ -69,6 +85,9 @@ fn centered_mod(values: &[i128], t: i128) -> Vec<i64> {
         .collect()
 }
 
+use std::borrow::Cow;
+use std::sync::Arc;
+
 fn crypto(e: Error) -> LayerError {
     LayerError::from(e)
 }
@@ -79,7 +98,10 @@ impl Backend for BfvBackend {
 
 impl LinearOps for BfvBackend {
     fn dot(&self, cts: &[&Ciphertext], weights: &[i64]) -> Result<Option<Ciphertext>, LayerError> {
-        match self.evaluator.dot_scalars(cts, weights) {
+        let Some(first) = cts.first() else {
+            return Ok(None);
+        };
+        match self.at(first)?.dot_scalars(cts, weights) {
             Ok(c) => Ok(Some(c)),
             Err(Error::TransparentResult) => Ok(None),
             Err(e) => Err(crypto(e)),
@@ -91,15 +113,26 @@ impl LinearOps for BfvBackend {
         cts: &[&Ciphertext],
         rows: &[Vec<i64>],
     ) -> Result<Vec<Option<Ciphertext>>, LayerError> {
-        self.evaluator.dot_scalars_many(cts, rows).map_err(crypto)
+        let Some(first) = cts.first() else {
+            return Ok(vec![None; rows.len()]);
+        };
+        self.at(first)?.dot_scalars_many(cts, rows).map_err(crypto)
     }
 
     fn add_assign(&self, a: &mut Ciphertext, b: &Ciphertext) -> Result<(), LayerError> {
-        self.evaluator.add_assign(a, b).map_err(crypto)
+        // Operands of two levels meet at the lower one.
+        let (la, lb) = (self.level(a), self.level(b));
+        if la > lb {
+            *a = self.switch_level(a, lb)?;
+        } else if lb > la {
+            let b = self.switch_level(b, la)?;
+            return self.at(a)?.add_assign(a, &b).map_err(crypto);
+        }
+        self.at(a)?.add_assign(a, b).map_err(crypto)
     }
 
     fn add_constant(&self, ct: &mut Ciphertext, c: i128) -> Result<(), LayerError> {
-        self.evaluator.add_constant_assign(ct, c).map_err(crypto)
+        self.at(ct)?.add_constant_assign(ct, c).map_err(crypto)
     }
 
     fn encrypt_constant(&self, c: i128) -> Result<Ciphertext, LayerError> {
@@ -117,13 +150,14 @@ impl ProductOps for BfvBackend {
             .relin
             .as_ref()
             .ok_or(LayerError::MissingKey("a relinearization key (for Square)"))?;
-        self.evaluator.square(ct, rk).map_err(crypto)
+        self.at(ct)?.square(ct, rk).map_err(crypto)
     }
 }
 
 impl PlaintextOps for BfvBackend {
     type Plaintext = LiftedPlaintext;
 
+    /// Prepared at the top level, it serves every level below.
     fn prepare_plaintext(&self, values: &[i128]) -> Result<LiftedPlaintext, LayerError> {
         let pt = self.encode(values)?;
         self.evaluator.prepare_mul(&pt).map_err(crypto)
@@ -131,8 +165,9 @@ impl PlaintextOps for BfvBackend {
 
     fn add_plain(&self, ct: &mut Ciphertext, values: &[i128]) -> Result<(), LayerError> {
         let pt = self.encode(values)?;
-        let scaled = self.evaluator.prepare_add(&pt).map_err(crypto)?;
-        self.evaluator.add_plain_assign(ct, &scaled).map_err(crypto)
+        let ev = self.at(ct)?;
+        let scaled = ev.prepare_add(&pt).map_err(crypto)?;
+        ev.add_plain_assign(ct, &scaled).map_err(crypto)
     }
 
     fn multiply_plain(
@@ -140,7 +175,7 @@ impl PlaintextOps for BfvBackend {
         ct: &Ciphertext,
         pt: &LiftedPlaintext,
     ) -> Result<Ciphertext, LayerError> {
-        self.evaluator.mul_plain(ct, pt).map_err(crypto)
+        self.at(ct)?.mul_plain(ct, pt).map_err(crypto)
     }
 }
 
@@ -150,7 +185,21 @@ impl RotationOps for BfvBackend {
             .galois
             .as_ref()
             .ok_or(LayerError::MissingKey("Galois keys (for rotations)"))?;
-        self.evaluator.rotate_rows(ct, step, keys).map_err(crypto)
+        self.at(ct)?.rotate_rows(ct, step, keys).map_err(crypto)
+    }
+}
+
+impl LevelOps for BfvBackend {
+    fn level(&self, ct: &Ciphertext) -> usize {
+        ct.parameters().level()
+    }
+
+    fn switch_level(&self, ct: &Ciphertext, level: usize) -> Result<Ciphertext, LayerError> {
+        self.at(ct)?;
+        if level >= self.level(ct) {
+            return Ok(ct.clone());
+        }
+        crate::crypto::modswitch::switch_to_level(ct, level).map_err(crypto)
     }
 }
 

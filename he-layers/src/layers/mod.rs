@@ -89,16 +89,30 @@ pub trait RotationOps: Backend {
     fn rotate(&self, ct: &Self::Ciphertext, step: i64) -> Result<Self::Ciphertext, LayerError>;
 }
 
+/// Modulus switching: a ciphertext moved to fewer primes computes on at lower cost (every
+/// operation's work grows with the primes, a key switch's with their square).
+pub trait LevelOps: Backend {
+    /// The number of ciphertext primes `ct` is over.
+    fn level(&self, ct: &Self::Ciphertext) -> usize;
+
+    /// `ct` switched down to its first `level` primes (at most its own level).
+    fn switch_level(
+        &self,
+        ct: &Self::Ciphertext,
+        level: usize,
+    ) -> Result<Self::Ciphertext, LayerError>;
+}
+
 /// What the batch layout needs: linear operations and products.
 pub trait HeBackend: LinearOps + ProductOps {}
 
 impl<T: LinearOps + ProductOps> HeBackend for T {}
 
-/// What every layout needs: the batch layout's operations, plaintext products and rotations
-/// (the packed layout's).
-pub trait PackedBackend: HeBackend + PlaintextOps + RotationOps {}
+/// What every layout needs: the batch layout's operations, plaintext products, rotations and
+/// modulus switching (the packed layout's).
+pub trait PackedBackend: HeBackend + PlaintextOps + RotationOps + LevelOps {}
 
-impl<T: HeBackend + PlaintextOps + RotationOps> PackedBackend for T {}
+impl<T: HeBackend + PlaintextOps + RotationOps + LevelOps> PackedBackend for T {}
 
 /// Client side: encrypts one vector of slot values (integers of the mirror; the scheme reduces
 /// them as it must, e.g. centered mod t). A layout decides which values share a ciphertext.

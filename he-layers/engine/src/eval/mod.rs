@@ -199,9 +199,11 @@ impl Evaluator {
     }
 
     /// ct · pt. An all-zero plaintext would give a transparent ciphertext, so it is refused.
+    /// A plaintext prepared at a higher level serves this one (its first limbs are the lift
+    /// over this level's primes).
     pub fn mul_plain(&self, ct: &Ciphertext, pt: &LiftedPlaintext) -> Result<Ciphertext, Error> {
         self.check(ct)?;
-        ensure_same(&self.params, &pt.params)?;
+        ensure_level_of(&self.params, &pt.params)?;
         if pt.nonzero == 0 {
             return Err(Error::TransparentResult);
         }

@@ -88,6 +88,7 @@ pub(crate) fn compile_segment(
     Ok(PackedProgram {
         start: range.start,
         input,
+        levels: vec![None; steps.len()],
         steps,
     })
 }

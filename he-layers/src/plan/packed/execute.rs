@@ -5,17 +5,38 @@ use super::program::{Bias, Giant, LinearStep, PackedStep, Weight};
 use crate::layers::{LayerError, PackedBackend};
 use rayon::prelude::*;
 
-/// Runs `steps` on one group's ciphertexts.
+/// Runs `steps` on one group's ciphertexts, each after switching its inputs down to the level
+/// it names.
 pub(crate) fn run_steps<'a, B: PackedBackend>(
-    steps: impl IntoIterator<Item = (&'a PackedStep, &'a str)>,
+    steps: impl IntoIterator<Item = (&'a PackedStep, Option<usize>, &'a str)>,
     mut cts: Vec<B::Ciphertext>,
     width: usize,
     backend: &B,
 ) -> Result<Vec<B::Ciphertext>, LayerError> {
-    for (step, name) in steps {
+    for (step, level, name) in steps {
+        if let Some(level) = level {
+            cts = switch_all(cts, level, backend).map_err(|e| e.in_layer(name))?;
+        }
         cts = run_step(step, &cts, width, backend).map_err(|e| e.in_layer(name))?;
     }
     Ok(cts)
+}
+
+/// Every ciphertext above `level` switched down to it.
+pub(crate) fn switch_all<B: PackedBackend>(
+    cts: Vec<B::Ciphertext>,
+    level: usize,
+    backend: &B,
+) -> Result<Vec<B::Ciphertext>, LayerError> {
+    cts.into_par_iter()
+        .map(|c| {
+            if backend.level(&c) > level {
+                backend.switch_level(&c, level)
+            } else {
+                Ok(c)
+            }
+        })
+        .collect()
 }
 
 fn run_step<B: PackedBackend>(

@@ -28,7 +28,7 @@ use crate::crypto::sanitize::{plan_sanitization, DEFAULT_FLOOD_BITS};
 use crate::layers::{LayerError, PackedBackend};
 use crate::model::{EncodedModel, ModelError};
 use compile::{compile_segment, Choices};
-use noise::NoiseBackend;
+use noise::{NoiseBackend, NoiseCt};
 use program::{PackedProgram, PackedStep};
 use std::ops::Range;
 
@@ -72,7 +72,8 @@ impl PackedLayout {
                         break;
                     }
                 }
-                let program = program.ok_or_else(|| inconsistent("no packed program"))?;
+                let mut program = program.ok_or_else(|| inconsistent("no packed program"))?;
+                plan_levels(model, &mut program, width)?;
                 Ok((r, program))
             })
             .collect::<Result<_, ModelError>>()?;
@@ -155,27 +156,80 @@ impl PackedLayout {
     }
 }
 
-/// Predicted noise (log2, largest over ciphertexts) after each layer of a segment, from fresh
-/// symmetric noise at its start.
+/// Predicted noise (log2, largest over ciphertexts, as a top-level ciphertext with the same
+/// budget would carry it) after each layer of a segment, from fresh symmetric noise at its start.
 fn segment_noise(
     model: &EncodedModel,
     program: &PackedProgram,
     width: usize,
 ) -> Result<Vec<f64>, ModelError> {
-    let backend = NoiseBackend::new(model.parameters());
+    let backend = NoiseBackend::new(model.parameters())?;
     let fresh = crate::crypto::encrypt::fresh_symmetric_noise(model.parameters());
-    let mut cts = vec![fresh; program.input.cts];
-    let names: Vec<&str> = model.layers()[program.start..]
-        .iter()
-        .map(|l| l.name())
-        .collect();
+    let mut cts = vec![backend.fresh(fresh); program.input.cts];
+    let names = step_names(model, program);
     let mut out = Vec::with_capacity(program.steps.len());
     for (k, (step, _)) in program.steps.iter().enumerate() {
         let name = names.get(k).copied().unwrap_or("");
-        cts = execute::run_steps([(step, name)], cts, width, &backend)?;
-        out.push(cts.iter().copied().fold(f64::NEG_INFINITY, f64::max));
+        let level = program.levels.get(k).copied().flatten();
+        cts = execute::run_steps([(step, level, name)], cts, width, &backend)?;
+        out.push(worst(&backend, &cts)?);
     }
     Ok(out)
+}
+
+fn step_names<'a>(model: &'a EncodedModel, program: &PackedProgram) -> Vec<&'a str> {
+    model.layers()[program.start..]
+        .iter()
+        .map(|l| l.name())
+        .collect()
+}
+
+/// The largest top-equivalent noise over `cts`.
+fn worst(backend: &NoiseBackend, cts: &[NoiseCt]) -> Result<f64, ModelError> {
+    cts.iter().try_fold(f64::NEG_INFINITY, |m, c| {
+        Ok(m.max(backend.top_equivalent(c)?))
+    })
+}
+
+/// Chooses where the program switches down: before every linear step and square, the lowest
+/// level from which the rest of the segment, run without further switching, still ends with an
+/// answer that can be sanitized at the default λ (greedy: later steps may switch further).
+fn plan_levels(
+    model: &EncodedModel,
+    program: &mut PackedProgram,
+    width: usize,
+) -> Result<(), ModelError> {
+    let params = model.parameters();
+    let backend = NoiseBackend::new(params)?;
+    let fresh = crate::crypto::encrypt::fresh_symmetric_noise(params);
+    let names = step_names(model, program);
+    let name = |k: usize| names.get(k).copied().unwrap_or("");
+    let fits = |cts: Vec<NoiseCt>, from: usize| -> Result<bool, ModelError> {
+        let rest = program.steps[from..]
+            .iter()
+            .enumerate()
+            .map(|(i, (s, _))| (s, None, name(from + i)));
+        let end = execute::run_steps(rest, cts, width, &backend)?;
+        Ok(plan_sanitization(params, worst(&backend, &end)?, DEFAULT_FLOOD_BITS).is_ok())
+    };
+    let mut levels = vec![None; program.steps.len()];
+    let mut cts = vec![backend.fresh(fresh); program.input.cts];
+    for (k, (step, _)) in program.steps.iter().enumerate() {
+        if !matches!(step, PackedStep::Rename) {
+            let current = cts.iter().map(|c| c.level).max().unwrap_or(0);
+            for level in 1..current {
+                let switched = execute::switch_all(cts.clone(), level, &backend)?;
+                if fits(switched.clone(), k)? {
+                    levels[k] = Some(level);
+                    cts = switched;
+                    break;
+                }
+            }
+        }
+        cts = execute::run_steps([(step, None, name(k))], cts, width, &backend)?;
+    }
+    program.levels = levels;
+    Ok(())
 }
 
 /// Operations of one step per image group.
@@ -293,8 +347,9 @@ impl Layout for PackedLayout {
             let group = std::mem::replace(&mut rest, tail);
             let chain = program.steps[steps.clone()]
                 .iter()
-                .map(|(s, _)| s)
-                .zip(names.iter().copied());
+                .zip(&program.levels[steps.clone()])
+                .zip(names.iter().copied())
+                .map(|(((s, _), &level), name)| (s, level, name));
             out.extend(execute::run_steps(chain, group, self.width, backend)?);
         }
         Ok(out)

@@ -91,6 +91,10 @@ pub(crate) struct PackedProgram {
     pub(crate) input: Placement,
     /// Per layer of the segment: its step and the placement it leaves.
     pub(crate) steps: Vec<(PackedStep, Placement)>,
+    /// Per layer of the segment: the level (ciphertext primes) its inputs are switched down
+    /// to first, if any (what budget the rest does not need is dropped, and every later
+    /// operation costs less).
+    pub(crate) levels: Vec<Option<usize>>,
 }
 
 impl PackedProgram {
