@@ -21,7 +21,11 @@ const POINTWISE: f64 = 0.15;
 
 /// The expected cost of one ciphertext group's operations (NTT units) with `limbs` limbs.
 pub fn step_cost(ops: &StepOps, limbs: usize) -> f64 {
-    let l = limbs as f64;
+    // At the step's own level when a layout switched down.
+    let l = match ops.level {
+        0 => limbs as f64,
+        level => level.min(limbs as u64) as f64,
+    };
     let key_switch = 1.0 + l * (l + 1.0) + 2.0 * l;
     let ct_product = 8.0 * l;
     let plain_product = (l + 1.0) + 2.0 * l * POINTWISE;
@@ -71,6 +75,12 @@ mod tests {
     fn a_key_switch_costs_its_ntts_and_more_limbs_cost_more() {
         assert_eq!(step_cost(&ops(1, 0), 3), 1.0 + 12.0 + 6.0);
         assert!(step_cost(&ops(0, 1), 4) > step_cost(&ops(0, 1), 3));
+        // A step switched down to 3 of 8 primes costs what it costs at 3.
+        let low = StepOps {
+            level: 3,
+            ..ops(1, 0)
+        };
+        assert_eq!(step_cost(&low, 8), step_cost(&ops(1, 0), 3));
     }
 
     #[test]

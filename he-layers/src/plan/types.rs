@@ -22,6 +22,10 @@ pub struct StepOps {
     pub rotations: u64,
     /// Key switches (relinearizations and rotations).
     pub key_switches: u64,
+    /// Ciphertext primes the layer runs at, when a layout switched down to fewer than the
+    /// parameter set's (0: all of them).
+    #[serde(default)]
+    pub level: u64,
 }
 
 /// One layer of a compiled plan.

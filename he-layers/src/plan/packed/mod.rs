@@ -270,9 +270,14 @@ impl Layout for PackedLayout {
         let mut segments = Vec::with_capacity(self.programs.len());
         for (range, program) in &self.programs {
             let noise = segment_noise(model, program, self.width)?;
+            let mut level = None;
             for (k, ((step, placement), &n)) in program.steps.iter().zip(&noise).enumerate() {
+                level = program.levels.get(k).copied().flatten().or(level);
                 if let Some(s) = steps.get_mut(range.start + k) {
-                    s.ops = step_ops(step, placement.cts);
+                    s.ops = StepOps {
+                        level: level.map_or(0, |l| l as u64),
+                        ..step_ops(step, placement.cts)
+                    };
                     s.predicted_budget_bits = params.log2_q() - n - 1.0;
                 }
             }
