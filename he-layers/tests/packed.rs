@@ -436,3 +436,41 @@ fn speed_is_traded_for_budget_only_while_the_answer_can_be_sanitized() {
     // Mixed plans are only chosen when they fit.
     assert!(seen.iter().all(|&(_, m, f)| !m || f), "{seen:?}");
 }
+
+/// A parameter set whose lowest levels are no valid set (t too large for one or two primes)
+/// still compiles: switching down only considers the levels that exist.
+#[test]
+fn levels_that_cannot_hold_t_are_not_switched_to() {
+    let mut r = ChaCha8Rng::seed_from_u64(41);
+    let n = 8192;
+    let t = BfvParameters::batching_plain_modulus(n, 40).unwrap();
+    let p = BfvParameters::preset(n, t).unwrap();
+    assert!(
+        p.at_level(1).is_err(),
+        "the premise: one prime cannot hold a 40-bit t"
+    );
+    let fc = EncodedLinear::quantize(
+        "fc",
+        16,
+        4,
+        &random_floats(&mut r, 4 * 16, 1.0),
+        Some(&random_floats(&mut r, 4, 1.0)),
+        4.0,
+        3,
+    )
+    .unwrap();
+    let quant = Quantization {
+        input_scale_bits: 2,
+        weight_bits: 3,
+    };
+    let input = input_info(vec![16], 2, 1.0);
+    let model =
+        EncodedModel::new("m", &p, input, vec![EncodedLayer::Linear(fc)], quant, None).unwrap();
+    let x = quantized_images(&mut r, &[16], 3, 4.0);
+    let mirror = model.run_int(0..1, &x).unwrap();
+    let run = run_packed(&model, &x, 0..1);
+    for j in 0..3 {
+        let want: Vec<i64> = mirror.image(j).iter().map(|&v| v as i64).collect();
+        assert_eq!(run.outputs[j], want, "image {j}");
+    }
+}

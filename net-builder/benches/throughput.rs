@@ -80,6 +80,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             params.coeff_bits = None;
         }
         let quant: QuantizationConfig = serde_json::from_value(cfg["quantization"].clone())?;
+        // The config's re-encryption boundaries (PyCrCNN's spelling too): one segment each.
+        let boundaries = [&cfg["reencrypt_positions"], &cfg["rencrypt_positions"]];
+        let reencrypt_after: Vec<usize> = match boundaries.into_iter().find(|v| !v.is_null()) {
+            Some(v) => serde_json::from_value(v.clone())?,
+            None => Vec::new(),
+        };
         let moduli = params.plain_moduli()?;
         // A full batch, as far as the test set goes (10,000 images; N = 16384 holds more); in
         // latency mode one image unless told.
@@ -100,6 +106,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &BuildOptions {
                 input_scale_bits: quant.input_scale_bits,
                 weight_bits: quant.weight_bits,
+                reencrypt_after,
                 ..Default::default()
             },
         )?;

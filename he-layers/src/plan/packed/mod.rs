@@ -163,7 +163,7 @@ fn segment_noise(
     program: &PackedProgram,
     width: usize,
 ) -> Result<Vec<f64>, ModelError> {
-    let backend = NoiseBackend::new(model.parameters())?;
+    let backend = NoiseBackend::new(model.parameters());
     let fresh = crate::crypto::encrypt::fresh_symmetric_noise(model.parameters());
     let mut cts = vec![backend.fresh(fresh); program.input.cts];
     let names = step_names(model, program);
@@ -200,7 +200,7 @@ fn plan_levels(
     width: usize,
 ) -> Result<(), ModelError> {
     let params = model.parameters();
-    let backend = NoiseBackend::new(params)?;
+    let backend = NoiseBackend::new(params);
     let fresh = crate::crypto::encrypt::fresh_symmetric_noise(params);
     let names = step_names(model, program);
     let name = |k: usize| names.get(k).copied().unwrap_or("");
@@ -217,7 +217,7 @@ fn plan_levels(
     for (k, (step, _)) in program.steps.iter().enumerate() {
         if !matches!(step, PackedStep::Rename) {
             let current = cts.iter().map(|c| c.level).max().unwrap_or(0);
-            for level in 1..current {
+            for level in (1..current).filter(|&l| backend.has_level(l)) {
                 let switched = execute::switch_all(cts.clone(), level, &backend)?;
                 if fits(switched.clone(), k)? {
                     levels[k] = Some(level);

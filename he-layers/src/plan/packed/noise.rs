@@ -23,17 +23,22 @@ pub(crate) struct NoiseCt {
 
 /// Tracks noise estimates for one parameter set and its levels.
 pub(crate) struct NoiseBackend {
-    /// The evaluator of level k + 1 at index k.
-    evaluators: Vec<Evaluator>,
+    /// The evaluator of level k + 1 at index k; `None` for a level that is no valid parameter
+    /// set (too few primes for t).
+    evaluators: Vec<Option<Evaluator>>,
 }
 
 impl NoiseBackend {
-    pub(crate) fn new(params: &Arc<BfvParameters>) -> Result<Self, LayerError> {
+    pub(crate) fn new(params: &Arc<BfvParameters>) -> Self {
         let evaluators = (1..=params.level())
-            .map(|k| params.at_level(k).map(|p| Evaluator::new(&p)))
-            .collect::<Result<_, _>>()
-            .map_err(|e| LayerError::from(crate::crypto::Error::from(e)))?;
-        Ok(Self { evaluators })
+            .map(|k| params.at_level(k).ok().map(|p| Evaluator::new(&p)))
+            .collect();
+        Self { evaluators }
+    }
+
+    /// Whether ciphertexts can be switched down to `level`.
+    pub(crate) fn has_level(&self, level: usize) -> bool {
+        self.at(level).is_ok()
     }
 
     /// A fresh encryption's estimate at the top level.
@@ -48,6 +53,7 @@ impl NoiseBackend {
         level
             .checked_sub(1)
             .and_then(|k| self.evaluators.get(k))
+            .and_then(Option::as_ref)
             .ok_or(LayerError::Inconsistent {
                 layer: String::new(),
                 what: "a noise estimate at a level the parameters do not have",
