@@ -474,3 +474,71 @@ fn levels_that_cannot_hold_t_are_not_switched_to() {
         assert_eq!(run.outputs[j], want, "image {j}");
     }
 }
+
+/// Convolutions leave their output channels sharing ciphertexts, as many per row as fit: a
+/// first convolution (from the client's arrangement) with more channels (40 planes of 256)
+/// than one ciphertext holds, a pooling on those shared ciphertexts, then a convolution on
+/// them whose output channels share ciphertexts too. Equal to the mirror, and in far fewer ciphertexts than
+/// channels.
+#[test]
+fn convolution_channels_share_ciphertexts() {
+    let mut r = ChaCha8Rng::seed_from_u64(55);
+    // Two plaintext products of channel-mixing diagonals: N = 16384's budget.
+    let n = 16384;
+    let t = BfvParameters::batching_plain_modulus(n, 36).unwrap();
+    let p = BfvParameters::preset(n, t).unwrap();
+    let quant = Quantization {
+        input_scale_bits: 2,
+        weight_bits: 2,
+    };
+    let conv = |name: &str, cin, cout, r: &mut ChaCha8Rng, scale| {
+        EncodedLayer::Conv2d(
+            EncodedConv2d::quantize(
+                name,
+                cin,
+                cout,
+                [3, 3],
+                [1, 1],
+                [1, 1],
+                &random_floats(r, cout * cin * 9, 1.0),
+                Some(&random_floats(r, cout, 0.5)),
+                scale,
+                2,
+            )
+            .unwrap(),
+        )
+    };
+    let layers = vec![
+        conv("c1", 1, 40, &mut r, 4.0),
+        EncodedLayer::AvgPool2d(EncodedAvgPool2d {
+            name: "pool".into(),
+            kernel: [2, 2],
+            stride: [2, 2],
+            padding: [0, 0],
+        }),
+        conv("c2", 40, 8, &mut r, 64.0),
+    ];
+    let input = input_info(vec![1, 16, 16], 2, 1.0);
+    let model = EncodedModel::new("m", &p, input, layers, quant, None).unwrap();
+    let x = quantized_images(&mut r, &[1, 16, 16], 2, 4.0);
+    let plan = PackedLayout::new(&model).unwrap().compile(&model).unwrap();
+    let (first, second) = (&plan.steps[0].ops, &plan.steps[2].ops);
+    assert!(
+        first.ciphertexts_out <= 2 && second.ciphertexts_out < 8,
+        "channels share ciphertexts: {first:?} {second:?}"
+    );
+    let mirror = model.run_int(0..3, &x).unwrap();
+    let run = run_packed(&model, &x, 0..3);
+    for j in 0..2 {
+        let want: Vec<i64> = mirror
+            .image(j)
+            .iter()
+            .map(|&v| v.rem_euclid(t as i128) as i64)
+            .collect();
+        let got: Vec<i64> = run.outputs[j]
+            .iter()
+            .map(|&v| v.rem_euclid(t as i64))
+            .collect();
+        assert_eq!(got, want, "image {j}");
+    }
+}

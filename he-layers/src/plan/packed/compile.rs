@@ -127,11 +127,18 @@ fn compile_layer(
             // From the client's arrangement the output can also sit compact, every channel
             // in one ciphertext (its diagonals mix channels: plaintext products, not scalars),
             // which every later layer pays for once instead of once per channel.
-            let compact = Placement::compact(&out_shape, width);
-            if !choices.mix_channels || input.im2col.is_none() || compact.cts >= spread.1.cts {
+            // On a grid, the output channels can likewise share a ciphertext, each on the
+            // input's frame at its own offset.
+            let candidate = match (&input.im2col, &input.grid) {
+                _ if !choices.mix_channels => None,
+                (Some(_), _) => Some(chunked_channels(&out_shape, width)),
+                (None, Some(g)) => mixed_grid_output(g, &out_shape, [c.stride, c.padding], width),
+                (None, None) => None,
+            };
+            let Some(mixed) = candidate.filter(|m| m.cts < spread.1.cts) else {
                 return Ok(spread);
-            }
-            let packed = linear(name, &matrix, input, OutputPlan::Placed(compact), !last)?;
+            };
+            let packed = linear(name, &matrix, input, OutputPlan::Placed(mixed), !last)?;
             Ok(if downstream_cost(&packed) < downstream_cost(&spread) {
                 packed
             } else {
@@ -290,14 +297,15 @@ fn window_output(
     let grid = Grid {
         channels: (0..channels)
             .map(|c| {
-                // A pooling reads its own channel: keep its base so the taps are the window's
-                // offsets; a convolution reads every channel from channel 0's frame.
-                let base = if per_channel_input {
-                    g.channels.get(c).map_or(base0, |&(_, b)| b)
+                // A pooling reads its own channel: it stays in its ciphertext at its base, so
+                // the taps are the window's offsets; a convolution reads every channel from
+                // channel 0's frame, each output channel in a ciphertext of its own.
+                if per_channel_input {
+                    let (ct, b) = g.channels.get(c).copied().unwrap_or((c as u32, base0));
+                    (ct, b + shift)
                 } else {
-                    base0
-                };
-                (c as u32, base + shift)
+                    (c as u32, base0 + shift)
+                }
             })
             .collect(),
         hw: [oh, ow],
@@ -311,6 +319,82 @@ fn window_output(
     } else {
         fallback()
     }
+}
+
+/// A `[C, H, W]` output compact, as many whole channels per ciphertext as fit a row, each on
+/// a grid (so a pooling after it is one offset per tap); other shapes compact.
+fn chunked_channels(out_shape: &[usize], width: usize) -> Placement {
+    let &[channels, h, w] = out_shape else {
+        return Placement::compact(out_shape, width);
+    };
+    let plane = h * w;
+    if plane == 0 || plane > width || channels * plane <= width {
+        return Placement::compact(out_shape, width);
+    }
+    let per_ct = width / plane;
+    Placement::on_grid(
+        Grid {
+            channels: (0..channels)
+                .map(|o| ((o / per_ct) as u32, ((o % per_ct) * plane) as i64))
+                .collect(),
+            hw: [h, w],
+            step: [w as i64, 1],
+        },
+        width,
+    )
+}
+
+/// A convolution's output channels sharing ciphertexts, each on the input's frame (so a tap is
+/// one offset per pair of channels): as many per ciphertext as fit a row, the k-th of a
+/// ciphertext at the input's first base plus k times the input's channel spacing when the input
+/// is one evenly spaced ciphertext, else plus k times one channel's footprint. `None` when one
+/// channel does not fit a row or they would overlap.
+fn mixed_grid_output(
+    g: &Grid,
+    out_shape: &[usize],
+    [stride, padding]: [[usize; 2]; 2],
+    width: usize,
+) -> Option<Placement> {
+    let &[channels, oh, ow] = out_shape else {
+        return None;
+    };
+    let step = [stride[0] as i64 * g.step[0], stride[1] as i64 * g.step[1]];
+    let shift = -(padding[0] as i64) * g.step[0] - (padding[1] as i64) * g.step[1];
+    let footprint = (oh as i64 - 1) * step[0].abs() + (ow as i64 - 1) * step[1].abs() + 1;
+    let &(ct0, base0) = g.channels.first()?;
+    let spacing = match g.channels.get(1) {
+        Some(&(ct1, b1))
+            if ct1 == ct0
+                && b1 - base0 >= footprint
+                && g.channels
+                    .windows(2)
+                    .all(|w| w[0].0 == ct0 && w[1].0 == ct0 && w[1].1 - w[0].1 == b1 - base0) =>
+        {
+            b1 - base0
+        }
+        _ => footprint,
+    };
+    // As many channels per ciphertext as fit a row, in as few ciphertexts as that allows.
+    let room = width as i64 - footprint - shift.abs();
+    if room < 0 || spacing <= 0 {
+        return None;
+    }
+    let per_ct = (room / spacing + 1) as usize;
+    let grid = Grid {
+        channels: (0..channels)
+            .map(|o| {
+                let (ct, k) = (o / per_ct, o % per_ct);
+                (ct as u32, base0 + shift + k as i64 * spacing)
+            })
+            .collect(),
+        hw: [oh, ow],
+        step,
+    };
+    let placed = Placement::on_grid(grid, width);
+    let mut seen = HashSet::new();
+    (0..placed.len())
+        .all(|a| placed.primary(a).is_some_and(|s| seen.insert(s)))
+        .then_some(placed)
 }
 
 /// How outputs are placed.
