@@ -201,6 +201,27 @@ fn run_packed(model: &EncodedModel, x: &IntTensor, layers: std::ops::Range<usize
             }
         }
     }
+    // Sanitized as the server would: the plan never asks for a level above the answer's, and
+    // the sanitized answer decrypts to the same outputs.
+    let level = out.iter().map(|c| c.parameters().level()).max().unwrap();
+    if let Ok(sp) = he_layers::crypto::sanitize::plan_sanitization(
+        p,
+        plan.segments.last().unwrap().noise_log2,
+        40,
+    ) {
+        assert!(
+            sp.level <= level,
+            "planned level {} above the answer's {level}",
+            sp.level
+        );
+        let enc = he_layers::crypto::Encryptor::new(&pk);
+        let clean: Vec<_> = out
+            .iter()
+            .map(|c| he_layers::crypto::sanitize::sanitize(c, &enc, &sp).unwrap())
+            .collect();
+        let z = packing.decrypt(&clean, &shape, x.batch(), &dec).unwrap();
+        assert_eq!(z, y, "the sanitized answer decrypts to the same outputs");
+    }
     let d = Decryptor::new(&sk);
     let measured_budget = out
         .iter()
@@ -213,7 +234,7 @@ fn run_packed(model: &EncodedModel, x: &IntTensor, layers: std::ops::Range<usize
             .collect(),
         measured_budget,
         predicted_budget: plan.steps[layers.end - 1].predicted_budget_bits,
-        level: out.iter().map(|c| c.parameters().level()).max().unwrap(),
+        level,
     }
 }
 

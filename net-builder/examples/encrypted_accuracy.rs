@@ -61,11 +61,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (model.capacity() as f64).log2(),
         model.parameters().total_modulus_bits()
     );
-    let keys = keys_for(&crt, layout)?;
     let (per_run, flood) = match layout {
         LayoutKind::Batch => (n, None),
         LayoutKind::Packed => (1, Some(40)),
     };
+    let keys = keys_for(&crt, layout, flood)?;
     let (mut correct, mut agree, mut done) = (0usize, 0usize, 0usize);
     let start = Instant::now();
     let mut compute = 0.0;

@@ -625,12 +625,18 @@ pub fn plan_circuit_privacy(
         .collect()
 }
 
-/// Keys for every component of `crt` in `layout`: each with the Galois keys its plan lists.
-pub fn keys_for(crt: &CrtModel, layout: LayoutKind) -> Result<Vec<ClientKeys>, SessionError> {
+/// Keys for every component of `crt` in `layout`, compiled for a server flooding with
+/// `flood_bits` (`None`: unsanitized): each with the Galois keys its plan lists.
+pub fn keys_for(
+    crt: &CrtModel,
+    layout: LayoutKind,
+    flood_bits: Option<u32>,
+) -> Result<Vec<ClientKeys>, SessionError> {
     crt.components
         .iter()
         .map(|c| {
-            let plan = CompiledLayout::new(layout, &c.model)?.compile(&c.model)?;
+            let plan =
+                CompiledLayout::for_flood(layout, &c.model, flood_bits)?.compile(&c.model)?;
             ClientKeys::generate_for(c.model.parameters(), &plan.galois_elements)
                 .map_err(|e| SessionError::Model(ModelError::from(LayerError::from(e))))
         })
@@ -692,7 +698,7 @@ impl<'a> InProcess<'a> {
         let layouts = crt
             .components
             .iter()
-            .map(|c| CompiledLayout::new(layout, &c.model))
+            .map(|c| CompiledLayout::for_flood(layout, &c.model, flood_bits))
             .collect::<Result<Vec<_>, _>>()?;
         let sanitization = plan_circuit_privacy(crt, &layouts, flood_bits)?;
         Ok(Self {

@@ -176,7 +176,7 @@ fn tiny_packed_one_image_at_a_time_equals_the_mirror() {
     let moduli = generate_primes(17, 8192, 2, &[]).unwrap();
     let crt = build_crt(&spec, 8192, &moduli, &opts).unwrap();
     let model = crt.model();
-    let keys = net_builder::session::keys_for(&crt, LayoutKind::Packed).unwrap();
+    let keys = net_builder::session::keys_for(&crt, LayoutKind::Packed, Some(40)).unwrap();
     assert!(keys.iter().all(|k| k.galois.is_some()));
     let count = 6;
     let x = idx_images(&images, 0, count).unwrap();

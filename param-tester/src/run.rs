@@ -106,10 +106,12 @@ pub fn run_set(
         };
         return report;
     }
+    // The server's λ: the layouts spend budget only as far as it leaves room for.
+    let flood_bits = set.flood_bits.unwrap_or(DEFAULT_FLOOD_BITS);
     let layouts = match crt
         .components
         .iter()
-        .map(|c| CompiledLayout::new(set.layout, &c.model))
+        .map(|c| CompiledLayout::for_flood(set.layout, &c.model, Some(flood_bits)))
         .collect::<Result<Vec<_>, _>>()
     {
         Ok(l) => l,
@@ -138,7 +140,7 @@ pub fn run_set(
         }
     };
     let t0 = Instant::now();
-    let keys: Vec<ClientKeys> = match keys_for(&crt, set.layout) {
+    let keys: Vec<ClientKeys> = match keys_for(&crt, set.layout, Some(flood_bits)) {
         Ok(k) => k,
         Err(e) => {
             report.verdict = verdict_of(e);
@@ -160,7 +162,6 @@ pub fn run_set(
     };
     // The server's side in process, sanitizing every segment's answer as the server does
     // (refused, before anything runs, where it would refuse), observed layer by layer.
-    let flood_bits = set.flood_bits.unwrap_or(DEFAULT_FLOOD_BITS);
     let observations = Observations::new(model, x.batch());
     let observe = |o: LayerObservation<'_>| observations.record(&o, &keys, &layouts);
     let plans = match plan_circuit_privacy(&crt, &layouts, Some(flood_bits)) {

@@ -589,10 +589,14 @@ async fn compute(
         None => None,
     };
     let out_params = match &sanitization {
-        Some(p) => params
-            .at_level(p.level)
-            .map_err(|e| ApiError::internal(e.to_string()))?,
-        None => params.clone(),
+        Some(p) => Some(
+            params
+                .at_level(p.level)
+                .map_err(|e| ApiError::internal(e.to_string()))?,
+        ),
+        // Unsanitized, the answer stays at the level the layout left it (a packed plan may
+        // switch down inside the segment).
+        None => None,
     };
     let params2 = params.clone();
     let cts = tokio::task::spawn_blocking(move || {
@@ -639,6 +643,18 @@ async fn compute(
     })
     .await??;
     let compute_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    let out_params = match out_params {
+        Some(p) => p,
+        None => out
+            .first()
+            .map_or_else(|| params.clone(), |c| c.parameters().clone()),
+    };
+    if out
+        .iter()
+        .any(|c| c.parameters().level() != out_params.level())
+    {
+        return Err(ApiError::internal("answers at different levels"));
+    }
     let binary = Ciphertext::batch_to_bytes(&out, &out_params);
     let output = &segment.output;
     let result = ComputeResponse {

@@ -42,8 +42,8 @@ struct Args {
     #[arg(long, default_value_t = server::DEFAULT_FLOOD_BITS,
           value_parser = clap::value_parser!(u32).range(0..=128))]
     flood_bits: u32,
-    /// Return results WITHOUT circuit privacy (no modulus switching, re-randomization or
-    /// flooding): any client can then read the model's weights off the answers. For
+    /// Return results WITHOUT circuit privacy (no final modulus switching, re-randomization
+    /// or flooding): any client can then read the model's weights off the answers. For
     /// benchmarks only; required for --flood-bits 0.
     #[arg(long)]
     danger_no_circuit_privacy: bool,

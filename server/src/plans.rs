@@ -152,7 +152,7 @@ pub fn compile(
         .into_iter()
         .map(|b| {
             let params = b.model.parameters().clone();
-            let layout = CompiledLayout::new(cfg.layout, &b.model)?;
+            let layout = CompiledLayout::for_flood(cfg.layout, &b.model, flood_bits)?;
             let execution = layout.compile(&b.model)?;
             let sanitization = match flood_bits {
                 None => Vec::new(),

@@ -98,10 +98,30 @@ impl Backend for BfvBackend {
 
 impl LinearOps for BfvBackend {
     fn dot(&self, cts: &[&Ciphertext], weights: &[i64]) -> Result<Option<Ciphertext>, LayerError> {
+        let Some(lowest) = cts.iter().map(|c| self.level(c)).min() else {
+            return Ok(None);
+        };
+        // Operands of several levels meet at the lowest, as the noise estimator assumes.
+        let switched: Vec<Ciphertext> = cts
+            .iter()
+            .filter(|c| self.level(c) > lowest)
+            .map(|c| self.switch_level(c, lowest))
+            .collect::<Result<_, _>>()?;
+        let mut moved = switched.iter();
+        let cts: Vec<&Ciphertext> = cts
+            .iter()
+            .map(|&c| {
+                if self.level(c) > lowest {
+                    moved.next().unwrap_or(c)
+                } else {
+                    c
+                }
+            })
+            .collect();
         let Some(first) = cts.first() else {
             return Ok(None);
         };
-        match self.at(first)?.dot_scalars(cts, weights) {
+        match self.at(first)?.dot_scalars(&cts, weights) {
             Ok(c) => Ok(Some(c)),
             Err(Error::TransparentResult) => Ok(None),
             Err(e) => Err(crypto(e)),

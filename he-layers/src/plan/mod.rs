@@ -63,9 +63,23 @@ pub enum CompiledLayout {
 impl CompiledLayout {
     /// The layout `kind` for `model`.
     pub fn new(kind: LayoutKind, model: &EncodedModel) -> Result<Self, ModelError> {
+        Self::for_flood(
+            kind,
+            model,
+            Some(crate::crypto::sanitize::DEFAULT_FLOOD_BITS),
+        )
+    }
+
+    /// The layout `kind` for `model`, for a server flooding with `flood_bits` (`None`:
+    /// unsanitized answers); see [`PackedLayout::for_flood`].
+    pub fn for_flood(
+        kind: LayoutKind,
+        model: &EncodedModel,
+        flood_bits: Option<u32>,
+    ) -> Result<Self, ModelError> {
         Ok(match kind {
             LayoutKind::Batch => Self::Batch(BatchLayout),
-            LayoutKind::Packed => Self::Packed(PackedLayout::new(model)?),
+            LayoutKind::Packed => Self::Packed(PackedLayout::for_flood(model, flood_bits)?),
         })
     }
 }

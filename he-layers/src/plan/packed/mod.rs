@@ -52,6 +52,14 @@ fn inconsistent(what: &'static str) -> ModelError {
 impl PackedLayout {
     /// Compiles every segment of `model` for its parameter set.
     pub fn new(model: &EncodedModel) -> Result<Self, ModelError> {
+        Self::for_flood(model, Some(DEFAULT_FLOOD_BITS))
+    }
+
+    /// Compiles every segment for a server flooding its answers with `flood_bits` of
+    /// statistical distance (`None`: answers unsanitized, only decryptable): the choices that
+    /// spend budget and the levels switched to leave exactly that room.
+    pub fn for_flood(model: &EncodedModel, flood_bits: Option<u32>) -> Result<Self, ModelError> {
+        let flood = flood_bits.unwrap_or(0);
         let width = model.parameters().degree() / 2;
         let programs = segments(model)
             .into_iter()
@@ -65,15 +73,14 @@ impl PackedLayout {
                         .last()
                         .copied()
                         .unwrap_or(f64::INFINITY);
-                    let fits =
-                        plan_sanitization(model.parameters(), noise, DEFAULT_FLOOD_BITS).is_ok();
+                    let fits = plan_sanitization(model.parameters(), noise, flood).is_ok();
                     program = Some(candidate);
                     if fits {
                         break;
                     }
                 }
                 let mut program = program.ok_or_else(|| inconsistent("no packed program"))?;
-                plan_levels(model, &mut program, width)?;
+                plan_levels(model, &mut program, width, flood)?;
                 Ok((r, program))
             })
             .collect::<Result<_, ModelError>>()?;
@@ -193,11 +200,13 @@ fn worst(backend: &NoiseBackend, cts: &[NoiseCt]) -> Result<f64, ModelError> {
 
 /// Chooses where the program switches down: before every linear step and square, the lowest
 /// level from which the rest of the segment, run without further switching, still ends with an
-/// answer that can be sanitized at the default λ (greedy: later steps may switch further).
+/// answer that can be sanitized with `flood_bits` at a level no higher than its own (greedy:
+/// later steps may switch further).
 fn plan_levels(
     model: &EncodedModel,
     program: &mut PackedProgram,
     width: usize,
+    flood_bits: u32,
 ) -> Result<(), ModelError> {
     let params = model.parameters();
     let backend = NoiseBackend::new(params);
@@ -210,7 +219,13 @@ fn plan_levels(
             .enumerate()
             .map(|(i, (s, _))| (s, None, name(from + i)));
         let end = execute::run_steps(rest, cts, width, &backend)?;
-        Ok(plan_sanitization(params, worst(&backend, &end)?, DEFAULT_FLOOD_BITS).is_ok())
+        // The plan may not ask for a level above the answer's own (its whole-bit budget can
+        // be a bit higher there): sanitization only switches down.
+        let lowest = end.iter().map(|c| c.level).min().unwrap_or(0);
+        Ok(
+            plan_sanitization(params, worst(&backend, &end)?, flood_bits)
+                .is_ok_and(|plan| plan.level <= lowest),
+        )
     };
     let mut levels = vec![None; program.steps.len()];
     let mut cts = vec![backend.fresh(fresh); program.input.cts];
