@@ -293,6 +293,32 @@ fn whole_model_packed_equals_the_mirror_over_crt_moduli() {
     }
 }
 
+/// A 3×3, stride-1 convolution with random 2-bit weights and biases.
+fn conv3x3(
+    name: &str,
+    cin: usize,
+    cout: usize,
+    pad: usize,
+    r: &mut ChaCha8Rng,
+    scale: f64,
+) -> EncodedLayer {
+    EncodedLayer::Conv2d(
+        EncodedConv2d::quantize(
+            name,
+            cin,
+            cout,
+            [3, 3],
+            [1, 1],
+            [pad, pad],
+            &random_floats(r, cout * cin * 9, 1.0),
+            Some(&random_floats(r, cout, 0.5)),
+            scale,
+            2,
+        )
+        .unwrap(),
+    )
+}
+
 /// A pooling first (the input compact, on a grid), then a linear layer, then a convolution
 /// after a convolution (the grid path with padding borders).
 #[test]
@@ -329,26 +355,9 @@ fn grid_convolutions_and_a_pooling_first_equal_the_mirror() {
             .unwrap(),
         ),
     ];
-    let conv = |name: &str, cin, cout, pad, r: &mut ChaCha8Rng, scale| {
-        EncodedLayer::Conv2d(
-            EncodedConv2d::quantize(
-                name,
-                cin,
-                cout,
-                [3, 3],
-                [1, 1],
-                [pad, pad],
-                &random_floats(r, cout * cin * 9, 1.0),
-                Some(&random_floats(r, cout, 0.5)),
-                scale,
-                2,
-            )
-            .unwrap(),
-        )
-    };
     let two_convs = vec![
-        conv("c1", 2, 2, 1, &mut r, 4.0),
-        conv("c2", 2, 3, 1, &mut r, 16.0),
+        conv3x3("c1", 2, 2, 1, &mut r, 4.0),
+        conv3x3("c2", 2, 3, 1, &mut r, 16.0),
     ];
     for layers in [pool_then_linear, two_convs] {
         let count = layers.len();
@@ -499,8 +508,8 @@ fn levels_that_cannot_hold_t_are_not_switched_to() {
 /// Convolutions leave their output channels sharing ciphertexts, as many per row as fit: a
 /// first convolution (from the client's arrangement) with more channels (40 planes of 256)
 /// than one ciphertext holds, a pooling on those shared ciphertexts, then a convolution on
-/// them whose output channels share ciphertexts too. Equal to the mirror, and in far fewer ciphertexts than
-/// channels.
+/// them whose output channels share ciphertexts too. Equal to the mirror, and in far fewer
+/// ciphertexts than channels.
 #[test]
 fn convolution_channels_share_ciphertexts() {
     let mut r = ChaCha8Rng::seed_from_u64(55);
@@ -512,32 +521,15 @@ fn convolution_channels_share_ciphertexts() {
         input_scale_bits: 2,
         weight_bits: 2,
     };
-    let conv = |name: &str, cin, cout, r: &mut ChaCha8Rng, scale| {
-        EncodedLayer::Conv2d(
-            EncodedConv2d::quantize(
-                name,
-                cin,
-                cout,
-                [3, 3],
-                [1, 1],
-                [1, 1],
-                &random_floats(r, cout * cin * 9, 1.0),
-                Some(&random_floats(r, cout, 0.5)),
-                scale,
-                2,
-            )
-            .unwrap(),
-        )
-    };
     let layers = vec![
-        conv("c1", 1, 40, &mut r, 4.0),
+        conv3x3("c1", 1, 40, 1, &mut r, 4.0),
         EncodedLayer::AvgPool2d(EncodedAvgPool2d {
             name: "pool".into(),
             kernel: [2, 2],
             stride: [2, 2],
             padding: [0, 0],
         }),
-        conv("c2", 40, 8, &mut r, 64.0),
+        conv3x3("c2", 40, 8, 1, &mut r, 64.0),
     ];
     let input = input_info(vec![1, 16, 16], 2, 1.0);
     let model = EncodedModel::new("m", &p, input, layers, quant, None).unwrap();
