@@ -119,7 +119,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let test_set = root.join(manifest["test_set"].as_str().ok_or("no test set")?);
         let x = idx_images(&test_set, 0, n)?;
         let q = model.quantize_input(&x)?;
-        let keys = keys_for(&crt, layout_kind, latency.then_some(40))?;
+        // Latency mode sanitizes as the server does; the batch mode measures the computation.
+        let flood = latency.then_some(40);
+        let keys = keys_for(&crt, layout_kind, flood)?;
         let key_bytes: usize = keys
             .iter()
             .map(|k| k.rk.to_bytes().len() + k.galois.as_ref().map_or(0, |g| g.to_bytes().len()))
@@ -143,8 +145,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
             }
         };
-        // Latency mode sanitizes as the server does; the batch mode measures the computation.
-        let flood = latency.then_some(40);
         let transport = InProcess::new(&crt, layout_kind, &keys, flood)?.observed(&observe);
         let layout = transport.layout(0).ok_or("no plaintext modulus")?;
         let compiled = layout.compile(model)?;

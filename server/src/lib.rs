@@ -588,16 +588,6 @@ async fn compute(
         }
         None => None,
     };
-    let out_params = match &sanitization {
-        Some(p) => Some(
-            params
-                .at_level(p.level)
-                .map_err(|e| ApiError::internal(e.to_string()))?,
-        ),
-        // Unsanitized, the answer stays at the level the layout left it (a packed plan may
-        // switch down inside the segment).
-        None => None,
-    };
     let params2 = params.clone();
     let cts = tokio::task::spawn_blocking(move || {
         let mut cts = Ciphertext::batch_from_bytes(&cts_bytes, &params2, expected)?;
@@ -643,11 +633,11 @@ async fn compute(
     })
     .await??;
     let compute_ms = t0.elapsed().as_secs_f64() * 1000.0;
-    let out_params = match out_params {
-        Some(p) => p,
-        None => out
-            .first()
-            .map_or_else(|| params.clone(), |c| c.parameters().clone()),
+    // Every answer is at one level: the sanitization's, or unsanitized where the layout left
+    // it (a packed plan may switch down inside the segment).
+    let out_params = match out.first() {
+        Some(c) => c.parameters().clone(),
+        None => params.clone(),
     };
     if out
         .iter()

@@ -8,6 +8,8 @@ use crate::crypto::{
     BatchEncoder, Ciphertext, Decryptor, Encryptor, Error, Evaluator, GaloisKeys, LiftedPlaintext,
     PublicKey, RelinearizationKey, SecretKey, SymmetricEncryptor,
 };
+use std::borrow::Cow;
+use std::sync::Arc;
 
 /// Runs layers with the RNS-BFV evaluator. The public key makes fresh encryptions where a
 /// result would otherwise be transparent; the relinearization key serves Square.
@@ -63,6 +65,24 @@ impl BfvBackend {
         }
     }
 
+    /// `cts` at the lowest level among them (operands of several levels meet there, as the
+    /// noise estimator assumes); those already there are borrowed.
+    fn at_lowest<'c>(
+        &self,
+        cts: &[&'c Ciphertext],
+    ) -> Result<Vec<Cow<'c, Ciphertext>>, LayerError> {
+        let lowest = cts.iter().map(|c| self.level(c)).min().unwrap_or(0);
+        cts.iter()
+            .map(|&c| {
+                if self.level(c) > lowest {
+                    self.switch_level(c, lowest).map(Cow::Owned)
+                } else {
+                    Ok(Cow::Borrowed(c))
+                }
+            })
+            .collect()
+    }
+
     /// Batch-encodes integers of the mirror (centered mod t).
     fn encode(&self, values: &[i128]) -> Result<crate::crypto::Plaintext, LayerError> {
         let params = self.evaluator.parameters();
@@ -85,9 +105,6 @@ fn centered_mod(values: &[i128], t: i128) -> Vec<i64> {
         .collect()
 }
 
-use std::borrow::Cow;
-use std::sync::Arc;
-
 fn crypto(e: Error) -> LayerError {
     LayerError::from(e)
 }
@@ -98,30 +115,12 @@ impl Backend for BfvBackend {
 
 impl LinearOps for BfvBackend {
     fn dot(&self, cts: &[&Ciphertext], weights: &[i64]) -> Result<Option<Ciphertext>, LayerError> {
-        let Some(lowest) = cts.iter().map(|c| self.level(c)).min() else {
+        let cts = self.at_lowest(cts)?;
+        let refs: Vec<&Ciphertext> = cts.iter().map(AsRef::as_ref).collect();
+        let Some(first) = refs.first() else {
             return Ok(None);
         };
-        // Operands of several levels meet at the lowest, as the noise estimator assumes.
-        let switched: Vec<Ciphertext> = cts
-            .iter()
-            .filter(|c| self.level(c) > lowest)
-            .map(|c| self.switch_level(c, lowest))
-            .collect::<Result<_, _>>()?;
-        let mut moved = switched.iter();
-        let cts: Vec<&Ciphertext> = cts
-            .iter()
-            .map(|&c| {
-                if self.level(c) > lowest {
-                    moved.next().unwrap_or(c)
-                } else {
-                    c
-                }
-            })
-            .collect();
-        let Some(first) = cts.first() else {
-            return Ok(None);
-        };
-        match self.at(first)?.dot_scalars(&cts, weights) {
+        match self.at(first)?.dot_scalars(&refs, weights) {
             Ok(c) => Ok(Some(c)),
             Err(Error::TransparentResult) => Ok(None),
             Err(e) => Err(crypto(e)),
@@ -133,10 +132,14 @@ impl LinearOps for BfvBackend {
         cts: &[&Ciphertext],
         rows: &[Vec<i64>],
     ) -> Result<Vec<Option<Ciphertext>>, LayerError> {
-        let Some(first) = cts.first() else {
+        let cts = self.at_lowest(cts)?;
+        let refs: Vec<&Ciphertext> = cts.iter().map(AsRef::as_ref).collect();
+        let Some(first) = refs.first() else {
             return Ok(vec![None; rows.len()]);
         };
-        self.at(first)?.dot_scalars_many(cts, rows).map_err(crypto)
+        self.at(first)?
+            .dot_scalars_many(&refs, rows)
+            .map_err(crypto)
     }
 
     fn add_assign(&self, a: &mut Ciphertext, b: &Ciphertext) -> Result<(), LayerError> {

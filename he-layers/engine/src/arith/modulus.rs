@@ -210,7 +210,7 @@ mod tests {
             (1u64 << 61) - 1,
             (1u64 << 62) - 57,
         ] {
-            let m = Modulus::try_new(p).unwrap();
+            let m = Modulus::try_new(p).unwrap(); // every p listed is in [2, 2^62)
             let mut xs: Vec<u64> = vec![
                 0,
                 1,

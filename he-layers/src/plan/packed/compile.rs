@@ -30,9 +30,9 @@ pub(crate) struct Choices {
     /// The last layer may fold its partial sums and mask them off (one plaintext product
     /// more, far fewer diagonals).
     pub(crate) mask_last: bool,
-    /// A first convolution read from the client's arrangement may leave all its channels in
-    /// one ciphertext (plaintext products that mix channels instead of integer scalars: about
-    /// log2(N·t) bits of budget instead of a few).
+    /// A convolution may leave its output channels sharing ciphertexts (plaintext products
+    /// that mix channels instead of integer scalars: about log2(t) + log2(N)/2 bits of budget
+    /// instead of a few).
     pub(crate) mix_channels: bool,
 }
 
@@ -124,11 +124,10 @@ fn compile_layer(
             }
             let out = window_output(input, &out_shape, [c.stride, c.padding], false, width);
             let spread = linear(name, &matrix, input, OutputPlan::Placed(out), !last)?;
-            // From the client's arrangement the output can also sit compact, every channel
-            // in one ciphertext (its diagonals mix channels: plaintext products, not scalars),
-            // which every later layer pays for once instead of once per channel.
-            // On a grid, the output channels can likewise share a ciphertext, each on the
-            // input's frame at its own offset.
+            // The output channels can also share ciphertexts (diagonals that mix channels:
+            // plaintext products, not scalars), which every later layer pays for once per
+            // ciphertext instead of once per channel: compact after the client's arrangement,
+            // each on the input's frame at its own offset after a grid.
             let candidate = match (&input.im2col, &input.grid) {
                 _ if !choices.mix_channels => None,
                 (Some(_), _) => Some(chunked_channels(&out_shape, width)),
@@ -292,7 +291,7 @@ fn window_output(
     let Some(g) = &input.grid else {
         return fallback();
     };
-    let shift = -(padding[0] as i64) * g.step[0] - (padding[1] as i64) * g.step[1];
+    let (step, shift) = frame(g, stride, padding);
     let base0 = g.channels.first().map_or(0, |&(_, b)| b);
     let grid = Grid {
         channels: (0..channels)
@@ -309,16 +308,28 @@ fn window_output(
             })
             .collect(),
         hw: [oh, ow],
-        step: [stride[0] as i64 * g.step[0], stride[1] as i64 * g.step[1]],
+        step,
     };
     let placed = Placement::on_grid(grid, width);
-    let mut seen = HashSet::new();
-    let distinct = (0..placed.len()).all(|a| placed.primary(a).is_some_and(|s| seen.insert(s)));
-    if distinct {
+    if distinct(&placed) {
         placed
     } else {
         fallback()
     }
+}
+
+/// A window layer's output grid on the input's frame: the column steps per output row and
+/// column, and the shift of output (0, 0) from input (0, 0) that the padding makes.
+fn frame(g: &Grid, stride: [usize; 2], padding: [usize; 2]) -> ([i64; 2], i64) {
+    let step = [stride[0] as i64 * g.step[0], stride[1] as i64 * g.step[1]];
+    let shift = -(padding[0] as i64) * g.step[0] - (padding[1] as i64) * g.step[1];
+    (step, shift)
+}
+
+/// Whether every activation's first copy has a spot of its own.
+fn distinct(placed: &Placement) -> bool {
+    let mut seen = HashSet::new();
+    (0..placed.len()).all(|a| placed.primary(a).is_some_and(|s| seen.insert(s)))
 }
 
 /// A `[C, H, W]` output compact, as many whole channels per ciphertext as fit a row, each on
@@ -358,8 +369,7 @@ fn mixed_grid_output(
     let &[channels, oh, ow] = out_shape else {
         return None;
     };
-    let step = [stride[0] as i64 * g.step[0], stride[1] as i64 * g.step[1]];
-    let shift = -(padding[0] as i64) * g.step[0] - (padding[1] as i64) * g.step[1];
+    let (step, shift) = frame(g, stride, padding);
     let footprint = (oh as i64 - 1) * step[0].abs() + (ow as i64 - 1) * step[1].abs() + 1;
     let &(ct0, base0) = g.channels.first()?;
     let spacing = match g.channels.get(1) {
@@ -391,10 +401,7 @@ fn mixed_grid_output(
         step,
     };
     let placed = Placement::on_grid(grid, width);
-    let mut seen = HashSet::new();
-    (0..placed.len())
-        .all(|a| placed.primary(a).is_some_and(|s| seen.insert(s)))
-        .then_some(placed)
+    distinct(&placed).then_some(placed)
 }
 
 /// How outputs are placed.
