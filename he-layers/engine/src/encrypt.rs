@@ -59,6 +59,12 @@ impl Ciphertext {
         (self.params.log2_q() - self.noise_log2 - 1.0).max(0.0)
     }
 
+    /// The estimate in the measurement's whole bits ([`whole_bit_budget`]): never above
+    /// [`Decryptor::noise_budget`] while the noise bound holds.
+    pub fn estimated_whole_budget(&self) -> f64 {
+        whole_bit_budget(self.params.log2_q(), self.noise_log2)
+    }
+
     /// Estimated log2 of the noise numerator (see [`Self::estimated_noise_budget`]).
     pub fn estimated_noise_log2(&self) -> f64 {
         self.noise_log2
@@ -70,6 +76,14 @@ impl Ciphertext {
     pub fn assume_fresh_noise(&mut self) {
         self.noise_log2 = fresh_symmetric_noise(&self.params);
     }
+}
+
+/// The budget of a noise numerator of at most 2^`noise_log2` under a modulus of
+/// `modulus_log2` bits, counted as [`Decryptor::noise_budget`] counts it: ⌊log2 Q⌋ − ⌊log2 ν⌋
+/// − 1, so the measured budget is never below it while the bound holds (the real-valued
+/// log2 Q − log2 ν − 1 may be, by less than a bit).
+pub fn whole_bit_budget(modulus_log2: f64, noise_log2: f64) -> f64 {
+    modulus_log2.floor() - noise_log2.floor() - 1.0
 }
 
 /// A bound on the fresh noise numerator t‖e‖ for a symmetric encryption (log2): the

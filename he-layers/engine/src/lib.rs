@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod arith;
+pub mod compress;
 pub mod encoding;
 pub mod encrypt;
 pub mod eval;
@@ -22,7 +23,10 @@ pub mod random;
 pub mod sanitize;
 pub mod serial;
 pub mod stats;
+#[cfg(test)]
+mod test_support;
 
+pub use compress::{compress, compress_answers, compression_bits, CompressedCiphertext};
 pub use encoding::{BatchEncoder, LiftedPlaintext, Plaintext, ScaledPlaintext};
 pub use encrypt::{Ciphertext, Decryptor, Encryptor, SymmetricEncryptor};
 pub use eval::{log2_add, Evaluator};
@@ -50,6 +54,14 @@ pub enum Error {
         expected: usize,
         /// Found.
         found: usize,
+    },
+    /// A compression width outside what the format holds.
+    #[error("{bits} bits per compressed coefficient; 1 to {max} are possible")]
+    CompressionBits {
+        /// The width asked for.
+        bits: u32,
+        /// The widest.
+        max: u32,
     },
     /// The result would be a transparent ciphertext (a product with zero).
     #[error("the result would be transparent (a product with zero); skip the term or add a fresh encryption of zero")]

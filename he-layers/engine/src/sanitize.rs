@@ -15,7 +15,7 @@
 //! The noise field of the result is the public bound of the plan, the same for every answer
 //! with the same model, range and parameters.
 
-use super::encrypt::{fresh_public_noise, Ciphertext, Encryptor};
+use super::encrypt::{fresh_public_noise, whole_bit_budget, Ciphertext, Encryptor};
 use super::eval::log2_add;
 use super::modswitch::{switch_to_level, switched_noise_log2};
 use super::params::BfvParameters;
@@ -103,7 +103,7 @@ pub fn plan_sanitization(
             flood_bits,
             flood_log2,
             noise_log2: after,
-            budget_bits: log2_q.floor() - after.floor() - 1.0,
+            budget_bits: whole_bit_budget(log2_q, after),
         }
     };
     let available = params.log2_q() - noise_log2 - 1.0;

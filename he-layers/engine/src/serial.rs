@@ -9,6 +9,7 @@
 //! counts are checked against limits, the total length is checked before any polynomial is
 //! allocated, and every residue is checked against its prime.
 
+use super::compress::{CompressedCiphertext, MAX_COMPRESSED_BITS};
 use super::encoding::Plaintext;
 use super::encrypt::{expand_seeded_component, Ciphertext};
 use super::keys::{GaloisKeys, KeySwitchingKey, PublicKey, RelinearizationKey, SecretKey};
@@ -51,6 +52,8 @@ pub enum ObjectKind {
     Plaintext = 7,
     /// A sequence of ciphertexts.
     CiphertextBatch = 8,
+    /// A sequence of compressed ciphertexts (answers over 2^d).
+    CompressedBatch = 9,
 }
 
 impl ObjectKind {
@@ -64,6 +67,7 @@ impl ObjectKind {
             6 => Self::Ciphertext,
             7 => Self::Plaintext,
             8 => Self::CiphertextBatch,
+            9 => Self::CompressedBatch,
             _ => return None,
         })
     }
@@ -189,6 +193,35 @@ impl BitWriter {
     }
 }
 
+/// Appends `values` packed at `width` bits each, padded to a byte at the end.
+fn pack(out: Vec<u8>, values: &[u64], width: u32) -> Vec<u8> {
+    let mut bw = BitWriter::new(out);
+    for &v in values {
+        bw.put(v, width);
+    }
+    bw.flush();
+    bw.out
+}
+
+/// Reads `n` values of `width` bits from `body` (whose length the caller checked).
+fn unpack(body: &[u8], n: usize, width: u32) -> Vec<u64> {
+    let mask = (1u128 << width) - 1;
+    let mut it = body.iter();
+    let (mut acc, mut have) = (0u128, 0u32);
+    (0..n)
+        .map(|_| {
+            while have < width {
+                acc |= (*it.next().unwrap_or(&0) as u128) << have;
+                have += 8;
+            }
+            let v = (acc & mask) as u64;
+            acc >>= width;
+            have -= width;
+            v
+        })
+        .collect()
+}
+
 struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
@@ -225,6 +258,18 @@ impl<'a> Reader<'a> {
         let mut a = [0u8; 8];
         a.copy_from_slice(b);
         Ok(u64::from_le_bytes(a))
+    }
+    /// A count (u32) of at most `max` objects.
+    fn count(&mut self, max: usize) -> Result<usize, SerialError> {
+        let count = self.u32("ciphertext count")? as usize;
+        if count > max {
+            return Err(SerialError::Oversized {
+                what: "number of ciphertexts",
+                actual: count,
+                limit: max,
+            });
+        }
+        Ok(count)
     }
     fn seed(&mut self) -> Result<[u8; 32], SerialError> {
         let b = self.take(32, "seed")?;
@@ -703,12 +748,7 @@ fn read_ciphertext_body(
         });
     }
     let noise = f64::from_le_bytes(r.take(8, "noise estimate")?.try_into().unwrap_or([0; 8]));
-    if !noise.is_finite() || noise < 0.0 || noise > params.log2_q() + 64.0 {
-        return Err(SerialError::Malformed {
-            what: "noise estimate",
-            detail: format!("{noise} is not a plausible log2 noise"),
-        });
-    }
+    let noise = plausible_noise(noise, params)?;
     let l = params.q.len();
     let polys = if seeded {
         let seed = r.seed()?;
@@ -777,14 +817,7 @@ impl Ciphertext {
         max_count: usize,
     ) -> Result<Vec<Self>, SerialError> {
         let mut r = read_checked(bytes, ObjectKind::CiphertextBatch, params)?;
-        let count = r.u32("ciphertext count")? as usize;
-        if count > max_count {
-            return Err(SerialError::Oversized {
-                what: "number of ciphertexts",
-                actual: count,
-                limit: max_count,
-            });
-        }
+        let count = r.count(max_count)?;
         // Every ciphertext is at least a seeded one: refuse impossible counts before allocating.
         let min = count.saturating_mul(ciphertext_body_len(params, 2, true));
         if r.remaining() < min {
@@ -803,6 +836,100 @@ impl Ciphertext {
     }
 }
 
+/// Bytes of one compressed polynomial: N values of `bits` bits.
+fn compressed_poly_bytes(params: &BfvParameters, bits: u32) -> usize {
+    (params.degree() * bits as usize).div_ceil(8)
+}
+
+/// Checks a log2 noise field read from bytes.
+fn plausible_noise(noise: f64, params: &BfvParameters) -> Result<f64, SerialError> {
+    if !noise.is_finite() || noise < 0.0 || noise > params.log2_q() + 64.0 {
+        return Err(SerialError::Malformed {
+            what: "noise estimate",
+            detail: format!("{noise} is not a plausible log2 noise"),
+        });
+    }
+    Ok(noise)
+}
+
+impl CompressedCiphertext {
+    /// Serializes compressed ciphertexts of one parameter set (level) and one width under one
+    /// header: count (u32), bits (u8), then per ciphertext its noise bound (f64) and its two
+    /// polynomials, each N values of `bits` bits.
+    pub fn batch_to_bytes(
+        cts: &[CompressedCiphertext],
+        params: &BfvParameters,
+        bits: u32,
+    ) -> Vec<u8> {
+        let poly = compressed_poly_bytes(params, bits);
+        let mut out = header(
+            ObjectKind::CompressedBatch,
+            &params.fingerprint(),
+            5 + cts.len() * (8 + 2 * poly),
+        );
+        out.extend_from_slice(&(cts.len() as u32).to_le_bytes());
+        out.push(bits as u8);
+        for c in cts {
+            out.extend_from_slice(&c.noise_log2.to_le_bytes());
+            for poly in &c.coeffs {
+                out = pack(out, poly, bits);
+            }
+        }
+        out
+    }
+
+    /// Serialized size of `count` compressed ciphertexts, without serializing.
+    pub fn batch_serialized_len(params: &BfvParameters, bits: u32, count: usize) -> usize {
+        HEADER_LEN + 5 + count * (8 + 2 * compressed_poly_bytes(params, bits))
+    }
+
+    /// Reads at most `max_count` compressed ciphertexts of `bits` bits (the width the answer
+    /// announced) for a parameter set.
+    pub fn batch_from_bytes(
+        bytes: &[u8],
+        params: &Arc<BfvParameters>,
+        bits: u32,
+        max_count: usize,
+    ) -> Result<Vec<Self>, SerialError> {
+        let mut r = read_checked(bytes, ObjectKind::CompressedBatch, params)?;
+        let count = r.count(max_count)?;
+        let found = r.u8("compressed bits")? as u32;
+        let prime_bits: u32 = params.q.moduli().iter().map(|m| m.bits()).sum();
+        if found != bits || !(1..=MAX_COMPRESSED_BITS.min(prime_bits)).contains(&bits) {
+            return Err(SerialError::Malformed {
+                what: "compressed bits",
+                detail: format!(
+                    "{found} bits per coefficient; expected {bits}, at most {}",
+                    MAX_COMPRESSED_BITS.min(prime_bits)
+                ),
+            });
+        }
+        let poly = compressed_poly_bytes(params, bits);
+        expect_len(
+            &r,
+            count.saturating_mul(8 + 2 * poly),
+            "compressed ciphertexts",
+        )?;
+        let n = params.degree();
+        let mut out = Vec::with_capacity(count);
+        for _ in 0..count {
+            let noise =
+                f64::from_le_bytes(r.take(8, "noise estimate")?.try_into().unwrap_or([0; 8]));
+            let noise = plausible_noise(noise, params)?;
+            let c0 = unpack(r.take(poly, "compressed polynomial")?, n, bits);
+            let c1 = unpack(r.take(poly, "compressed polynomial")?, n, bits);
+            out.push(CompressedCiphertext {
+                params: params.clone(),
+                bits,
+                coeffs: [c0, c1],
+                noise_log2: noise,
+            });
+        }
+        r.finish()?;
+        Ok(out)
+    }
+}
+
 impl Plaintext {
     /// Serializes the plaintext, coefficients packed to the width of t.
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -813,12 +940,7 @@ impl Plaintext {
             &p.fingerprint(),
             (width as usize * p.degree()).div_ceil(8),
         );
-        let mut bw = BitWriter::new(out);
-        for &c in &self.coeffs {
-            bw.put(c, width);
-        }
-        bw.flush();
-        bw.out
+        pack(out, &self.coeffs, width)
     }
 
     /// Reads a plaintext for a parameter set.
@@ -828,29 +950,15 @@ impl Plaintext {
         let n = params.degree();
         let len = (width as usize * n).div_ceil(8);
         expect_len(&r, len, "plaintext")?;
-        let body = r.take(len, "plaintext")?;
+        let coeffs = unpack(r.take(len, "plaintext")?, n, width);
         let t = params.plain_modulus();
-        let mask = (1u128 << width) - 1;
-        let mut coeffs = Vec::with_capacity(n);
-        let (mut acc, mut have) = (0u128, 0u32);
-        let mut it = body.iter();
-        for index in 0..n {
-            while have < width {
-                acc |= (*it.next().unwrap_or(&0) as u128) << have;
-                have += 8;
-            }
-            let v = (acc & mask) as u64;
-            acc >>= width;
-            have -= width;
-            if v >= t {
-                return Err(SerialError::CoefficientOutOfRange {
-                    limb: 0,
-                    index,
-                    value: v,
-                    modulus: t,
-                });
-            }
-            coeffs.push(v);
+        if let Some((index, &value)) = coeffs.iter().enumerate().find(|(_, &v)| v >= t) {
+            return Err(SerialError::CoefficientOutOfRange {
+                limb: 0,
+                index,
+                value,
+                modulus: t,
+            });
         }
         Ok(Plaintext {
             params: params.clone(),
