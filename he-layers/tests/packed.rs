@@ -145,6 +145,19 @@ struct Run {
     level: usize,
 }
 
+/// Every image of a run equals the mirror's modulo t.
+fn equal_mod_t(run: &Run, mirror: &IntTensor, t: u64, what: &str) {
+    for (j, got) in run.outputs.iter().enumerate() {
+        let want: Vec<i64> = mirror
+            .image(j)
+            .iter()
+            .map(|&v| v.rem_euclid(t as i128) as i64)
+            .collect();
+        let got: Vec<i64> = got.iter().map(|&v| v.rem_euclid(t as i64)).collect();
+        assert_eq!(got, want, "{what} image {j}");
+    }
+}
+
 /// Runs `layers` packed for one plaintext modulus; checks the answer is clean.
 fn run_packed(model: &EncodedModel, x: &IntTensor, layers: std::ops::Range<usize>) -> Run {
     let p = model.parameters();
@@ -444,18 +457,9 @@ fn speed_is_traded_for_budget_only_while_the_answer_can_be_sanitized() {
         if mixed || seen.iter().any(|&(_, m, _)| m) {
             // Fewer primes than a mixed plan fitted in: check the run, once per shape.
             if !seen.iter().any(|&(_, m, _)| m == mixed) {
-                let mirror = model.run_int(0..4, &x).unwrap();
                 let run = run_packed(&model, &x, 0..4);
-                let want: Vec<i64> = mirror
-                    .image(0)
-                    .iter()
-                    .map(|&v| v.rem_euclid(t as i128) as i64)
-                    .collect();
-                let got: Vec<i64> = run.outputs[0]
-                    .iter()
-                    .map(|&v| v.rem_euclid(t as i64))
-                    .collect();
-                assert_eq!(got, want, "{primes} primes");
+                let mirror = model.run_int(0..4, &x).unwrap();
+                equal_mod_t(&run, &mirror, t, &format!("{primes} primes"));
             }
         }
         seen.push((primes, mixed, fits));
@@ -540,18 +544,63 @@ fn convolution_channels_share_ciphertexts() {
         first.ciphertexts_out <= 2 && second.ciphertexts_out < 8,
         "channels share ciphertexts: {first:?} {second:?}"
     );
-    let mirror = model.run_int(0..3, &x).unwrap();
     let run = run_packed(&model, &x, 0..3);
-    for j in 0..2 {
-        let want: Vec<i64> = mirror
-            .image(j)
+    equal_mod_t(&run, &model.run_int(0..3, &x).unwrap(), t, "");
+}
+
+/// LeNet-1's first segment at N = 8192: the client's arrangement of a 5×5 convolution over
+/// 28×28 would take four ciphertexts (14,400 taps, rows of 4,096), the plain image one, so the
+/// image goes plain; and the convolution mixes its channels into one ciphertext, so the
+/// segment answers with one ciphertext instead of four (each returned ciphertext is counted
+/// at its cost on the wire).
+#[test]
+fn the_upload_and_the_answers_take_as_few_ciphertexts_as_the_budget_allows() {
+    let mut r = ChaCha8Rng::seed_from_u64(77);
+    let n = 8192;
+    let t = BfvParameters::batching_plain_modulus(n, 18).unwrap();
+    let p = BfvParameters::preset(n, t).unwrap();
+    let quant = Quantization {
+        input_scale_bits: 1,
+        weight_bits: 2,
+    };
+    let conv = EncodedConv2d::quantize(
+        "c1",
+        1,
+        4,
+        [5, 5],
+        [1, 1],
+        [0, 0],
+        &random_floats(&mut r, 4 * 25, 1.0),
+        Some(&random_floats(&mut r, 4, 0.5)),
+        4.0,
+        2,
+    )
+    .unwrap();
+    let layers = vec![
+        EncodedLayer::Conv2d(conv),
+        EncodedLayer::Square(Square { name: "sq".into() }),
+        EncodedLayer::AvgPool2d(EncodedAvgPool2d {
+            name: "pool".into(),
+            kernel: [2, 2],
+            stride: [2, 2],
+            padding: [0, 0],
+        }),
+    ];
+    let input = input_info(vec![1, 28, 28], 1, 1.0);
+    let model = EncodedModel::new("m", &p, input, layers, quant, None).unwrap();
+    let layout = PackedLayout::new(&model).unwrap();
+    assert_eq!(layout.input_ciphertexts(), vec![1], "the image goes plain");
+    let plan = layout.compile(&model).unwrap();
+    assert_eq!(
+        plan.steps
             .iter()
-            .map(|&v| v.rem_euclid(t as i128) as i64)
-            .collect();
-        let got: Vec<i64> = run.outputs[j]
-            .iter()
-            .map(|&v| v.rem_euclid(t as i64))
-            .collect();
-        assert_eq!(got, want, "image {j}");
-    }
+            .map(|s| s.ops.ciphertexts_out)
+            .collect::<Vec<_>>(),
+        vec![1, 1, 1],
+        "channels mixed into one ciphertext: {:?}",
+        plan.steps
+    );
+    let x = quantized_images(&mut r, &[1, 28, 28], 2, 2.0);
+    let run = run_packed(&model, &x, 0..3);
+    equal_mod_t(&run, &model.run_int(0..3, &x).unwrap(), t, "");
 }

@@ -15,13 +15,24 @@ use crate::tensor::ValueInfo;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Range;
 
-/// Most ciphertexts the client's arrangement of a first convolution's input may take.
-const MAX_IM2COL_CTS: usize = 4;
-
 /// Relative cost of a rotation (a key switch) against a plaintext product, for choosing
 /// between packings of one layer (measured at N = 8192: ≈ 1.3 ms against ≈ 0.12 ms with its
 /// encoding).
 const ROTATION_COST: f64 = 10.0;
+
+/// Whether a convolution leaves its output channels sharing ciphertexts (plaintext products
+/// that mix channels instead of integer scalars: about log2(t) + log2(N)/2 bits of budget
+/// instead of a few).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mixing {
+    /// Wherever fewer ciphertexts result: what they save the rest of the segment and the
+    /// answer on the wire is counted by the whole segment's cost, not layer by layer.
+    Always,
+    /// Where the layer and the next two cost less that way.
+    WhenCheaper,
+    /// Never: one ciphertext per output channel.
+    Never,
+}
 
 /// The choices that trade noise budget for speed, so that a layout can fall back to the
 /// cheaper in noise when the faster leaves no room for sanitization.
@@ -30,67 +41,90 @@ pub(crate) struct Choices {
     /// The last layer may fold its partial sums and mask them off (one plaintext product
     /// more, far fewer diagonals).
     pub(crate) mask_last: bool,
-    /// A convolution may leave its output channels sharing ciphertexts (plaintext products
-    /// that mix channels instead of integer scalars: about log2(t) + log2(N)/2 bits of budget
-    /// instead of a few).
-    pub(crate) mix_channels: bool,
+    /// Whether convolutions mix channels into shared ciphertexts.
+    pub(crate) mix_channels: Mixing,
 }
 
 impl Choices {
-    /// From the fastest to the most frugal in noise.
-    pub(crate) const IN_ORDER: [Choices; 4] = [
+    /// Every combination, the most frugal in noise last.
+    pub(crate) const ALL: [Choices; 6] = [
         Choices {
             mask_last: true,
-            mix_channels: true,
-        },
-        Choices {
-            mask_last: false,
-            mix_channels: true,
+            mix_channels: Mixing::Always,
         },
         Choices {
             mask_last: true,
-            mix_channels: false,
+            mix_channels: Mixing::WhenCheaper,
         },
         Choices {
             mask_last: false,
-            mix_channels: false,
+            mix_channels: Mixing::Always,
+        },
+        Choices {
+            mask_last: false,
+            mix_channels: Mixing::WhenCheaper,
+        },
+        Choices {
+            mask_last: true,
+            mix_channels: Mixing::Never,
+        },
+        Choices {
+            mask_last: false,
+            mix_channels: Mixing::Never,
         },
     ];
 }
 
-/// Compiles the segment `range` for rows of `width` columns with `choices`.
+/// Which of the [`Choices`] a compilation had to make: the others give the same program
+/// whatever they are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Consulted {
+    /// A convolution could have mixed its channels into fewer ciphertexts.
+    pub(crate) mixing: bool,
+    /// The last layer is a linear one that may fold and mask.
+    pub(crate) mask: bool,
+}
+
+/// Compiles the segment `range` for rows of `width` columns with `choices`; says which choices
+/// mattered.
 pub(crate) fn compile_segment(
     model: &EncodedModel,
     range: Range<usize>,
     width: usize,
     choices: Choices,
-) -> Result<PackedProgram, ModelError> {
+) -> Result<(PackedProgram, Consulted), ModelError> {
+    let mut consulted = Consulted::default();
     let layers = model.layers();
     let first_info = model.info_before(range.start);
+    // The client's arrangement of a convolution's input saves the server its rotations, but
+    // only where it costs no upload: every ciphertext more is a whole seeded ciphertext on
+    // the wire for every plaintext modulus, against a few rotations here.
+    let compact = Placement::compact(&first_info.shape, width);
     let input = match layers.get(range.start) {
         Some(EncodedLayer::Conv2d(c)) => c
             .taps(&first_info.shape)
-            .and_then(|taps| Placement::im2col(first_info.len(), &taps, width, MAX_IM2COL_CTS)),
+            .and_then(|taps| Placement::im2col(first_info.len(), &taps, width, compact.cts)),
         _ => None,
     }
-    .unwrap_or_else(|| Placement::compact(&first_info.shape, width));
+    .unwrap_or(compact);
     let mut steps = Vec::with_capacity(range.len());
     let mut cur = input.clone();
     for index in range.clone() {
         let layer = &layers[index];
         let last = index + 1 == range.end;
-        let (step, next) =
-            compile_layer(layer, model.info_before(index), &cur, last, choices, width)
-                .map_err(|e| ModelError::from(e.in_layer(layer.name())))?;
+        let info = model.info_before(index);
+        let (step, next) = compile_layer(layer, info, &cur, last, choices, width, &mut consulted)
+            .map_err(|e| ModelError::from(e.in_layer(layer.name())))?;
         steps.push((step, next.clone()));
         cur = next;
     }
-    Ok(PackedProgram {
+    let program = PackedProgram {
         start: range.start,
         input,
         levels: vec![None; steps.len()],
         steps,
-    })
+    };
+    Ok((program, consulted))
 }
 
 fn inconsistent(layer: &str, what: &'static str) -> LayerError {
@@ -109,6 +143,7 @@ fn compile_layer(
     last: bool,
     choices: Choices,
     width: usize,
+    consulted: &mut Consulted,
 ) -> Result<(PackedStep, Placement), LayerError> {
     let name = layer.name();
     let shape = &info.shape[..];
@@ -123,21 +158,26 @@ fn compile_layer(
                 matrix.spots = Some(im2col_spots(c, shape, positions, width)?);
             }
             let out = window_output(input, &out_shape, [c.stride, c.padding], false, width);
-            let spread = linear(name, &matrix, input, OutputPlan::Placed(out), !last)?;
             // The output channels can also share ciphertexts (diagonals that mix channels:
             // plaintext products, not scalars), which every later layer pays for once per
             // ciphertext instead of once per channel: compact after the client's arrangement,
             // each on the input's frame at its own offset after a grid.
             let candidate = match (&input.im2col, &input.grid) {
-                _ if !choices.mix_channels => None,
                 (Some(_), _) => Some(chunked_channels(&out_shape, width)),
                 (None, Some(g)) => mixed_grid_output(g, &out_shape, [c.stride, c.padding], width),
                 (None, None) => None,
-            };
-            let Some(mixed) = candidate.filter(|m| m.cts < spread.1.cts) else {
-                return Ok(spread);
+            }
+            .filter(|m| m.cts < out.cts);
+            consulted.mixing |= candidate.is_some();
+            let mixed = match (candidate, choices.mix_channels) {
+                (Some(m), Mixing::Always | Mixing::WhenCheaper) => m,
+                _ => return linear(name, &matrix, input, OutputPlan::Placed(out), !last),
             };
             let packed = linear(name, &matrix, input, OutputPlan::Placed(mixed), !last)?;
+            if choices.mix_channels == Mixing::Always {
+                return Ok(packed);
+            }
+            let spread = linear(name, &matrix, input, OutputPlan::Placed(out), !last)?;
             Ok(if downstream_cost(&packed) < downstream_cost(&spread) {
                 packed
             } else {
@@ -153,6 +193,7 @@ fn compile_layer(
                 OutputPlan::Placed(Placement::compact(&out_shape, width)),
                 !last,
             )?;
+            consulted.mask |= last;
             if last && !choices.mask_last {
                 return Ok(placed);
             }
