@@ -1,7 +1,7 @@
 //! The REST calls.
 
 use crate::*;
-use he_layers::crypto::{BfvParameters, Ciphertext};
+use he_layers::crypto::{BfvParameters, Ciphertext, CompressedCiphertext};
 use he_layers::plan::PROTOCOL_VERSION;
 use he_layers::protocol::{
     ComputeRequest, ComputeResponse, ErrorBody, KeysResponse, ModelConfig, ModelInfo, Plan,
@@ -231,8 +231,18 @@ impl Api {
                 level: result.level,
                 source,
             })?;
-        let cts = Ciphertext::batch_from_bytes(&binary, &level, result.ciphertexts)
-            .map_err(AnswerError::Ciphertexts)?;
+        let cts = match result.compressed_bits {
+            // Compressed answers are lifted back to the level's primes and decrypt as usual.
+            Some(bits) => {
+                CompressedCiphertext::batch_from_bytes(&binary, &level, bits, result.ciphertexts)
+                    .map_err(AnswerError::Ciphertexts)?
+                    .iter()
+                    .map(CompressedCiphertext::decompress)
+                    .collect()
+            }
+            None => Ciphertext::batch_from_bytes(&binary, &level, result.ciphertexts)
+                .map_err(AnswerError::Ciphertexts)?,
+        };
         Ok((result, cts, received))
     }
 }

@@ -485,6 +485,11 @@ pub struct ComputeResponse {
     /// The sanitization applied (absent only when the server runs without circuit privacy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sanitization: Option<SanitizationPlan>,
+    /// When present, the binary part is a batch of compressed ciphertexts of this many bits
+    /// per coefficient (over 2^bits; lift them back to the level's primes before decrypting);
+    /// absent, a batch of ciphertexts at the level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compressed_bits: Option<u32>,
 }
 
 /// The answer of `POST /keys`.

@@ -9,7 +9,7 @@ use he_layers::crypto::sanitize::{
     plan_sanitization, sanitize, NoRoomForFlooding, SanitizationPlan,
 };
 use he_layers::crypto::stats::{snapshot, OpCounts};
-use he_layers::crypto::{Ciphertext, SecretKey};
+use he_layers::crypto::{compress_answers, Ciphertext, CompressedCiphertext, SecretKey};
 use he_layers::layers::PackedBackend;
 use he_layers::layers::{
     reencrypt_rescale, BfvBackend, BfvSlotDecryptor, BfvSlotEncryptor, EncodedLayer, LayerError,
@@ -652,8 +652,11 @@ pub struct LayerObservation<'a> {
     pub component: usize,
     /// Which ciphertexts these are.
     pub observed: Observed,
-    /// The ciphertexts after it.
+    /// The ciphertexts after it (sanitized ones as the client has them: compressed for the
+    /// wire and lifted back).
     pub cts: &'a [Ciphertext],
+    /// What they take on the wire, bytes (compressed, for sanitized ones).
+    pub wire_bytes: usize,
     /// Time the layer (or the sanitization) took, ms.
     pub ms: f64,
     /// The engine's operations it performed (process-wide counters, so only exact when
@@ -773,6 +776,7 @@ impl<'a> InProcess<'a> {
                     component: call.component,
                     observed: Observed::Input,
                     cts: &cts,
+                    wire_bytes: bytes_up,
                     ms: 0.0,
                     ops: OpCounts::default(),
                 });
@@ -786,6 +790,7 @@ impl<'a> InProcess<'a> {
                         component: call.component,
                         observed: Observed::Layer,
                         cts: &cts,
+                        wire_bytes: cts.iter().map(Ciphertext::serialized_len).sum(),
                         ms: t.elapsed().as_secs_f64() * 1000.0,
                         ops: snapshot() - before,
                     });
@@ -795,6 +800,7 @@ impl<'a> InProcess<'a> {
         let t1 = Instant::now();
         let before = snapshot();
         let mut sanitize_ms = 0.0;
+        let mut bytes_down = cts.iter().map(Ciphertext::serialized_len).sum();
         if let Some(p) = self.sanitization(&call.layers, call.component) {
             let encryptor = backend.encryptor();
             cts = cts
@@ -802,6 +808,16 @@ impl<'a> InProcess<'a> {
                 .map(|c| sanitize(c, encryptor, p))
                 .collect::<Result<_, _>>()
                 .map_err(|e| transport(ModelError::from(LayerError::from(e))))?;
+            bytes_down = cts.iter().map(Ciphertext::serialized_len).sum();
+            // As the server: sanitized answers travel compressed; the client lifts them back.
+            let compressed = compress_answers(&cts, p.noise_log2)
+                .map_err(|e| transport(ModelError::from(LayerError::from(e))))?;
+            if let Some((bits, small)) = compressed {
+                bytes_down = small.first().map_or(0, |c| {
+                    CompressedCiphertext::batch_serialized_len(c.parameters(), bits, small.len())
+                });
+                cts = small.iter().map(CompressedCiphertext::decompress).collect();
+            }
             sanitize_ms = t1.elapsed().as_secs_f64() * 1000.0;
             if let Some(observe) = self.observer {
                 observe(LayerObservation {
@@ -809,13 +825,14 @@ impl<'a> InProcess<'a> {
                     component: call.component,
                     observed: Observed::Sanitized,
                     cts: &cts,
+                    wire_bytes: bytes_down,
                     ms: sanitize_ms,
                     ops: snapshot() - before,
                 });
             }
         }
         Ok(SegmentAnswer {
-            bytes_down: cts.iter().map(Ciphertext::serialized_len).sum(),
+            bytes_down,
             cts,
             server_ms: t0.elapsed().as_secs_f64() * 1000.0,
             sanitize_ms,

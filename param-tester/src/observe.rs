@@ -95,7 +95,7 @@ impl<'m> Observations<'m> {
             values,
             budget: min_noise_budget(o.cts, &k.sk).unwrap_or(0),
             ciphertexts: o.cts.len(),
-            bytes: o.cts.iter().map(|c| c.serialized_len()).sum(),
+            bytes: o.wire_bytes,
             ms: o.ms,
         };
         if let Ok(mut parts) = self.parts.lock() {

@@ -24,7 +24,8 @@ use error::ApiError;
 use he_layers::crypto::sanitize::sanitize;
 pub use he_layers::crypto::sanitize::DEFAULT_FLOOD_BITS;
 use he_layers::crypto::{
-    BfvParameters, Ciphertext, GaloisKeys, PublicKey, RelinearizationKey, SecurityLevel,
+    compress_answers, BfvParameters, Ciphertext, CompressedCiphertext, GaloisKeys, PublicKey,
+    RelinearizationKey, SecurityLevel,
 };
 use he_layers::plan::{Layout, PROTOCOL_VERSION};
 use he_layers::protocol::{ComputeRequest, ComputeResponse, KeysResponse, ModelConfig, TensorInfo};
@@ -614,7 +615,7 @@ async fn compute(
     let sanitization2 = sanitization.clone();
     let batch = req.batch;
     let t = req.plain_modulus;
-    let (out, sanitize_ms) = tokio::task::spawn_blocking(move || {
+    let (out, compressed, sanitize_ms) = tokio::task::spawn_blocking(move || {
         let component = plan2.component(t)?;
         let mut out =
             component
@@ -629,7 +630,13 @@ async fn compute(
                 .collect::<Result<_, _>>()
                 .map_err(|e| ApiError::internal(format!("sanitization failed: {e}")))?;
         }
-        Ok::<_, ApiError>((out, t1.elapsed().as_secs_f64() * 1000.0))
+        // Sanitized answers travel compressed to the width their public bound allows.
+        let compressed = match &sanitization2 {
+            Some(p) => compress_answers(&out, p.noise_log2)
+                .map_err(|e| ApiError::internal(format!("compression failed: {e}")))?,
+            None => None,
+        };
+        Ok::<_, ApiError>((out, compressed, t1.elapsed().as_secs_f64() * 1000.0))
     })
     .await??;
     let compute_ms = t0.elapsed().as_secs_f64() * 1000.0;
@@ -645,7 +652,13 @@ async fn compute(
     {
         return Err(ApiError::internal("answers at different levels"));
     }
-    let binary = Ciphertext::batch_to_bytes(&out, &out_params);
+    let (binary, compressed_bits) = match &compressed {
+        Some((bits, small)) => (
+            CompressedCiphertext::batch_to_bytes(small, &out_params, *bits),
+            Some(*bits),
+        ),
+        None => (Ciphertext::batch_to_bytes(&out, &out_params), None),
+    };
     let output = &segment.output;
     let result = ComputeResponse {
         protocol: PROTOCOL_VERSION,
@@ -662,6 +675,7 @@ async fn compute(
         ciphertexts: out.len(),
         level: out_params.level(),
         sanitization,
+        compressed_bits,
     };
     let json = serde_json::to_vec(&result).map_err(|e| ApiError::internal(e.to_string()))?;
     tracing::info!(
