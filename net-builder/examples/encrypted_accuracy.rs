@@ -3,10 +3,11 @@
 //!
 //! cargo run --release -p net-builder --example encrypted_accuracy -- \
 //!     models/mnist-cryptonets 10000 3 25 3 5
-//! (model folder, images, number of plaintext moduli, their bits, input scale bits, weight bits;
-//! then optionally the layout, `batch` (default: full batches, answers unsanitized, measuring
-//! the computation) or `packed` (one image at a time, answers sanitized at λ = 40 as the
-//! server does), and the degree N, default 8192)
+//! (model folder, images, number of plaintext moduli, their bits, input scale bits, weight bits
+//! or `auto` (the largest that fits t); then optionally the layout, `batch` (default: full
+//! batches, answers unsanitized, measuring the computation) or `packed` (one image at a time,
+//! answers sanitized at λ = 40 as the server does), the degree N, default 8192, and the
+//! re-encryption boundaries as in a client config, comma-separated, e.g. `2,5,7,8`)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test, bench or example fails loudly
 
 use he_layers::crypto::arith::generate_primes;
@@ -14,7 +15,7 @@ use he_layers::plan::LayoutKind;
 use net_builder::data::{idx_images, idx_labels};
 use net_builder::eval::argmax;
 use net_builder::pipeline::build_crt;
-use net_builder::session::{keys_for, run_local};
+use net_builder::session::{keys_for, InProcess, Session, SessionPlan};
 use net_builder::{load_model, BuildOptions, PickleOptions};
 use std::path::Path;
 use std::time::Instant;
@@ -28,9 +29,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let k: usize = arg(2, "3").parse()?;
     let bits: u32 = arg(3, "25").parse()?;
     let input_bits: u32 = arg(4, "3").parse()?;
-    let weight_bits: u32 = arg(5, "5").parse()?;
+    let weight_bits: Option<u32> = match arg(5, "5").as_str() {
+        "auto" => None,
+        w => Some(w.parse()?),
+    };
     let layout: LayoutKind = serde_json::from_value(serde_json::Value::String(arg(6, "batch")))?;
     let n: usize = arg(7, "8192").parse()?;
+    let reencrypt_after: Vec<usize> = arg(8, "")
+        .split(',')
+        .filter(|p| !p.is_empty())
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
     let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
         Path::new(&dir).join("manifest.json"),
     )?)?;
@@ -49,24 +58,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &moduli,
         &BuildOptions {
             input_scale_bits: input_bits,
-            weight_bits: Some(weight_bits),
+            weight_bits,
+            reencrypt_after,
             ..Default::default()
         },
     )?;
     let model = crt.model();
     model.check_overflow(&(0..model.layers().len()))?;
     println!(
-        "{}: N={n}, t = {moduli:?} (CRT, capacity 2^{:.1}), log q = {}, inputs × 2^{input_bits}, {weight_bits}-bit weights",
+        "{}: N={n}, t = {moduli:?} (CRT, capacity 2^{:.1}), log q = {}, inputs × 2^{input_bits}, {}-bit weights",
         spec.name,
         (model.capacity() as f64).log2(),
-        model.parameters().total_modulus_bits()
+        model.parameters().total_modulus_bits(),
+        crt.components[0].weight_bits
     );
     let (per_run, flood) = match layout {
         LayoutKind::Batch => (n, None),
         LayoutKind::Packed => (1, Some(40)),
     };
     let keys = keys_for(&crt, layout, flood)?;
-    let (mut correct, mut agree, mut done) = (0usize, 0usize, 0usize);
+    // The server's side is compiled once, as the server caches its plans.
+    let transport = InProcess::new(&crt, layout, &keys, flood)?;
+    let compiled = transport.layout(0).ok_or("no plaintext modulus")?;
+    let plan = SessionPlan::from_model(model, compiled, &crt.moduli)?;
+    let session = Session::new(plan, keys.iter().map(|k| &k.sk).collect())?;
+    let (mut correct, mut agree, mut labels, mut done) = (0usize, 0usize, 0usize, 0usize);
     let start = Instant::now();
     let mut compute = 0.0;
     while done < count {
@@ -75,7 +91,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let y = idx_labels(Path::new(&labels_path), done, batch)?;
         let q = model.quantize_input(&x)?;
         let mirror = model.run_int(0..model.encryptable_prefix(), &q)?;
-        let run = run_local(&crt, layout, &keys, &q, flood)?;
+        let run = session.run_blocking(&transport, &q)?;
         compute += run
             .segments
             .iter()
@@ -84,6 +100,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for (j, &label) in y.iter().enumerate() {
             let enc = run.output.image(j);
             agree += (enc == mirror.image(j)) as usize;
+            labels += (argmax(&enc) == argmax(&mirror.image(j))) as usize;
             correct += (argmax(&enc) == label) as usize;
         }
         let s = &run.segments[0];
@@ -103,7 +120,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let wall = start.elapsed().as_secs_f64();
     println!(
-        "encrypted accuracy {:.2}% on {count} images; {agree}/{count} outputs equal the integer mirror exactly",
+        "encrypted accuracy {:.2}% on {count} images; {agree}/{count} outputs equal the integer mirror exactly, {labels}/{count} labels equal the mirror's",
         100.0 * correct as f64 / count as f64
     );
     println!(
