@@ -1,7 +1,7 @@
 //! The REST calls.
 
 use crate::*;
-use he_layers::crypto::{BfvParameters, Ciphertext, CompressedCiphertext};
+use he_layers::crypto::{compression_bits, BfvParameters, Ciphertext, CompressedCiphertext};
 use he_layers::plan::PROTOCOL_VERSION;
 use he_layers::protocol::{
     ComputeRequest, ComputeResponse, ErrorBody, KeysResponse, ModelConfig, ModelInfo, Plan,
@@ -232,8 +232,21 @@ impl Api {
                 source,
             })?;
         let cts = match result.compressed_bits {
-            // Compressed answers are lifted back to the level's primes and decrypt as usual.
+            // Compressed answers are lifted back to the level's primes and decrypt as usual;
+            // their width must be the one the public bound gives (a narrower one would make
+            // the client expand a small body into much memory, and could not decrypt).
             Some(bits) => {
+                let expected = result
+                    .sanitization
+                    .as_ref()
+                    .and_then(|p| compression_bits(&level, p.noise_log2));
+                if expected != Some(bits) {
+                    return Err(AnswerError::CompressionWidth {
+                        announced: bits,
+                        expected,
+                    }
+                    .into());
+                }
                 CompressedCiphertext::batch_from_bytes(&binary, &level, bits, result.ciphertexts)
                     .map_err(AnswerError::Ciphertexts)?
                     .iter()

@@ -57,6 +57,7 @@ impl HttpTransport {
             key_id: key_id.clone(),
             layers: [call.layers.start, call.layers.end],
             batch: call.batch,
+            accept_compressed: true,
         };
         let mut answer = self.api.compute(&req, params, body.clone()).await;
         if matches!(&answer, Err(ClientError::Server { kind, .. }) if kind == "unknown_plan") {

@@ -119,6 +119,7 @@ async fn exchange(flood_bits: Option<u32>) -> Exchange {
         key_id: kr.key_id,
         layers: [4, 5],
         batch,
+        accept_compressed: true,
     };
     let (resp, outputs, _) = api
         .compute(

@@ -461,6 +461,10 @@ pub struct ComputeRequest {
     pub layers: [usize; 2],
     /// Images in the ciphertexts (used slots).
     pub batch: usize,
+    /// Whether the client reads compressed answers (`ComputeResponse::compressed_bits`); a
+    /// client that does not say so gets ciphertexts at the answer's level.
+    #[serde(default)]
+    pub accept_compressed: bool,
 }
 
 /// The JSON part of the `/compute` answer.

@@ -800,6 +800,7 @@ impl<'a> InProcess<'a> {
         let t1 = Instant::now();
         let before = snapshot();
         let mut sanitize_ms = 0.0;
+        let mut server_ms = t0.elapsed().as_secs_f64() * 1000.0;
         let mut bytes_down = cts.iter().map(Ciphertext::serialized_len).sum();
         if let Some(p) = self.sanitization(&call.layers, call.component) {
             let encryptor = backend.encryptor();
@@ -812,13 +813,15 @@ impl<'a> InProcess<'a> {
             // As the server: sanitized answers travel compressed; the client lifts them back.
             let compressed = compress_answers(&cts, p.noise_log2)
                 .map_err(|e| transport(ModelError::from(LayerError::from(e))))?;
+            sanitize_ms = t1.elapsed().as_secs_f64() * 1000.0;
+            server_ms = t0.elapsed().as_secs_f64() * 1000.0;
             if let Some((bits, small)) = compressed {
                 bytes_down = small.first().map_or(0, |c| {
                     CompressedCiphertext::batch_serialized_len(c.parameters(), bits, small.len())
                 });
+                // The client's part: lifting back.
                 cts = small.iter().map(CompressedCiphertext::decompress).collect();
             }
-            sanitize_ms = t1.elapsed().as_secs_f64() * 1000.0;
             if let Some(observe) = self.observer {
                 observe(LayerObservation {
                     layer: call.layers.end - 1,
@@ -834,7 +837,7 @@ impl<'a> InProcess<'a> {
         Ok(SegmentAnswer {
             bytes_down,
             cts,
-            server_ms: t0.elapsed().as_secs_f64() * 1000.0,
+            server_ms,
             sanitize_ms,
             bytes_up,
         })

@@ -1,6 +1,7 @@
 //! Running one parameter set: the session in process, observed after every layer.
 
 use crate::*;
+use he_layers::crypto::compressed_budget;
 use he_layers::crypto::sanitize::DEFAULT_FLOOD_BITS;
 use he_layers::layers::EncodedLayer;
 use he_layers::plan::{CompiledLayout, Layout};
@@ -266,7 +267,15 @@ pub fn run_set(
                 Runs::Encrypted
             },
             noise_budget: budget,
-            predicted_noise_budget: plan.map_or(predicted[i], |p| p.budget_bits),
+            // A sanitized answer's budget as the client has it: after the compression.
+            predicted_noise_budget: plan.map_or(predicted[i], |p| {
+                model
+                    .parameters()
+                    .at_level(p.level)
+                    .ok()
+                    .and_then(|level| compressed_budget(&level, p.noise_log2))
+                    .unwrap_or(p.budget_bits)
+            }),
             bound_bits: info.bound_bits(),
             capacity_bits: (model.capacity() as f64).log2(),
             overflow: predictions[i].overflow,

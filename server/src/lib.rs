@@ -615,6 +615,7 @@ async fn compute(
     let sanitization2 = sanitization.clone();
     let batch = req.batch;
     let t = req.plain_modulus;
+    let accept_compressed = req.accept_compressed;
     let (out, compressed, sanitize_ms) = tokio::task::spawn_blocking(move || {
         let component = plan2.component(t)?;
         let mut out =
@@ -630,11 +631,12 @@ async fn compute(
                 .collect::<Result<_, _>>()
                 .map_err(|e| ApiError::internal(format!("sanitization failed: {e}")))?;
         }
-        // Sanitized answers travel compressed to the width their public bound allows.
+        // Sanitized answers travel compressed to the width their public bound allows, to
+        // clients that read them.
         let compressed = match &sanitization2 {
-            Some(p) => compress_answers(&out, p.noise_log2)
+            Some(p) if accept_compressed => compress_answers(&out, p.noise_log2)
                 .map_err(|e| ApiError::internal(format!("compression failed: {e}")))?,
-            None => None,
+            _ => None,
         };
         Ok::<_, ApiError>((out, compressed, t1.elapsed().as_secs_f64() * 1000.0))
     })

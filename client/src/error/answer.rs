@@ -48,6 +48,18 @@ pub enum AnswerError {
         #[source]
         source: ParameterError,
     },
+    /// Compressed answers of another width than the answer's own sanitization plan gives
+    /// (or without one): refused before anything is allocated for them.
+    #[error(
+        "compressed answers of {announced} bits per coefficient; the sanitization announced \
+         allows {expected:?}"
+    )]
+    CompressionWidth {
+        /// The width the server announced.
+        announced: u32,
+        /// The width the announced sanitization plan gives (`None`: no compression).
+        expected: Option<u32>,
+    },
     /// Ciphertexts that do not decode.
     #[error("ciphertexts: {0}")]
     Ciphertexts(#[source] SerialError),

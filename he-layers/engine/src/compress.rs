@@ -46,8 +46,9 @@ fn rounding_log2(params: &BfvParameters) -> f64 {
     (params.plain_modulus() as f64).log2() + (params.degree() as f64 + 1.0).log2() - 1.0
 }
 
-/// log2 of the noise numerator at Q after compressing to 2^`bits` and lifting back.
-fn lifted_noise_log2(params: &BfvParameters, noise_log2: f64, bits: u32) -> f64 {
+/// log2 of the noise numerator bound at Q after compressing a ciphertext with bound
+/// 2^`noise_log2` to 2^`bits` and lifting it back: the noise field of the lifted ciphertext.
+pub fn lifted_noise_log2(params: &BfvParameters, noise_log2: f64, bits: u32) -> f64 {
     let ratio = params.log2_q() - bits as f64;
     // ν + t (N + 1)/2 · (Q/2^d + 1).
     log2_add(noise_log2, rounding_log2(params) + log2_add(ratio, 0.0))
@@ -66,6 +67,16 @@ pub fn compression_bits(params: &BfvParameters, noise_log2: f64) -> Option<u32> 
         whole_bit_budget(d as f64, at_2d) >= MIN_BUDGET
             && whole_bit_budget(log_q, lifted_noise_log2(params, noise_log2, d)) >= MIN_BUDGET
     })
+}
+
+/// The whole-bit budget a client keeps by the bound after the compression
+/// [`compression_bits`] chooses (`None`: no compression, the budget stays as it was).
+pub fn compressed_budget(params: &BfvParameters, noise_log2: f64) -> Option<f64> {
+    let bits = compression_bits(params, noise_log2)?;
+    Some(whole_bit_budget(
+        params.log2_q(),
+        lifted_noise_log2(params, noise_log2, bits),
+    ))
 }
 
 /// Compresses a two-polynomial ciphertext to 2^`bits` (see [`compression_bits`]).
@@ -285,10 +296,10 @@ mod tests {
         let params = params();
         // A noise numerator at Q/2 leaves no whole bit to spend.
         assert_eq!(compression_bits(&params, params.log2_q() - 1.0), None);
-        // One prime of 45 bits: d must stay below 45.
-        let low = params.at_level(1).unwrap();
-        let d = compression_bits(&low, 10.0);
-        assert!(d.is_some_and(|d| d < 45));
+        // One 25-bit prime: the rounding alone (t (N + 1)/2, 24 bits) needs more bits than
+        // the prime has, so nothing is saved.
+        let narrow = small_params(25, 30).at_level(1).unwrap();
+        assert_eq!(compression_bits(&narrow, 1.0), None);
         let sk = SecretKey::generate(&params);
         let ct = Encryptor::new(&PublicKey::generate(&sk)).encrypt_zero();
         assert!(compress(&ct, 0).is_err());
@@ -338,10 +349,28 @@ mod tests {
             CompressedCiphertext::batch_from_bytes(&long, &params, 29, 3),
             Err(SerialError::Oversized { .. })
         ));
-        // A width the primes cannot hold is refused even when announced.
+        // A width over the format's is refused even when announced; so is one wider than the
+        // primes of the level, at the right length.
         let mut wide = bytes.clone();
         wide[crate::serial::HEADER_LEN + 4] = 63;
-        assert!(CompressedCiphertext::batch_from_bytes(&wide, &params, 63, 3).is_err());
+        assert!(matches!(
+            CompressedCiphertext::batch_from_bytes(&wide, &params, 63, 3),
+            Err(SerialError::Malformed {
+                what: "compressed bits",
+                ..
+            })
+        ));
+        let low = params.at_level(1).unwrap();
+        let ct = crate::modswitch::switch_to_level(&enc.encrypt_zero(), 1).unwrap();
+        let over = compress(&ct, 46).unwrap();
+        let over = CompressedCiphertext::batch_to_bytes(&[over], &low, 46);
+        assert!(matches!(
+            CompressedCiphertext::batch_from_bytes(&over, &low, 46, 1),
+            Err(SerialError::Malformed {
+                what: "compressed bits",
+                ..
+            })
+        ));
         // Another level's fingerprint.
         let low = params.at_level(2).unwrap();
         assert!(matches!(

@@ -26,7 +26,10 @@ pub mod stats;
 #[cfg(test)]
 mod test_support;
 
-pub use compress::{compress, compress_answers, compression_bits, CompressedCiphertext};
+pub use compress::{
+    compress, compress_answers, compressed_budget, compression_bits, lifted_noise_log2,
+    CompressedCiphertext,
+};
 pub use encoding::{BatchEncoder, LiftedPlaintext, Plaintext, ScaledPlaintext};
 pub use encrypt::{Ciphertext, Decryptor, Encryptor, SymmetricEncryptor};
 pub use eval::{log2_add, Evaluator};

@@ -193,11 +193,13 @@ impl BitWriter {
     }
 }
 
-/// Appends `values` packed at `width` bits each, padded to a byte at the end.
+/// Appends `values` packed at `width` bits each (bits above it dropped), padded to a byte at
+/// the end.
 fn pack(out: Vec<u8>, values: &[u64], width: u32) -> Vec<u8> {
+    let mask = u64::MAX >> (64 - width.clamp(1, 64));
     let mut bw = BitWriter::new(out);
     for &v in values {
-        bw.put(v, width);
+        bw.put(v & mask, width);
     }
     bw.flush();
     bw.out
@@ -855,7 +857,8 @@ fn plausible_noise(noise: f64, params: &BfvParameters) -> Result<f64, SerialErro
 impl CompressedCiphertext {
     /// Serializes compressed ciphertexts of one parameter set (level) and one width under one
     /// header: count (u32), bits (u8), then per ciphertext its noise bound (f64) and its two
-    /// polynomials, each N values of `bits` bits.
+    /// polynomials, each N values of `bits` bits. Every ciphertext must be of `params` and
+    /// `bits` ([`crate::compress_answers`] makes them so).
     pub fn batch_to_bytes(
         cts: &[CompressedCiphertext],
         params: &BfvParameters,
