@@ -12,7 +12,11 @@ use super::program::{Bias, Giant, LinearStep, OutputCt, PackedProgram, PackedSte
 use crate::layers::{Affine, EncodedLayer, LayerError};
 use crate::model::{EncodedModel, ModelError};
 use crate::tensor::ValueInfo;
-use std::collections::{BTreeMap, HashMap, HashSet};
+// The compiler hashes millions of small integer keys (a deep network's convolutions have
+// ~10⁶ terms): a fast non-cryptographic hash, nothing here is attacker-keyed for HashDoS
+// beyond the public model's own shape.
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use std::collections::BTreeMap;
 use std::ops::Range;
 
 /// Relative cost of a rotation (a key switch) against a plaintext product, for choosing
@@ -369,7 +373,7 @@ fn frame(g: &Grid, stride: [usize; 2], padding: [usize; 2]) -> ([i64; 2], i64) {
 
 /// Whether every activation's first copy has a spot of its own.
 fn distinct(placed: &Placement) -> bool {
-    let mut seen = HashSet::new();
+    let mut seen = HashSet::default();
     (0..placed.len()).all(|a| placed.primary(a).is_some_and(|s| seen.insert(s)))
 }
 
@@ -564,9 +568,10 @@ fn linear(
         Ok(((ct, s.ct, r), col))
     };
     // Pass 1: how many terms could use each diagonal; pass 2: each term takes its most shared.
-    let mut popularity: HashMap<DiagKey, u32> = HashMap::new();
+    let mut popularity: HashMap<DiagKey, u32> = HashMap::default();
+    let one_copy_each = input.copies.iter().all(|c| c.len() <= 1);
     for (o, row) in matrix.rows.iter().enumerate() {
-        if matrix.spots.is_some() {
+        if matrix.spots.is_some() || one_copy_each {
             break;
         }
         for &(i, _) in row {
@@ -580,7 +585,7 @@ fn linear(
             }
         }
     }
-    let mut diagonals: BTreeMap<DiagKey, BTreeMap<u32, i64>> = BTreeMap::new();
+    let mut diagonals: BTreeMap<DiagKey, HashMap<u32, i64>> = BTreeMap::new();
     for (o, row) in matrix.rows.iter().enumerate() {
         if let Some(spots) = &matrix.spots {
             let spots = spots
@@ -614,17 +619,17 @@ fn linear(
 
     // Which diagonals can be scalars: one weight, and every other output column of the
     // ciphertext reads an input column that is a clean zero.
-    let mut out_cols: HashMap<u32, Vec<u32>> = HashMap::new();
+    let mut out_cols: HashMap<u32, Vec<u32>> = HashMap::default();
     for a in 0..out_place.len() {
         if let Some(s) = out_place.primary(a) {
             out_cols.entry(s.ct).or_default().push(s.col);
         }
     }
-    let mut occupied: HashMap<u32, HashSet<u32>> = HashMap::new();
+    let mut occupied: HashMap<u32, HashSet<u32>> = HashMap::default();
     for s in input.copies.iter().flatten() {
         occupied.entry(s.ct).or_default().insert(s.col);
     }
-    let scalar_of = |key: &DiagKey, d: &BTreeMap<u32, i64>| -> Option<i64> {
+    let scalar_of = |key: &DiagKey, d: &HashMap<u32, i64>| -> Option<i64> {
         if !allow_dirty || fold.is_some() {
             return None;
         }
@@ -677,14 +682,17 @@ fn linear(
                 dirty[ct_o as usize] = true;
                 Weight::Scalar(w)
             }
-            None => Weight::Diagonal(
-                d.iter()
+            None => {
+                let mut diagonal: Vec<(u32, i64)> = d
+                    .iter()
                     .map(|(&col, &w)| {
                         let c = (col as i64 + g * b).rem_euclid(width as i64) as u32;
                         (c, w)
                     })
-                    .collect(),
-            ),
+                    .collect();
+                diagonal.sort_unstable();
+                Weight::Diagonal(diagonal)
+            }
         };
         giants
             .get_mut(ct_o as usize)
@@ -753,8 +761,8 @@ fn best_baby_size(keys: &[DiagKey], width: usize) -> i64 {
     candidates.sort_unstable();
     candidates.dedup();
     let mut best = (usize::MAX, width as i64);
-    let mut baby = HashSet::new();
-    let mut giant: HashMap<u32, (i64, HashSet<i64>)> = HashMap::new();
+    let mut baby = HashSet::default();
+    let mut giant: HashMap<u32, (i64, HashSet<i64>)> = HashMap::default();
     for b in candidates {
         baby.clear();
         giant.clear();
@@ -765,7 +773,7 @@ fn best_baby_size(keys: &[DiagKey], width: usize) -> i64 {
             }
             let e = giant
                 .entry(co)
-                .or_insert_with(|| (i64::MAX, HashSet::new()));
+                .or_insert_with(|| (i64::MAX, HashSet::default()));
             e.0 = e.0.min(g);
             e.1.insert(g);
         }
