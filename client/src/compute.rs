@@ -309,7 +309,7 @@ pub async fn run_compute(
         model_cfg,
         plan.clone(),
         key_ids,
-        keys.components.iter().map(|c| c.params.clone()).collect(),
+        &keys.components,
     );
     let bars = Bars::new(quiet);
     let run = session.run(&transport, &x, &|p| bars.update(p)).await?;

@@ -1,7 +1,8 @@
 //! The session's transport to a server: each segment call is one `POST /compute` naming the
-//! plan. A server that evicted the plan gets it again from the configuration, once.
+//! plan. A server that evicted the plan gets it again from the configuration, once; one that
+//! evicted the keys gets them again (public material only), once.
 
-use crate::{AnswerError, Api, ClientError, ConfigError};
+use crate::{AnswerError, Api, ClientError, ComponentKeys, ConfigError};
 use he_layers::crypto::{BfvParameters, Ciphertext};
 use he_layers::protocol::{ComputeRequest, ModelConfig, Plan};
 use net_builder::session::{SegmentAnswer, SegmentCall, SessionError, Transport};
@@ -9,24 +10,26 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 /// `/compute` over HTTP for one plan and one key id per plaintext modulus.
-pub struct HttpTransport {
+pub struct HttpTransport<'k> {
     api: Api,
     model: ModelConfig,
     plan: Plan,
     plan_id: Mutex<String>,
     key_ids: Vec<String>,
     params: Vec<Arc<BfvParameters>>,
+    keys: &'k [ComponentKeys],
 }
 
-impl HttpTransport {
-    /// A transport for a plan (made from `model`), with the key ids and parameter sets of
-    /// every plaintext modulus, in the plan's order.
+impl<'k> HttpTransport<'k> {
+    /// A transport for a plan (made from `model`), with the key ids and the keys of every
+    /// plaintext modulus, in the plan's order (the public ones are uploaded again if the
+    /// server has evicted them).
     pub fn new(
         api: Api,
         model: ModelConfig,
         plan: Plan,
         key_ids: Vec<String>,
-        params: Vec<Arc<BfvParameters>>,
+        keys: &'k [ComponentKeys],
     ) -> Self {
         Self {
             api,
@@ -34,7 +37,8 @@ impl HttpTransport {
             plan_id: Mutex::new(plan.plan_id.clone()),
             plan,
             key_ids,
-            params,
+            params: keys.iter().map(|c| c.params.clone()).collect(),
+            keys,
         }
     }
 
@@ -73,6 +77,17 @@ impl HttpTransport {
                 g.clone_from(&id);
             }
             req.plan_id = id;
+            answer = self.api.compute(&req, params, body.clone()).await;
+        }
+        if matches!(&answer, Err(ClientError::Server { kind, .. }) if kind == "unknown_key") {
+            // Another client's uploads evicted ours: the same public keys again (the same
+            // content address), once.
+            let keys = self
+                .keys
+                .get(m)
+                .ok_or(ConfigError::NoKeysForModulus { component: m })?;
+            let (r, _) = self.api.upload_keys(keys).await?;
+            req.key_id = r.key_id;
             answer = self.api.compute(&req, params, body).await;
         }
         let (resp, cts, received) = answer?;
@@ -86,7 +101,7 @@ impl HttpTransport {
     }
 }
 
-impl Transport for HttpTransport {
+impl Transport for HttpTransport<'_> {
     fn compute(
         &self,
         call: SegmentCall,

@@ -1086,3 +1086,53 @@ async fn lenet1_packed_with_a_reencryption_equals_the_mirror() {
     let mirror = local_mirror("mnist-lenet1-square", &cfg, report.weight_bits, &q, 8);
     assert_eq!(report.integers.as_ref(), Some(&mirror));
 }
+
+/// Keys evicted between their upload and the run (another client's uploads filled the
+/// server's key cache): the transport uploads the same public keys again, once, and the run
+/// completes equal to the mirror; without that it fails with `unknown_key`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evicted_keys_are_uploaded_again_once() {
+    use net_builder::session::{Session, SessionPlan};
+    he_layers::tune_allocator();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let server_cfg = server::ServerConfig {
+        models_dir: models(),
+        max_cached_keys: 2,
+        ..Default::default()
+    };
+    tokio::spawn(async move { server::serve(listener, server_cfg).await });
+    let layout = he_layers::plan::LayoutKind::Packed;
+    let cfg = tiny_crt_config(&address, Some(layout));
+    let api = Api::new(&address).unwrap();
+    let model_cfg = cfg.model_config(layout);
+    let plan = api.plan(&model_cfg).await.unwrap();
+    let mut keys = KeySet::generate(&cfg.encryption_parameters).unwrap();
+    keys.ensure_galois(&plan.galois_elements).unwrap();
+    let mut ids = Vec::new();
+    for c in &keys.components {
+        ids.push(api.upload_keys(c).await.unwrap().0.key_id);
+    }
+    // Two key sets of someone else's: the cache holds two, so ours are gone.
+    let other = KeySet::generate(&cfg.encryption_parameters).unwrap();
+    for c in &other.components {
+        api.upload_keys(c).await.unwrap();
+    }
+    let images =
+        load_test_set(&models().join("data/mnist-t10k-images-idx3-ubyte.gz"), 0, 2).unwrap();
+    let q = quantize(&images.tensor, cfg.quantization.input_scale_bits);
+    let session = Session::new(
+        SessionPlan::from_plan(&plan).unwrap(),
+        keys.components.iter().map(|c| &c.sk).collect(),
+    )
+    .unwrap();
+    let transport =
+        client::HttpTransport::new(api.clone(), model_cfg, plan.clone(), ids, &keys.components);
+    let run = session.run(&transport, &q, &|_| {}).await.unwrap();
+    let end = plan.encryptable_prefix;
+    let weight_bits = plan.weight_bits;
+    assert_eq!(
+        run.output,
+        local_mirror("mnist-tiny", &cfg, weight_bits, &q, end)
+    );
+}

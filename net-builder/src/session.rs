@@ -58,6 +58,26 @@ pub enum SessionError {
         /// The engine's explanation, with the fixes.
         reason: NoRoomForFlooding,
     },
+    /// A decrypted answer holds a value outside the interval the public model predicts for it:
+    /// the server computed something else (or tampered with it). Nothing of it is re-encrypted
+    /// or returned: a server that may later see outputs would otherwise learn from what the
+    /// client sends back.
+    #[error(
+        "segment {layers:?}: decrypted value {value} at {index} lies outside the predicted \
+         interval [{lo}, {hi}]; the answer is not this model's, the run is aborted"
+    )]
+    OutOfInterval {
+        /// The segment.
+        layers: Range<usize>,
+        /// Flat index (image-major) of the first such value.
+        index: usize,
+        /// The value.
+        value: i128,
+        /// The predicted interval.
+        lo: i128,
+        /// The predicted interval.
+        hi: i128,
+    },
 }
 
 /// The client's rescale at a re-encryption boundary.
@@ -535,6 +555,20 @@ impl<'k> Session<'k> {
                 });
             }
             x = crt_combine_tensors(&parts, &self.plan.plain_moduli)?;
+            // Honest answers never leave the exact worst-case interval: anything else is
+            // refused before it is used or re-encrypted.
+            let (lo, hi) = (seg.output.lo, seg.output.hi);
+            if let Some((index, &value)) =
+                x.data().iter().enumerate().find(|(_, &v)| v < lo || v > hi)
+            {
+                return Err(SessionError::OutOfInterval {
+                    layers: seg.layers.clone(),
+                    index,
+                    value,
+                    lo,
+                    hi,
+                });
+            }
             info = seg.output.clone();
             if let Some(b) = &seg.boundary {
                 x = b.apply(&x);

@@ -195,3 +195,102 @@ fn tiny_packed_one_image_at_a_time_equals_the_mirror() {
     }
     assert!(correct >= count - 1, "{correct}/{count}");
 }
+
+/// A server that answers with something other than the model's output (here: the honest
+/// answer with its first value moved just past the predicted interval, encrypted under the
+/// client's key as any server can with the public key). Without the check the client returns
+/// (or, at a boundary, re-encrypts) the value; with it the run stops with OutOfInterval.
+#[test]
+fn an_answer_outside_the_predicted_interval_is_refused() {
+    use he_layers::plan::Layout;
+    use he_layers::tensor::IntTensor;
+    use net_builder::session::{
+        decrypt_tensor, encrypt_tensor, InProcess, SegmentAnswer, SegmentCall, Session,
+        SessionError, SessionPlan, Transport,
+    };
+    struct Tampering<'a> {
+        inner: InProcess<'a>,
+        keys: &'a [ClientKeys],
+        moduli: Vec<u64>,
+        packing: he_layers::plan::Packing,
+        shape: Vec<usize>,
+        hi: i128,
+    }
+    impl Tampering<'_> {
+        fn tamper(&self, call: SegmentCall) -> Result<SegmentAnswer, SessionError> {
+            let m = call.component;
+            let mut answer = futures_executor_block_on(self.inner.compute(call))?;
+            let sk = &self.keys[m].sk;
+            let x = decrypt_tensor(&self.packing, &answer.cts, &self.shape, 1, sk)?;
+            let mut data = x.data().to_vec();
+            let t = self.moduli[m] as i128;
+            let v = (self.hi + 1).rem_euclid(t);
+            data[0] = if v > t / 2 { v - t } else { v };
+            let forged = IntTensor::from_data(self.shape.clone(), 1, data).unwrap();
+            answer.cts = encrypt_tensor(&self.packing, &forged, sk)?;
+            Ok(answer)
+        }
+    }
+    impl Transport for Tampering<'_> {
+        fn compute(
+            &self,
+            call: SegmentCall,
+        ) -> impl std::future::Future<Output = Result<SegmentAnswer, SessionError>> + Send {
+            std::future::ready(self.tamper(call))
+        }
+    }
+    /// InProcess answers at once (a ready future): polled once, it is done.
+    fn futures_executor_block_on<F: std::future::Future>(f: F) -> F::Output {
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        let mut f = std::pin::pin!(f);
+        match f.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(v) => v,
+            std::task::Poll::Pending => panic!("the in-process transport answers at once"),
+        }
+    }
+
+    let dir = root().join("models/mnist-tiny");
+    let m = manifest("mnist-tiny");
+    let (images, _) = test_set(&m);
+    let spec = load_model(&dir.join("model.onnx"), &PickleOptions::default()).unwrap();
+    let opts = BuildOptions {
+        input_scale_bits: 3,
+        weight_bits: Some(4),
+        ..Default::default()
+    };
+    let moduli = generate_primes(17, 8192, 2, &[]).unwrap();
+    let crt = build_crt(&spec, 8192, &moduli, &opts).unwrap();
+    let model = crt.model();
+    let keys = net_builder::session::keys_for(&crt, LayoutKind::Packed, Some(40)).unwrap();
+    let x = idx_images(&images, 0, 1).unwrap();
+    let q = model.quantize_input(&x).unwrap();
+    let inner = InProcess::new(&crt, LayoutKind::Packed, &keys, Some(40)).unwrap();
+    let compiled = inner.layout(0).unwrap().clone();
+    let end = model.encryptable_prefix();
+    let plan = SessionPlan::from_model(model, &compiled, &crt.moduli).unwrap();
+    let session = Session::new(plan, keys.iter().map(|k| &k.sk).collect()).unwrap();
+    // Honest: the output is the mirror's and inside the interval.
+    let honest = session.run_blocking(&inner, &q).unwrap();
+    assert_eq!(honest.output, model.run_int(0..end, &q).unwrap());
+    let tampering = Tampering {
+        packing: compiled.packing(model, &(0..end)).unwrap(),
+        shape: model.info_before(end).shape.clone(),
+        hi: model.info_before(end).hi,
+        moduli: crt.moduli.clone(),
+        keys: &keys,
+        inner,
+    };
+    match session.run_blocking(&tampering, &q) {
+        Err(SessionError::OutOfInterval {
+            index: 0,
+            value,
+            hi,
+            ..
+        }) => assert_eq!(value, hi + 1),
+        other => panic!(
+            "a forged answer was accepted: {:?}",
+            other.map(|r| r.output)
+        ),
+    }
+}
