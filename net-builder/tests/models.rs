@@ -158,15 +158,11 @@ fn cryptonets_mirror_accuracy_is_within_0_3_percent_and_encrypted_equals_mirror(
     assert_eq!(run.segments.len(), 1);
 }
 
-/// The packed layout on the shipped mnist-tiny, one image at a time as a user sends them, with
-/// the server's sanitization (λ = 40): every output equals the mirror, every label the
-/// mirror's; and the returned answer is two ciphertexts (one per plaintext modulus).
-#[test]
-fn tiny_packed_one_image_at_a_time_equals_the_mirror() {
-    he_layers::tune_allocator();
+/// The shipped mnist-tiny as its packed config builds it (two 17-bit t at N = 8192, inputs × 2^3,
+/// 4-bit weights), with its test set's images and labels.
+fn tiny_packed() -> (net_builder::pipeline::CrtModel, PathBuf, PathBuf) {
     let dir = root().join("models/mnist-tiny");
-    let m = manifest("mnist-tiny");
-    let (images, labels) = test_set(&m);
+    let (images, labels) = test_set(&manifest("mnist-tiny"));
     let spec = load_model(&dir.join("model.onnx"), &PickleOptions::default()).unwrap();
     let opts = BuildOptions {
         input_scale_bits: 3,
@@ -174,7 +170,20 @@ fn tiny_packed_one_image_at_a_time_equals_the_mirror() {
         ..Default::default()
     };
     let moduli = generate_primes(17, 8192, 2, &[]).unwrap();
-    let crt = build_crt(&spec, 8192, &moduli, &opts).unwrap();
+    (
+        build_crt(&spec, 8192, &moduli, &opts).unwrap(),
+        images,
+        labels,
+    )
+}
+
+/// The packed layout on the shipped mnist-tiny, one image at a time as a user sends them, with
+/// the server's sanitization (λ = 40): every output equals the mirror, every label the
+/// mirror's; and the returned answer is two ciphertexts (one per plaintext modulus).
+#[test]
+fn tiny_packed_one_image_at_a_time_equals_the_mirror() {
+    he_layers::tune_allocator();
+    let (crt, images, labels) = tiny_packed();
     let model = crt.model();
     let keys = net_builder::session::keys_for(&crt, LayoutKind::Packed, Some(40)).unwrap();
     assert!(keys.iter().all(|k| k.galois.is_some()));
@@ -250,17 +259,7 @@ fn an_answer_outside_the_predicted_interval_is_refused() {
         }
     }
 
-    let dir = root().join("models/mnist-tiny");
-    let m = manifest("mnist-tiny");
-    let (images, _) = test_set(&m);
-    let spec = load_model(&dir.join("model.onnx"), &PickleOptions::default()).unwrap();
-    let opts = BuildOptions {
-        input_scale_bits: 3,
-        weight_bits: Some(4),
-        ..Default::default()
-    };
-    let moduli = generate_primes(17, 8192, 2, &[]).unwrap();
-    let crt = build_crt(&spec, 8192, &moduli, &opts).unwrap();
+    let (crt, images, _) = tiny_packed();
     let model = crt.model();
     let keys = net_builder::session::keys_for(&crt, LayoutKind::Packed, Some(40)).unwrap();
     let x = idx_images(&images, 0, 1).unwrap();
