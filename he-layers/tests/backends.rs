@@ -6,7 +6,7 @@
 use he_layers::crypto::{BfvParameters, GaloisKeys, PublicKey, RelinearizationKey, SecretKey};
 use he_layers::layers::{
     BfvBackend, BfvSlotDecryptor, BfvSlotEncryptor, LayerError, LinearOps, PlaintextOps,
-    ProductOps, RotationOps, SlotDecryptor, SlotEncryptor,
+    ProductOps, RotationOps, SlotDecryptor, SlotEncryptor, StopReason, StopSignal, Stoppable,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -82,4 +82,58 @@ fn plaintext_products_rotations_and_slot_codecs_equal_slotwise_arithmetic() {
     let sq = dec.decrypt_slots(&backend.square(&ct).unwrap()).unwrap();
     let want: Vec<i128> = x.iter().map(|a| centered(a * a, ti)).collect();
     assert_eq!(sq, want);
+}
+
+#[test]
+fn a_stoppable_backend_computes_the_same_until_its_signal_fires() {
+    let n = 2048;
+    let t = BfvParameters::batching_plain_modulus(n, 16).unwrap();
+    let p = BfvParameters::preset(n, t).unwrap();
+    let mut rng = ChaCha20Rng::seed_from_u64(32);
+    let sk = SecretKey::generate_with_rng(&p, &mut rng);
+    let pk = PublicKey::generate_with_rng(&sk, &mut rng);
+    let rk = RelinearizationKey::generate_with_rng(&sk, &mut rng);
+    let gk = GaloisKeys::generate_with_rng(&sk, &[1], false, &mut rng);
+    let backend = BfvBackend::new(&pk, Some(rk)).with_galois_keys(gk);
+    let enc = BfvSlotEncryptor::new(&sk).unwrap();
+    let dec = BfvSlotDecryptor::new(&sk).unwrap();
+    let x: Vec<i128> = (0..n as i128).map(|i| i % 50 - 25).collect();
+    let ct = enc.encrypt_slots(&x).unwrap();
+
+    let signal = StopSignal::new();
+    let live = Stoppable::new(&backend, signal.clone());
+    let ops = |b: &Stoppable<'_, BfvBackend>| -> Result<Vec<i128>, LayerError> {
+        let r = b.rotate(&ct, 1)?;
+        let s = b.square(&r)?;
+        let d = b.dot(&[&s, &ct], &[3, -1])?.unwrap();
+        dec.decrypt_slots(&d)
+    };
+    let direct = {
+        let r = backend.rotate(&ct, 1).unwrap();
+        let s = backend.square(&r).unwrap();
+        dec.decrypt_slots(&backend.dot(&[&s, &ct], &[3, -1]).unwrap().unwrap())
+            .unwrap()
+    };
+    assert_eq!(ops(&live).unwrap(), direct);
+
+    // A clone of the signal stops the computation at its next operation.
+    signal.clone().stop();
+    assert!(matches!(
+        ops(&live),
+        Err(LayerError::Stopped {
+            reason: StopReason::Stopped
+        })
+    ));
+    // A deadline in the past stops it too; one far ahead does not.
+    let now = std::time::Instant::now();
+    let late = Stoppable::new(&backend, StopSignal::new().with_deadline(now));
+    assert!(matches!(
+        late.square(&ct),
+        Err(LayerError::Stopped {
+            reason: StopReason::Deadline
+        })
+    ));
+    let later = now + std::time::Duration::from_secs(3600);
+    let ahead = Stoppable::new(&backend, StopSignal::new().with_deadline(later));
+    assert_eq!(ops(&ahead).unwrap(), direct);
 }

@@ -103,6 +103,12 @@ pub struct PublicKey {
 }
 
 impl PublicKey {
+    /// Bytes this key holds in memory (its polynomials, expanded), what a cache that keeps
+    /// many clients' keys must weigh rather than the serialized size.
+    pub fn resident_bytes(&self) -> usize {
+        8 * (self.b.data().len() + self.a.data().len())
+    }
+
     /// Derives a public key from a secret key (OS-seeded randomness).
     pub fn generate(sk: &SecretKey) -> Self {
         Self::generate_with_rng(sk, &mut os_rng())
@@ -162,6 +168,16 @@ pub struct KeySwitchingKey {
 }
 
 impl KeySwitchingKey {
+    /// Bytes held in memory: every polynomial, both halves expanded.
+    fn resident_bytes(&self) -> usize {
+        8 * self
+            .b
+            .iter()
+            .chain(&self.a)
+            .map(|p| p.data().len())
+            .sum::<usize>()
+    }
+
     /// A key switching from `from` (NTT form over the key basis) to the secret key `sk`.
     fn generate<R: RngCore + CryptoRng>(sk: &SecretKey, from: &RnsPoly, rng: &mut R) -> Self {
         let params = &sk.params;
@@ -240,6 +256,11 @@ impl RelinearizationKey {
     pub fn parameters(&self) -> &Arc<BfvParameters> {
         &self.ksk.params
     }
+
+    /// Bytes this key holds in memory (see [`PublicKey::resident_bytes`]).
+    pub fn resident_bytes(&self) -> usize {
+        self.ksk.resident_bytes()
+    }
 }
 
 /// Applies X -> X^g to signed coefficients.
@@ -265,6 +286,14 @@ pub struct GaloisKeys {
 }
 
 impl GaloisKeys {
+    /// Bytes these keys hold in memory (see [`PublicKey::resident_bytes`]).
+    pub fn resident_bytes(&self) -> usize {
+        self.keys
+            .values()
+            .map(KeySwitchingKey::resident_bytes)
+            .sum()
+    }
+
     /// Keys for the given row-rotation steps (left positive) and, if asked, the column swap.
     /// Only what is asked for is generated: each key is as large as the relinearization key.
     pub fn generate(sk: &SecretKey, steps: &[i64], column_swap: bool) -> Self {

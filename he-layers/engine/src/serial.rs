@@ -812,6 +812,18 @@ impl Ciphertext {
         out
     }
 
+    /// The fewest and the most bytes a batch of `count` ciphertexts of two polynomials (as
+    /// fresh encryptions and answers are) takes: every one seeded, or none. A server refuses
+    /// an upload outside them before reading it, a client an answer past them.
+    pub fn batch_len_bounds(params: &BfvParameters, count: usize) -> (usize, usize) {
+        let at = |seeded| {
+            count
+                .saturating_mul(ciphertext_body_len(params, 2, seeded))
+                .saturating_add(HEADER_LEN + 4)
+        };
+        (at(true), at(false))
+    }
+
     /// Reads a batch of at most `max_count` ciphertexts.
     pub fn batch_from_bytes(
         bytes: &[u8],

@@ -477,6 +477,15 @@ fn serialization_round_trips() {
     let batch = Ciphertext::batch_to_bytes(&[seeded.clone(), full.clone(), three.clone()], p);
     let back = Ciphertext::batch_from_bytes(&batch, p, 3).unwrap();
     assert_eq!(back.len(), 3);
+    // The bounds a server checks an upload's length against: all seeded, none seeded, and
+    // a mix between them; three polynomials are past them.
+    let (lo, hi) = Ciphertext::batch_len_bounds(p, 3);
+    let len = |cts: &[Ciphertext]| Ciphertext::batch_to_bytes(cts, p).len();
+    assert_eq!(len(&[seeded.clone(), seeded.clone(), seeded.clone()]), lo);
+    assert_eq!(len(&[full.clone(), full.clone(), full.clone()]), hi);
+    let mixed = len(&[seeded.clone(), full.clone(), full.clone()]);
+    assert!(lo < mixed && mixed < hi);
+    assert!(len(&[full.clone(), full.clone(), three.clone()]) > hi);
     assert_slots!(c.decrypt(&back[1]), m);
 
     let p2 = BfvParameters::from_bytes(&p.to_bytes()).unwrap();
@@ -501,6 +510,12 @@ fn serialization_round_trips() {
     assert_slots!(c.decrypt(&sq), slotwise(&m, &m, c.t(), |x, y| x * y));
     let gk = GaloisKeys::generate(&c.sk, &[1], false);
     let gk2 = GaloisKeys::from_bytes(&gk.to_bytes(), p).unwrap();
+    // What a key cache weighs: the expanded polynomials, about twice the seeded wire form.
+    let (n, l, k) = (p.degree(), p.moduli().len(), p.moduli().len() + 1);
+    assert_eq!(pk2.resident_bytes(), 8 * 2 * n * l);
+    assert_eq!(rk2.resident_bytes(), 8 * 2 * l * n * k);
+    assert_eq!(gk2.resident_bytes(), rk2.resident_bytes());
+    assert!(rk2.resident_bytes() > 2 * rk2.to_bytes().len());
     let rot = c.ev.rotate_rows(&seeded, 1, &gk2).unwrap();
     assert_slots!(
         c.decrypt(&rot),

@@ -8,6 +8,7 @@
 pub(crate) mod affine;
 mod bfv;
 mod elementwise;
+mod stop;
 
 pub(crate) use affine::Affine;
 pub use affine::{EncodedConv2d, EncodedLinear};
@@ -16,6 +17,7 @@ pub use elementwise::{
     reencrypt_rescale, EncodedAvgPool2d, Flatten, PlaintextOnlyKind, PlaintextOnlyLayer,
     ReencryptBoundary, Square,
 };
+pub use stop::{StopReason, StopSignal, Stoppable};
 
 use crate::tensor::{IntTensor, ValueInfo};
 use serde::{Deserialize, Serialize};
@@ -179,6 +181,12 @@ pub enum LayerError {
         layer: String,
         /// Its kind.
         kind: String,
+    },
+    /// The computation was stopped from outside ([`StopSignal`]).
+    #[error("the computation was {reason}")]
+    Stopped {
+        /// Why.
+        reason: StopReason,
     },
     /// A key the operation needs is missing.
     #[error("{0} is needed but was not provided")]
