@@ -74,6 +74,11 @@ impl<V> BoundedCache<V> {
         self.inner.lock().map(|i| i.map.len()).unwrap_or(0)
     }
 
+    /// Total weight of the entries.
+    pub fn weight(&self) -> usize {
+        self.inner.lock().map(|i| i.weight).unwrap_or(0)
+    }
+
     /// Whether the cache is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

@@ -12,8 +12,20 @@ pub struct ApiError {
     pub status: StatusCode,
     /// Machine-readable kind.
     pub kind: &'static str,
-    /// Human-readable message.
+    /// Human-readable message (for a 500, logged and not sent).
     pub message: String,
+    /// Seconds after which a refused request may be retried (`Retry-After`, with 503).
+    pub retry_after: Option<u64>,
+}
+
+/// What an error answer carries for the request log: its kind and, for a 500, the detail
+/// that stays on the server.
+#[derive(Clone, Debug)]
+pub struct ErrorLog {
+    /// The error's kind.
+    pub kind: &'static str,
+    /// The message of an internal error (not sent to the client).
+    pub internal: Option<String>,
 }
 
 impl ApiError {
@@ -22,6 +34,48 @@ impl ApiError {
             status,
             kind,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// 401: no valid bearer token.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    /// 429: over a tenant's quota.
+    pub fn over_quota(message: impl Into<String>, retry_after: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "over_quota", message)
+        }
+    }
+
+    /// 503: the server is full (or stopping); retry after `retry_after` seconds.
+    pub fn busy(message: impl Into<String>, retry_after: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message)
+        }
+    }
+
+    /// 503 or 408 for a computation stopped from outside: past the request's deadline (the
+    /// client may retry when the server is less loaded) or abandoned by its client.
+    pub fn stopped(reason: he_layers::layers::StopReason) -> Self {
+        match reason {
+            he_layers::layers::StopReason::Deadline => Self {
+                retry_after: Some(10),
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "compute_timeout",
+                    "the computation ran past the server's request timeout and was stopped",
+                )
+            },
+            he_layers::layers::StopReason::Stopped => Self::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "cancelled",
+                "the computation was stopped: its client went away",
+            ),
         }
     }
 
@@ -53,13 +107,31 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // A 500 says nothing of its cause to the client: the request log has it, under the
+        // request id the answer carries.
+        let internal = self.status.is_server_error() && self.kind == "internal";
         let body = ErrorBody {
             error: ErrorDetail {
                 kind: self.kind.to_string(),
-                message: self.message,
+                message: if internal {
+                    "internal error: the server's log has the details under this answer's \
+                     x-request-id"
+                        .to_string()
+                } else {
+                    self.message.clone()
+                },
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut r = (self.status, Json(body)).into_response();
+        if let Some(s) = self.retry_after {
+            r.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, s.into());
+        }
+        r.extensions_mut().insert(ErrorLog {
+            kind: self.kind,
+            internal: internal.then_some(self.message),
+        });
+        r
     }
 }
 
@@ -102,8 +174,10 @@ impl From<he_layers::crypto::SerialError> for ApiError {
 
 impl From<he_layers::model::ModelError> for ApiError {
     fn from(e: he_layers::model::ModelError) -> Self {
+        use he_layers::layers::LayerError as L;
         use he_layers::model::ModelError as M;
         let kind = match &e {
+            M::Layer(L::Stopped { reason }) => return Self::stopped(*reason),
             M::Range { .. } => "invalid_layers",
             M::Overflow { .. } => "overflow",
             M::InputShape { .. }
@@ -131,6 +205,7 @@ impl From<net_builder::BuildError> for ApiError {
 
 impl From<tokio::task::JoinError> for ApiError {
     fn from(e: tokio::task::JoinError) -> Self {
+        // The panic's text goes to the log (through the 500's detail), never to the client.
         Self::internal(format!("a worker task failed: {e}"))
     }
 }

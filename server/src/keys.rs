@@ -15,8 +15,9 @@ pub struct KeyEntry {
     pub has_relin: bool,
     /// The Galois elements the keys cover (in the backend; none for the batch layout).
     pub galois_elements: Vec<u64>,
-    /// Serialized size (what the cache limit counts).
-    pub bytes: usize,
+    /// Bytes the keys hold in memory, expanded (what the cache limits count; about twice
+    /// their serialized size, the seeded halves regrown).
+    pub resident_bytes: usize,
 }
 
 impl KeyEntry {
@@ -26,9 +27,12 @@ impl KeyEntry {
         pk: PublicKey,
         rk: Option<RelinearizationKey>,
         galois: Option<GaloisKeys>,
-        bytes: usize,
     ) -> Self {
         let has_relin = rk.is_some();
+        // The backend keeps the public key (in its encryptor) and both key sets.
+        let resident_bytes = pk.resident_bytes()
+            + rk.as_ref().map_or(0, RelinearizationKey::resident_bytes)
+            + galois.as_ref().map_or(0, GaloisKeys::resident_bytes);
         let backend = BfvBackend::new(&pk, rk);
         let (backend, galois_elements) = match galois {
             Some(g) => {
@@ -42,7 +46,7 @@ impl KeyEntry {
             params,
             has_relin,
             galois_elements,
-            bytes,
+            resident_bytes,
         }
     }
 }

@@ -5,13 +5,17 @@ use server::ServerConfig;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// Encrypted-inference server: runs a model's layers on BFV ciphertexts it cannot read.
 ///
 /// Loads every `<models>/<net>/model.onnx` at start. Clients upload their public keys
 /// (POST /keys), ask what a configuration will do (POST /plan), and send ciphertexts with the
 /// layer range to run (POST /compute). Plain HTTP by default, for loopback; give --tls-cert and
-/// --tls-key to serve HTTPS. Log level from RUST_LOG (default info).
+/// --tls-key to serve HTTPS, and --api-tokens to require bearer tokens. On any address but
+/// loopback the server refuses to start without both, unless told --insecure-open.
+/// Probes: GET /health (liveness), /ready (readiness), /metrics (Prometheus). SIGTERM or
+/// Ctrl-C stops it gracefully. Log level from RUST_LOG (default info).
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
@@ -52,6 +56,35 @@ struct Args {
     /// that layer's activations; only whole segments between allowed boundaries can be run.
     #[arg(long, value_name = "NET=POSITIONS", value_parser = parse_allowed)]
     allow_reencrypt: Vec<(String, Vec<usize>)>,
+    /// Compute jobs run at once (each uses every core); default: the number of cores.
+    #[arg(long)]
+    max_jobs: Option<usize>,
+    /// Compute jobs that may wait for a slot; beyond them, 503 with Retry-After.
+    #[arg(long, default_value_t = 32)]
+    max_queued_jobs: usize,
+    /// Connections open at once; further ones wait in the kernel's backlog.
+    #[arg(long, default_value_t = 512)]
+    max_connections: usize,
+    /// Seconds a client has to send a request's headers.
+    #[arg(long, default_value_t = 10)]
+    header_timeout_secs: u64,
+    /// Seconds a client has to send a whole request body.
+    #[arg(long, default_value_t = 120)]
+    body_timeout_secs: u64,
+    /// Seconds a whole request may take, computing included (a job past it is stopped).
+    #[arg(long, default_value_t = 600)]
+    request_timeout_secs: u64,
+    /// On SIGTERM, seconds requests in flight may take to finish.
+    #[arg(long, default_value_t = 30)]
+    shutdown_grace_secs: u64,
+    /// Bearer tokens, one tenant each, with its own keys and quotas: JSON
+    /// {"tenants": [{"name", "token", "max_key_mb"?, "max_key_sets"?, "max_jobs"?}]}.
+    #[arg(long, value_name = "FILE")]
+    api_tokens: Option<PathBuf>,
+    /// Serve on a non-loopback address without TLS and tokens: anyone who reaches it may use
+    /// it, and traffic travels in the clear.
+    #[arg(long)]
+    insecure_open: bool,
     /// PEM certificate chain for HTTPS.
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -106,6 +139,31 @@ async fn main() -> ExitCode {
             server::DEFAULT_FLOOD_BITS
         );
     }
+    let tls = args.tls_cert.is_some();
+    if server::exposed(&args.addr, tls, args.api_tokens.is_some()) && !args.insecure_open {
+        eprintln!(
+            "server: {} is not a loopback address, and the server would run without {}: give \
+             --tls-cert/--tls-key and --api-tokens, or say --insecure-open",
+            args.addr,
+            match (tls, args.api_tokens.is_some()) {
+                (false, false) => "TLS and tokens",
+                (false, true) => "TLS",
+                _ => "tokens",
+            }
+        );
+        return ExitCode::FAILURE;
+    }
+    let defaults = server::Limits::default();
+    let limits = server::Limits {
+        max_jobs: args.max_jobs.unwrap_or(defaults.max_jobs).max(1),
+        max_queued_jobs: args.max_queued_jobs,
+        max_connections: args.max_connections.max(1),
+        header_read_timeout: Duration::from_secs(args.header_timeout_secs.max(1)),
+        body_read_timeout: Duration::from_secs(args.body_timeout_secs.max(1)),
+        request_timeout: Duration::from_secs(args.request_timeout_secs.max(1)),
+        shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
+        ..defaults
+    };
     let config = ServerConfig {
         models_dir: args.models.clone(),
         max_body_bytes: args.max_body_mb.saturating_mul(1 << 20),
@@ -114,27 +172,59 @@ async fn main() -> ExitCode {
         allow_insecure_parameters: args.allow_insecure_parameters,
         flood_bits: (!args.danger_no_circuit_privacy).then_some(args.flood_bits),
         allowed_reencrypt: args.allow_reencrypt.clone(),
+        limits,
+        api_tokens: args.api_tokens.clone(),
         ..Default::default()
     };
-    let result = match (args.tls_cert, args.tls_key) {
-        (Some(cert), Some(key)) => {
-            tracing::info!(addr = %args.addr, "serving HTTPS");
-            server::serve_tls(args.addr, config, cert, key).await
-        }
-        _ => match tokio::net::TcpListener::bind(args.addr).await {
-            Ok(listener) => {
-                tracing::info!(addr = %args.addr, "serving HTTP");
-                server::serve(listener, config).await
-            }
-            Err(e) => Err(e),
-        },
-    };
+    let result = run(args.addr, config, args.tls_cert, args.tls_key).await;
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => {
+            tracing::info!("server stopped");
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             tracing::error!(error = %e, "server stopped");
             eprintln!("server: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+async fn run(
+    addr: SocketAddr,
+    config: ServerConfig,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+) -> std::io::Result<()> {
+    let tls = match (cert, key) {
+        (Some(cert), Some(key)) => Some(server::listen::tls_acceptor(&cert, &key)?),
+        _ => None,
+    };
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(addr = %addr, tls = tls.is_some(), tokens = config.api_tokens.is_some(), "serving");
+    server::serve_until(listener, config, tls, shutdown_signal()).await
+}
+
+/// Resolves on SIGTERM or Ctrl-C (SIGINT).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = tokio::signal::ctrl_c() => {},
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutdown signal received");
 }
