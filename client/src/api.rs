@@ -1,5 +1,6 @@
 //! The REST calls.
 
+use crate::connection::Connection;
 use crate::*;
 use he_layers::crypto::{compression_bits, BfvParameters, Ciphertext, CompressedCiphertext};
 use he_layers::plan::PROTOCOL_VERSION;
@@ -8,7 +9,29 @@ use he_layers::protocol::{
 };
 use serde::Deserialize;
 use std::sync::Arc;
-use std::time::Duration;
+
+/// Bytes an answer may carry beyond its ciphertexts (the JSON part and the framing).
+const ANSWER_SLACK: usize = 256 << 10;
+
+/// Reads a body, refusing it once it passes `limit` bytes.
+async fn read_capped(
+    mut resp: reqwest::Response,
+    limit: usize,
+    count: usize,
+) -> Result<bytes::Bytes, ClientError> {
+    let too_large = || AnswerError::TooLarge { limit, count };
+    if resp.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(too_large().into());
+    }
+    let mut buf = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(AnswerError::Body)? {
+        if buf.len() + chunk.len() > limit {
+            return Err(too_large().into());
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.into())
+}
 
 /// The REST API.
 #[derive(Clone, Debug)]
@@ -17,37 +40,59 @@ pub struct Api {
     base: String,
 }
 
+/// Largest error body read.
+const ERROR_BODY_CAP: usize = 64 << 10;
+
 async fn error_of(resp: reqwest::Response) -> ClientError {
     let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap_or_default();
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let text = match read_capped(resp, ERROR_BODY_CAP, 0).await {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(_) => String::new(),
+    };
     match serde_json::from_str::<ErrorBody>(&text) {
         Ok(b) => ClientError::Server {
             status,
             kind: b.error.kind,
             message: b.error.message,
+            retry_after,
         },
         Err(_) => ClientError::Server {
             status,
             kind: "unknown".into(),
             message: text.chars().take(500).collect(),
+            retry_after,
         },
     }
 }
 
 impl Api {
-    /// A client for a server base URL.
+    /// A client for a server base URL, with the default connection settings (plain http to
+    /// loopback only, no token, the system's roots).
     pub fn new(address: &str) -> Result<Self, ClientError> {
+        Self::connect(address, &Connection::default())
+    }
+
+    /// A client for a server base URL that wants a bearer token.
+    pub fn with_token(address: &str, token: &str) -> Result<Self, ClientError> {
+        Self::connect(
+            address,
+            &Connection {
+                token: Some(token.into()),
+                ..Default::default()
+            },
+        )
+    }
+
+    /// A client for a server base URL with these connection settings.
+    pub fn connect(address: &str, connection: &Connection) -> Result<Self, ClientError> {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(3600))
-            .build()
-            .map_err(|source| ClientError::Connect {
-                url: address.into(),
-                source,
-            })?;
         Ok(Self {
-            http,
+            http: connection.client(address)?,
             base: address.trim_end_matches('/').to_string(),
         })
     }
@@ -176,12 +221,17 @@ impl Api {
         Ok((Self::json(resp, "keys").await?, bytes))
     }
 
-    /// `POST /compute`: returns the answer, the ciphertexts and the bytes received.
+    /// `POST /compute` of a segment whose output takes `expect` ciphertexts: returns the
+    /// answer, the ciphertexts and the bytes received. Nothing in the answer is taken on the
+    /// server's word: its body is read up to what `expect` ciphertexts can take and no
+    /// further, and its count, layers, level, width and fingerprint are checked before
+    /// anything is decrypted.
     pub async fn compute(
         &self,
         req: &ComputeRequest,
         params: &Arc<BfvParameters>,
         cts: impl Into<bytes::Bytes>,
+        expect: usize,
     ) -> Result<(ComputeResponse, Vec<Ciphertext>, usize), ClientError> {
         let json = serde_json::to_vec(req).map_err(encode("the compute request"))?;
         let form = reqwest::multipart::Form::new()
@@ -200,7 +250,11 @@ impl Api {
             .unwrap_or_default()
             .to_string();
         let boundary = multer::parse_boundary(&ctype).map_err(AnswerError::Multipart)?;
-        let body = resp.bytes().await.map_err(AnswerError::Body)?;
+        // At most an unsanitized batch of `expect` at the top level, and the JSON part.
+        let limit = Ciphertext::batch_len_bounds(params, expect)
+            .1
+            .saturating_add(ANSWER_SLACK);
+        let body = read_capped(resp, limit, expect).await?;
         let received = body.len();
         let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(body) });
         let mut mp = multer::Multipart::new(stream, boundary);
@@ -223,6 +277,20 @@ impl Api {
         let binary = binary.ok_or(AnswerError::MissingPart {
             part: "ciphertexts",
         })?;
+        if result.ciphertexts != expect {
+            return Err(AnswerError::Count {
+                expected: expect,
+                found: result.ciphertexts,
+            }
+            .into());
+        }
+        if result.layers != req.layers {
+            return Err(AnswerError::Layers {
+                asked: req.layers,
+                found: result.layers,
+            }
+            .into());
+        }
         // Sanitized answers come modulus-switched to fewer primes: the same parameter set at
         // the level the server names (any level of ours; the fingerprint is checked too).
         let level = params

@@ -8,7 +8,9 @@ use he_layers::protocol::Plan;
 use he_layers::protocol::Runs;
 use he_layers::tensor::{FloatTensor, IntTensor};
 use indicatif::{ProgressBar, ProgressStyle};
-use net_builder::session::{tensor_info, Progress, SegmentReport, Session, SessionPlan, Stage};
+use net_builder::session::{
+    tensor_info, Progress, SegmentReport, Session, SessionError, SessionPlan, Stage,
+};
 use serde::Serialize;
 use std::time::Instant;
 
@@ -227,7 +229,7 @@ pub async fn run_compute(
     quiet: bool,
 ) -> Result<ComputeReport, ClientError> {
     let started = Instant::now();
-    let api = Api::new(&config.address)?;
+    let api = Api::connect(&config.address, &config.connection)?;
     if !keys.matches(&config.encryption_parameters)? {
         return Err(ConfigError::KeysMismatch.into());
     }
@@ -312,7 +314,13 @@ pub async fn run_compute(
         &keys.components,
     );
     let bars = Bars::new(quiet);
-    let run = session.run(&transport, &x, &|p| bars.update(p)).await?;
+    let run = match session.run(&transport, &x, &|p| bars.update(p)).await {
+        Ok(run) => run,
+        Err(e) => {
+            bars.finish();
+            return Err(discard_on_violation(e, key_dir));
+        }
+    };
     bars.finish();
     let x = run.output;
     let cur_info = run.output_info;
@@ -371,6 +379,45 @@ pub async fn run_compute(
         plaintext_tail: tail,
         integers: Some(integers),
     })
+}
+
+/// Whether an error is the server breaking the protocol or the model's contract (rather
+/// than failing, refusing or being unreachable): a forged answer, the wrong number of
+/// ciphertexts, an oversized body, values no honest run gives.
+fn is_violation(e: &SessionError) -> bool {
+    match e {
+        SessionError::OutOfInterval { .. } => true,
+        SessionError::Transport { source, .. } => matches!(
+            source.downcast_ref::<ClientError>(),
+            Some(ClientError::Protocol(
+                AnswerError::Count { .. }
+                    | AnswerError::TooLarge { .. }
+                    | AnswerError::Layers { .. }
+                    | AnswerError::CompressionWidth { .. }
+                    | AnswerError::Ciphertexts(_)
+                    | AnswerError::Level { .. }
+                    | AnswerError::Multipart(_)
+                    | AnswerError::MissingPart { .. }
+                    | AnswerError::Json { .. }
+            ))
+        ),
+        _ => false,
+    }
+}
+
+/// A violation stops the run and discards the saved key set: a server that forges answers
+/// learns something from every reply, so the keys are not used with it again.
+fn discard_on_violation(e: SessionError, key_dir: Option<&std::path::Path>) -> ClientError {
+    match key_dir {
+        Some(dir) if is_violation(&e) => match KeySet::discard(dir) {
+            Ok(()) => ClientError::KeysDiscarded {
+                dir: dir.to_path_buf(),
+                source: Box::new(e.into()),
+            },
+            Err(d) => d,
+        },
+        _ => e.into(),
+    }
 }
 
 fn ndarray_from(shape: &[usize], data: Vec<f64>) -> Result<net_builder::spec::Array, ClientError> {

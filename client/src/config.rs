@@ -37,6 +37,9 @@ pub struct ClientConfig {
     /// number of images (among those whose plan the parameters allow).
     #[serde(default)]
     pub layout: Option<LayoutKind>,
+    /// How to reach the server (`{"ca_cert": "…"}`; the token and plain http come from flags).
+    #[serde(default)]
+    pub connection: Connection,
 }
 
 fn default_quantization() -> QuantizationConfig {

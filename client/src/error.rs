@@ -56,6 +56,42 @@ pub enum ClientError {
         #[source]
         source: reqwest::Error,
     },
+    /// A plain-http address off loopback: keys, ciphertexts and tokens would travel in the
+    /// clear.
+    #[error(
+        "{url}: plain http is only for loopback addresses; use https (with --ca-cert for a \
+         private CA), or say --insecure-http"
+    )]
+    PlainHttp {
+        /// The server's base URL.
+        url: String,
+    },
+    /// The server's URL is not one.
+    #[error("{url}: not a server URL: {reason}")]
+    Address {
+        /// What was given.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// A CA certificate (`--ca-cert`) could not be read.
+    #[error("CA certificate {}: {reason}", path.display())]
+    CaCert {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The server broke the protocol or the model's contract: the run was stopped and the
+    /// key set discarded (a server probing with forged answers learns from every reply).
+    #[error("{source}; the key set in {} was discarded: generate a new one", dir.display())]
+    KeysDiscarded {
+        /// The key folder.
+        dir: PathBuf,
+        /// The violation.
+        #[source]
+        source: Box<ClientError>,
+    },
     /// The server answered with an error.
     #[error("server error {status} ({kind}): {message}")]
     Server {
@@ -65,6 +101,8 @@ pub enum ClientError {
         kind: String,
         /// Error message.
         message: String,
+        /// Seconds the server asked to wait before a retry (`Retry-After`).
+        retry_after: Option<u64>,
     },
     /// An answer that does not follow the protocol.
     #[error("unexpected answer from the server: {0}")]

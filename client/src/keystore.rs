@@ -149,6 +149,44 @@ impl KeySet {
         std::fs::write(dir.join("keyset.json"), json).map_err(io(&dir.join("keyset.json")))
     }
 
+    /// Deletes a saved key set: every file [`Self::save`] writes (the secret keys first), and
+    /// the folders left empty. Other files in the folder are left alone.
+    pub fn discard(dir: &Path) -> Result<(), ClientError> {
+        let meta_path = dir.join("keyset.json");
+        let subs: Vec<String> = std::fs::read_to_string(&meta_path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<KeySetFile>(&t).ok())
+            .map(|m| m.components.into_iter().map(|c| c.dir).collect())
+            .unwrap_or_default();
+        for sub in subs
+            .iter()
+            .filter(|s| !s.contains('/') && !s.contains(".."))
+        {
+            let d = dir.join(sub);
+            for name in [
+                "secret.key",
+                "parameters.bin",
+                "public.key",
+                "relin.key",
+                "galois.key",
+            ] {
+                match std::fs::remove_file(d.join(name)) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io(&d.join(name))(e)),
+                }
+            }
+            let _ = std::fs::remove_dir(&d);
+        }
+        match std::fs::remove_file(&meta_path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&meta_path)(e)),
+        }
+        let _ = std::fs::remove_dir(dir);
+        Ok(())
+    }
+
     /// Loads a saved key set, checking every file against its parameter set.
     pub fn load(dir: &Path) -> Result<Self, ClientError> {
         let meta_path = dir.join("keyset.json");

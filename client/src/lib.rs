@@ -7,6 +7,7 @@
 mod api;
 mod compute;
 mod config;
+mod connection;
 mod error;
 mod http;
 mod images;
@@ -15,6 +16,7 @@ mod keystore;
 pub use api::Api;
 pub use compute::{run_compute, ComputeReport, ImageResult};
 pub use config::ClientConfig;
+pub use connection::Connection;
 pub(crate) use error::{encode, io};
 pub use error::{AnswerError, ClientError, ConfigError, KeyStoreError};
 pub use http::HttpTransport;

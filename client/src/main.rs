@@ -18,6 +18,34 @@ struct Cli {
     command: Command,
 }
 
+/// How to reach a server beyond its address.
+#[derive(clap::Args, Debug, Clone)]
+struct ConnectArgs {
+    /// Bearer token for a server started with --api-tokens.
+    #[arg(long, env = "HE_API_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// PEM certificate of a CA to trust for the server's certificate (a private CA, or the
+    /// server's own self-signed one); overrides the config's "connection.ca_cert".
+    #[arg(long)]
+    ca_cert: Option<PathBuf>,
+    /// Allow plain http to an address that is not loopback: keys, ciphertexts and the token
+    /// then travel in the clear.
+    #[arg(long)]
+    insecure_http: bool,
+}
+
+impl ConnectArgs {
+    fn apply(self, c: &mut client::Connection) {
+        if self.token.is_some() {
+            c.token = self.token;
+        }
+        if self.ca_cert.is_some() {
+            c.ca_cert = self.ca_cert;
+        }
+        c.insecure_http |= self.insecure_http;
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Generate keys for encryption parameters: the secret key (file mode 0600), public key and
@@ -53,6 +81,8 @@ enum Command {
         /// No progress bars.
         #[arg(long)]
         quiet: bool,
+        #[command(flatten)]
+        connect: ConnectArgs,
         /// PNG images (grayscale or RGB, as the model expects).
         images: Vec<PathBuf>,
     },
@@ -61,6 +91,8 @@ enum Command {
         /// Server base URL.
         #[arg(long, default_value = "http://127.0.0.1:8000")]
         address: String,
+        #[command(flatten)]
+        connect: ConnectArgs,
     },
     /// Start a server on a free loopback port with the shipped models, classify a model's 16
     /// sample images encrypted (mnist-tiny in the packed layout unless told otherwise), and
@@ -143,9 +175,11 @@ async fn run(command: Command) -> Result<ExitCode, ClientError> {
             index,
             count,
             quiet,
+            connect,
             images,
         } => {
-            let cfg = ClientConfig::load(&config)?;
+            let mut cfg = ClientConfig::load(&config)?;
+            connect.apply(&mut cfg.connection);
             let mut key_set = match &keys {
                 Some(dir) => KeySet::load(dir)?,
                 None => KeySet::generate(&cfg.encryption_parameters)?,
@@ -164,8 +198,10 @@ async fn run(command: Command) -> Result<ExitCode, ClientError> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Models { address } => {
-            let api = client::Api::new(&address)?;
+        Command::Models { address, connect } => {
+            let mut connection = client::Connection::default();
+            connect.apply(&mut connection);
+            let api = client::Api::connect(&address, &connection)?;
             println!(
                 "{}",
                 serde_json::to_string_pretty(&api.models().await?).map_err(|source| {

@@ -126,6 +126,7 @@ async fn exchange(flood_bits: Option<u32>) -> Exchange {
             &req,
             &c.params,
             Ciphertext::batch_to_bytes(&enc.cts, &c.params),
+            plan.layers[4].shape.iter().product(),
         )
         .await
         .unwrap();

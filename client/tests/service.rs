@@ -118,6 +118,7 @@ async fn lenet1_with_a_reencryption_gives_the_plaintext_labels() {
         model: None,
         scheme: Default::default(),
         layout: Some(he_layers::plan::LayoutKind::Batch),
+        connection: Default::default(),
     };
     let dir = models().join("mnist-lenet1-square/samples");
     let paths: Vec<PathBuf> = (0..16).map(|i| dir.join(format!("{i:02}.png"))).collect();
@@ -161,6 +162,7 @@ fn tiny_crt_config(address: &str, layout: Option<he_layers::plan::LayoutKind>) -
         model: None,
         scheme: Default::default(),
         layout,
+        connection: Default::default(),
     }
 }
 
@@ -179,6 +181,7 @@ fn tiny_config(address: &str) -> ClientConfig {
         model: None,
         scheme: Default::default(),
         layout: Some(he_layers::plan::LayoutKind::Batch),
+        connection: Default::default(),
     }
 }
 
@@ -316,7 +319,24 @@ async fn malformed_requests_get_json_errors_and_the_server_survives() {
     let json = |r: &ComputeRequest| serde_json::to_vec(r).unwrap();
 
     // The good request works (the baseline the bad ones deviate from).
-    let (resp, out, _) = api.compute(&good, &c.params, cts.clone()).await.unwrap();
+    let outputs: usize = plan.layers[0].shape.iter().product();
+    let (resp, out, _) = api
+        .compute(&good, &c.params, cts.clone(), outputs)
+        .await
+        .unwrap();
+    // An answer is checked against the count the plan gives before it is decoded.
+    let wrong = api
+        .compute(&good, &c.params, cts.clone(), outputs + 1)
+        .await;
+    assert!(
+        matches!(
+            wrong,
+            Err(client::ClientError::Protocol(
+                client::AnswerError::Count { .. }
+            ))
+        ),
+        "{wrong:?}"
+    );
     assert_eq!(resp.ciphertexts, out.len());
     // Sanitized: modulus-switched to fewer primes, compressed for the wire, the noise field
     // the server's own public bound with what the compression's roundings add (nothing that
@@ -425,7 +445,19 @@ async fn malformed_requests_get_json_errors_and_the_server_survives() {
         )
         .await
     );
-    // 8. Garbage ciphertext bytes.
+    // 8. Garbage ciphertext bytes: of a length no batch of the expected count takes (refused
+    // before it is parsed), and of the right length.
+    case!(
+        "ciphertexts of the wrong length",
+        422,
+        "input_mismatch",
+        post_compute(
+            &http,
+            &address,
+            vec![("request", json(&good)), ("ciphertexts", vec![7u8; 5000])]
+        )
+        .await
+    );
     case!(
         "garbage ciphertexts",
         400,
@@ -433,7 +465,10 @@ async fn malformed_requests_get_json_errors_and_the_server_survives() {
         post_compute(
             &http,
             &address,
-            vec![("request", json(&good)), ("ciphertexts", vec![7u8; 5000])]
+            vec![
+                ("request", json(&good)),
+                ("ciphertexts", vec![7u8; cts.len()])
+            ]
         )
         .await
     );
@@ -473,7 +508,10 @@ async fn malformed_requests_get_json_errors_and_the_server_survives() {
     // 10. Ciphertexts for another parameter set.
     let other = KeySet::generate(&params(r#"{"degree": 4096, "plain_modulus_bits": 19}"#)).unwrap();
     let oc = &other.components[0];
-    let oenc = EncryptedTensor::encrypt(&q, &info, &oc.sk).unwrap();
+    // The same bytes under the other set's fingerprint (the same size, so only the
+    // fingerprint tells them apart).
+    let mut foreign = cts.clone();
+    foreign[8..40].copy_from_slice(&oc.params.fingerprint());
     case!(
         "wrong fingerprint",
         422,
@@ -481,13 +519,7 @@ async fn malformed_requests_get_json_errors_and_the_server_survives() {
         post_compute(
             &http,
             &address,
-            vec![
-                ("request", json(&good)),
-                (
-                    "ciphertexts",
-                    Ciphertext::batch_to_bytes(&oenc.cts, &oc.params)
-                )
-            ]
+            vec![("request", json(&good)), ("ciphertexts", foreign)]
         )
         .await
     );
@@ -920,7 +952,7 @@ async fn malformed_requests_get_json_errors_and_the_server_survives() {
     assert!(cases.len() >= 15);
     // Still alive, and the good request still works.
     assert_eq!(api.health().await.unwrap()["status"], "ok");
-    assert!(api.compute(&good, &c.params, cts).await.is_ok());
+    assert!(api.compute(&good, &c.params, cts, outputs).await.is_ok());
 }
 
 #[test]
@@ -1067,6 +1099,7 @@ async fn lenet1_packed_with_a_reencryption_equals_the_mirror() {
         model: None,
         scheme: Default::default(),
         layout: Some(he_layers::plan::LayoutKind::Packed),
+        connection: Default::default(),
     };
     let images =
         load_test_set(&models().join("data/mnist-t10k-images-idx3-ubyte.gz"), 0, 2).unwrap();

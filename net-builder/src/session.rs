@@ -297,6 +297,9 @@ pub struct SegmentCall {
     pub batch: usize,
     /// The encrypted input.
     pub cts: Vec<Ciphertext>,
+    /// Ciphertexts the answer must hold (the segment's output in its packing): a transport
+    /// refuses another count, and caps what it reads by it.
+    pub answer_ciphertexts: usize,
 }
 
 /// What came back for one call.
@@ -509,16 +512,24 @@ impl<'k> Session<'k> {
             let computed = &computed;
             let calls = inputs
                 .into_iter()
+                .zip(&self.secret_keys)
                 .enumerate()
-                .map(|(m, cts)| SegmentCall {
-                    segment: si,
-                    layers: seg.layers.clone(),
-                    component: m,
-                    plain_modulus: self.plan.plain_moduli[m],
-                    batch,
-                    cts,
+                .map(|(m, (cts, sk))| {
+                    Ok(SegmentCall {
+                        segment: si,
+                        layers: seg.layers.clone(),
+                        component: m,
+                        plain_modulus: self.plan.plain_moduli[m],
+                        batch,
+                        answer_ciphertexts: seg.output_packing.ciphertext_count(
+                            seg.output.len(),
+                            batch,
+                            sk.parameters().degree(),
+                        )?,
+                        cts,
+                    })
                 })
-                .collect();
+                .collect::<Result<Vec<_>, ModelError>>()?;
             let done = || {
                 let done = computed.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                 progress(Progress {

@@ -85,6 +85,30 @@ pub enum AnswerError {
         /// Values decrypted.
         values: usize,
     },
+    /// The server sent another number of ciphertexts than the segment's output takes.
+    #[error("{found} ciphertexts where the segment's output takes {expected}")]
+    Count {
+        /// What the plan says.
+        expected: usize,
+        /// What the server announced.
+        found: usize,
+    },
+    /// The answer's body passed the most its ciphertexts can take.
+    #[error("an answer over {limit} bytes, the most {count} ciphertexts can take: refused unread")]
+    TooLarge {
+        /// The cap.
+        limit: usize,
+        /// The ciphertexts expected.
+        count: usize,
+    },
+    /// The answer repeats other layers than those asked for.
+    #[error("an answer for layers {found:?} to a request for {asked:?}")]
+    Layers {
+        /// Asked for.
+        asked: [usize; 2],
+        /// Answered.
+        found: [usize; 2],
+    },
 }
 
 fn version_name(v: &Option<u32>) -> String {
