@@ -25,8 +25,12 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const HONEST_TOKEN: &str = "load-bench-honest-tenant-token";
 const HOSTILE_TOKEN: &str = "load-bench-hostile-tenant-token";
+
+/// Honest client i's token (each is a tenant of its own).
+fn honest_token(i: usize) -> String {
+    format!("load-bench-honest-tenant-{i:04}")
+}
 
 fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
     let args: Vec<String> = std::env::args().collect();
@@ -104,7 +108,7 @@ async fn hostile(addr: String, until: Instant, tally: Arc<Tally>, seed: u64) {
                     &addr,
                     "/compute",
                     "multipart/form-data; boundary=x",
-                    1 << 30,
+                    100 << 20,
                     "",
                 );
                 bytes.extend_from_slice(
@@ -193,20 +197,27 @@ async fn main() {
     let hostile_n: usize = arg("--hostile", 20);
     let server_bin: PathBuf = arg("--server", PathBuf::from("target/release/server"));
     let models = PathBuf::from("models");
-    let key_mb: usize = arg("--honest-key-mb", 4096);
+    let key_mb: usize = arg("--key-mb", 96);
 
-    // The server, with tokens: the honest clients' tenant holds all their keys, the hostile
-    // one a little.
+    // The server, with tokens: each honest client is a tenant (its own key cache of
+    // --key-mb), the hostile connections share one with a small quota.
     let dir = std::env::temp_dir().join(format!("he-load-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let tokens = dir.join("tokens.json");
+    let mut tenants: Vec<String> = (0..honest)
+        .map(|i| {
+            format!(
+                r#"{{"name": "honest-{i}", "token": "{}", "max_key_mb": {key_mb}, "max_key_sets": 2}}"#,
+                honest_token(i)
+            )
+        })
+        .collect();
+    tenants.push(format!(
+        r#"{{"name": "hostile", "token": "{HOSTILE_TOKEN}", "max_key_mb": 64, "max_key_sets": 8, "max_jobs": 4}}"#
+    ));
     std::fs::write(
         &tokens,
-        format!(
-            r#"{{"tenants": [{{"name": "honest", "token": "{HONEST_TOKEN}", "max_key_mb": {key_mb}, "max_key_sets": {}}},
-                            {{"name": "hostile", "token": "{HOSTILE_TOKEN}", "max_key_mb": 64, "max_key_sets": 8, "max_jobs": 4}}]}}"#,
-            honest * 2 + 8
-        ),
+        format!(r#"{{"tenants": [{}]}}"#, tenants.join(",\n")),
     )
     .unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -234,7 +245,7 @@ async fn main() {
             )
         });
     let base = format!("http://{addr}");
-    let api = Api::with_token(&base, HONEST_TOKEN).unwrap();
+    let api = Api::with_token(&base, &honest_token(0)).unwrap();
     let started = Instant::now();
     while api.health().await.is_err() {
         assert!(
@@ -248,7 +259,7 @@ async fn main() {
     let mut cfg =
         ClientConfig::load(&models.join("configs/mnist-tiny.packed.client.json")).unwrap();
     cfg.address = base.clone();
-    cfg.connection.token = Some(HONEST_TOKEN.into());
+
     let images = load_test_set(
         &models.join("data/mnist-t10k-images-idx3-ubyte.gz"),
         0,
@@ -276,8 +287,13 @@ async fn main() {
     let mirror = crt.model().run_int(0..plan.encryptable_prefix, &q).unwrap();
     eprintln!("generating {honest} key sets…");
     let t_keys = Instant::now();
+    // With their Galois keys, so that what the clock measures is the server.
     let key_sets: Vec<KeySet> = (0..honest)
-        .map(|_| KeySet::generate(&cfg.encryption_parameters).unwrap())
+        .map(|_| {
+            let mut k = KeySet::generate(&cfg.encryption_parameters).unwrap();
+            k.ensure_galois(&plan.galois_elements).unwrap();
+            k
+        })
         .collect();
     eprintln!(
         "keys in {:.1} s; load for {seconds} s",
@@ -323,7 +339,8 @@ async fn main() {
         )));
     }
     for (i, mut keys) in key_sets.into_iter().enumerate() {
-        let cfg = cfg.clone();
+        let mut cfg = cfg.clone();
+        cfg.connection.token = Some(honest_token(i));
         let tally = tally.clone();
         let image = client::Images {
             tensor: he_layers::tensor::FloatTensor::from_images(
@@ -372,7 +389,7 @@ async fn main() {
     };
     let metrics = reqwest::Client::new()
         .get(format!("{base}/metrics"))
-        .bearer_auth(HONEST_TOKEN)
+        .bearer_auth(honest_token(0))
         .send()
         .await
         .unwrap()
@@ -401,15 +418,24 @@ async fn main() {
     for (why, n) in tally.lost_why.lock().unwrap().iter() {
         println!("| — {why} | {n} |");
     }
-    for l in metrics.lines().filter(|l| {
-        l.starts_with("he_requests_total") && (l.contains("\"503\"") || l.contains("\"429\""))
-    }) {
-        println!("| {l} (retried after Retry-After) | |");
+    // What the server answered, by route and status (503 and 429 were retried).
+    for l in metrics
+        .lines()
+        .filter(|l| l.starts_with("he_requests_total"))
+    {
+        if let Some((k, v)) = l.rsplit_once(' ') {
+            println!(
+                "| server {} | {v} |",
+                k.trim_start_matches("he_requests_total")
+            );
+        }
     }
     for (what, n) in tally.hostile.lock().unwrap().iter() {
         println!("| hostile {what} | {n} |");
     }
     println!("| /health probes: p50 / p99 / max | {:.1} / {:.1} / {:.1} ms ({} probes, {failed} failed) |", pct(0.5), pct(0.99), lat.last().copied().unwrap_or(f64::NAN), lat.len());
-    println!("| server peak RSS | {rss:.0} MB (key caches {key_mb} + 64 MB resident, jobs 2 running + {max_queued} queued) |");
+    println!(
+        "| server peak RSS | {rss:.0} MB (limits: key caches {honest} × {key_mb} MB + 64 MB; jobs and key uploads: cores running + {max_queued} queued each) |"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

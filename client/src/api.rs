@@ -40,6 +40,9 @@ pub struct Api {
     base: String,
 }
 
+/// Largest JSON answer read (`/plan` of a deep model is a few hundred KB).
+const JSON_ANSWER_CAP: usize = 16 << 20;
+
 /// Largest error body read.
 const ERROR_BODY_CAP: usize = 64 << 10;
 
@@ -122,7 +125,7 @@ impl Api {
         resp: reqwest::Response,
         part: &'static str,
     ) -> Result<T, ClientError> {
-        let bytes = resp.bytes().await.map_err(AnswerError::Body)?;
+        let bytes = read_capped(resp, JSON_ANSWER_CAP, 0).await?;
         Ok(serde_json::from_slice(&bytes).map_err(|source| AnswerError::Json { part, source })?)
     }
 
@@ -156,7 +159,7 @@ impl Api {
                     .body(body),
             )
             .await?;
-        let bytes = resp.bytes().await.map_err(AnswerError::Body)?;
+        let bytes = read_capped(resp, JSON_ANSWER_CAP, 0).await?;
         // The version first (a Value would round the plan's 128-bit intervals).
         #[derive(Deserialize)]
         struct Version {
@@ -211,13 +214,21 @@ impl Api {
             return Ok((Self::json(held, "keys").await?, 0));
         }
         let bytes: usize = parts.iter().map(|(_, b)| b.len()).sum();
-        let mut form = reqwest::multipart::Form::new();
-        for (name, b) in parts {
-            form = form.part(name, reqwest::multipart::Part::bytes(b));
-        }
-        let resp = self
-            .send(self.http.post(self.url("/keys")).multipart(form))
-            .await?;
+        let parts: Vec<(&str, bytes::Bytes)> = parts
+            .into_iter()
+            .map(|(n, b)| (n, bytes::Bytes::from(b)))
+            .collect();
+        let resp = crate::retry::retrying(|| {
+            let mut form = reqwest::multipart::Form::new();
+            for (name, b) in &parts {
+                form = form.part(
+                    *name,
+                    reqwest::multipart::Part::stream(reqwest::Body::from(b.clone())),
+                );
+            }
+            self.send(self.http.post(self.url("/keys")).multipart(form))
+        })
+        .await?;
         Ok((Self::json(resp, "keys").await?, bytes))
     }
 
@@ -324,6 +335,14 @@ impl Api {
             None => Ciphertext::batch_from_bytes(&binary, &level, result.ciphertexts)
                 .map_err(AnswerError::Ciphertexts)?,
         };
+        // What the binary part holds, not only what the JSON says.
+        if cts.len() != expect {
+            return Err(AnswerError::Count {
+                expected: expect,
+                found: cts.len(),
+            }
+            .into());
+        }
         Ok((result, cts, received))
     }
 }

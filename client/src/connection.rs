@@ -37,6 +37,9 @@ fn is_loopback(host: &url::Host<&str>) -> bool {
 /// Time to connect.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long an idle connection is kept for reuse.
+const POOL_IDLE: Duration = Duration::from_secs(5);
+
 /// Time a whole exchange may take (uploads and computations of deep networks included).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(1800);
 
@@ -69,6 +72,9 @@ impl Connection {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
+            // Idle connections are dropped before the server's header timeout (10 s by
+            // default) closes them, so a request is never sent down a closing connection.
+            .pool_idle_timeout(POOL_IDLE)
             .redirect(reqwest::redirect::Policy::none());
         if let Some(path) = &self.ca_cert {
             let pem = std::fs::read(path).map_err(|e| ClientError::CaCert {

@@ -2,50 +2,13 @@
 //! plan. A server that evicted the plan gets it again from the configuration, once; one that
 //! evicted the keys gets them again (public material only), once.
 
+use crate::retry::retrying;
 use crate::{AnswerError, Api, ClientError, ComponentKeys, ConfigError};
 use he_layers::crypto::{BfvParameters, Ciphertext};
-use he_layers::protocol::{ComputeRequest, ComputeResponse, ModelConfig, Plan};
+use he_layers::protocol::{ComputeRequest, ModelConfig, Plan};
 use net_builder::session::{SegmentAnswer, SegmentCall, SessionError, Transport};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-
-/// Most retries of a request the server refused for load (503 `busy`, 429 `over_quota`, 503
-/// `compute_timeout`).
-const MAX_RETRIES: usize = 20;
-
-/// Longest wait between two tries, whatever `Retry-After` says.
-const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// A compute call, tried again after the server's `Retry-After` while it is refused for load.
-async fn compute_retrying(
-    api: &Api,
-    req: &ComputeRequest,
-    params: &Arc<BfvParameters>,
-    body: &bytes::Bytes,
-    expect: usize,
-) -> Result<(ComputeResponse, Vec<Ciphertext>, usize), ClientError> {
-    let mut tries = 0;
-    loop {
-        let answer = api.compute(req, params, body.clone(), expect).await;
-        match &answer {
-            Err(ClientError::Server {
-                kind, retry_after, ..
-            }) if tries < MAX_RETRIES
-                && matches!(kind.as_str(), "busy" | "over_quota" | "compute_timeout") =>
-            {
-                tries += 1;
-                // Spread over up to a second more, so refused clients do not return together.
-                use rand::Rng;
-                let jitter = rand::thread_rng().gen_range(0..1000);
-                let wait = std::time::Duration::from_secs(retry_after.unwrap_or(1).max(1))
-                    .min(MAX_WAIT)
-                    + std::time::Duration::from_millis(jitter);
-                tokio::time::sleep(wait).await;
-            }
-            _ => return answer,
-        }
-    }
-}
 
 /// `/compute` over HTTP for one plan and one key id per plaintext modulus.
 pub struct HttpTransport<'k> {
@@ -102,7 +65,7 @@ impl<'k> HttpTransport<'k> {
             batch: call.batch,
             accept_compressed: true,
         };
-        let mut answer = compute_retrying(&self.api, &req, params, &body, expect).await;
+        let mut answer = retrying(|| self.api.compute(&req, params, body.clone(), expect)).await;
         if matches!(&answer, Err(ClientError::Server { kind, .. }) if kind == "unknown_plan") {
             // The session was set up with the first plan's facts: a server whose plan for
             // this configuration has changed (another model under the same name) is an error,
@@ -116,7 +79,7 @@ impl<'k> HttpTransport<'k> {
                 g.clone_from(&id);
             }
             req.plan_id = id;
-            answer = compute_retrying(&self.api, &req, params, &body, expect).await;
+            answer = retrying(|| self.api.compute(&req, params, body.clone(), expect)).await;
         }
         if matches!(&answer, Err(ClientError::Server { kind, .. }) if kind == "unknown_key") {
             // Another client's uploads evicted ours: the same public keys again (the same
@@ -127,7 +90,7 @@ impl<'k> HttpTransport<'k> {
                 .ok_or(ConfigError::NoKeysForModulus { component: m })?;
             let (r, _) = self.api.upload_keys(keys).await?;
             req.key_id = r.key_id;
-            answer = compute_retrying(&self.api, &req, params, &body, expect).await;
+            answer = retrying(|| self.api.compute(&req, params, body.clone(), expect)).await;
         }
         let (resp, cts, received) = answer?;
         Ok(SegmentAnswer {

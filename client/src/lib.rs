@@ -12,6 +12,7 @@ mod error;
 mod http;
 mod images;
 mod keystore;
+mod retry;
 
 pub use api::Api;
 pub use compute::{run_compute, ComputeReport, ImageResult};

@@ -31,6 +31,8 @@ enum Lie {
     Oversized,
     /// A redirect to the real server.
     Redirect,
+    /// The announced count, one ciphertext fewer in the binary part.
+    Short,
 }
 
 struct Proxy {
@@ -88,6 +90,13 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
         Lie::Layers => json["layers"] = serde_json::json!([0, 2]),
         Lie::Oversized => binary.extend(std::iter::repeat_n(0u8, 64 << 20)),
         Lie::Redirect => {}
+        Lie::Short => {
+            // A compressed batch: header, count, width, then ciphertexts of one size.
+            let n = u32::from_le_bytes(binary[40..44].try_into().unwrap()) as usize;
+            let per = (binary.len() - 45) / n;
+            binary[40..44].copy_from_slice(&(n as u32 - 1).to_le_bytes());
+            binary.truncate(binary.len() - per);
+        }
     }
     let mut body = format!(
         "--{boundary}\r\nContent-Disposition: form-data; name=\"result\"\r\n\r\n{json}\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"ciphertexts\"\r\n\r\n"
@@ -172,6 +181,7 @@ async fn every_lie_ends_the_run_with_a_clear_error_and_violations_discard_the_ke
         Lie::Layers,
         Lie::Oversized,
         Lie::Redirect,
+        Lie::Short,
     ] {
         let address = lying_server(lie).await;
         let cfg = config(&address);
@@ -202,7 +212,7 @@ async fn every_lie_ends_the_run_with_a_clear_error_and_violations_discard_the_ke
             _ => {
                 let a = answer_error(&e);
                 let expected = match lie {
-                    Lie::Count => matches!(a, Some(AnswerError::Count { .. })),
+                    Lie::Count | Lie::Short => matches!(a, Some(AnswerError::Count { .. })),
                     Lie::Fingerprint => matches!(a, Some(AnswerError::Ciphertexts(_))),
                     Lie::Layers => matches!(a, Some(AnswerError::Layers { .. })),
                     Lie::Oversized => matches!(a, Some(AnswerError::TooLarge { .. })),

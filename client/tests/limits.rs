@@ -228,6 +228,9 @@ async fn framework_rejections_are_json_and_every_answer_has_a_request_id() {
     assert_ne!(header(&headers, "x-request-id"), Some("not a sane id"));
     let (status, _, body) = get(&addr, "/ready", "").await;
     assert_eq!((status, body["status"].as_str()), (200, Some("ready")));
+    let (status, _, doc) = get(&addr, "/openapi.json", "").await;
+    assert_eq!((status, doc["openapi"].as_str()), (200, Some("3.1.0")));
+    assert!(doc["paths"]["/compute"]["post"].is_object());
 
     let text = metrics(&addr).await;
     for needle in [
@@ -361,6 +364,7 @@ async fn jobs_stop_at_their_deadline_and_when_their_client_goes_away() {
     let addr = start(Limits::default(), |_| {}).await;
     let (req, cts) = compute_request(&addr, None).await;
     let (head, tail) = body_pieces(&req);
+    let len = head.len() + cts.len() + tail.len();
     let mut s = TcpStream::connect(&addr).await.unwrap();
     s.write_all(&compute_headers(&addr, len, "")).await.unwrap();
     s.write_all(&head).await.unwrap();
@@ -499,6 +503,12 @@ async fn a_graceful_stop_lets_the_request_in_flight_finish_and_takes_no_new_ones
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     stop.send(()).unwrap();
+    // No new connection is taken during the grace period.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while TcpStream::connect(&addr).await.is_ok() {
+        assert!(Instant::now() < deadline, "still accepting after the stop");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let (status, _, _) = read_answer(&mut s).await;
     assert_eq!(status, 200, "the request in flight finished");
     tokio::time::timeout(Duration::from_secs(10), server)

@@ -58,6 +58,12 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
+/// `GET /openapi.json`: the API, described from the protocol's types (made once).
+pub async fn openapi() -> Response {
+    static DOC: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    Json(DOC.get_or_init(crate::openapi::document)).into_response()
+}
+
 /// `GET /models`.
 pub async fn models(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     Json(state.registry.infos())
@@ -90,6 +96,15 @@ pub async fn upload_keys(
         tenant.max_key_bytes.saturating_add(crate::KEY_BODY_SLACK),
         state.limits.body_read_timeout,
     )?;
+    // A place before the body is read: at most so many uploads are held and parsed at once
+    // (each takes a core and its bytes), the rest get 503.
+    let admission = match state.uploads.admit(1) {
+        Ok(a) => a,
+        Err(e) => {
+            parts.drain().await;
+            return Err(e);
+        }
+    };
     let mut got: Vec<(String, axum::body::Bytes)> = Vec::new();
     let mut total = 0usize;
     loop {
@@ -107,7 +122,9 @@ pub async fn upload_keys(
     }
     let allow_insecure = state.allow_insecure;
     let tenant2 = tenant.clone();
+    let slot = admission.run().await?;
     let (key_id, entry) = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         let part = |name: &str| {
             got.iter()
                 .find(|(n, _)| n == name)

@@ -49,7 +49,8 @@ fn framework_error(status: StatusCode, text: String) -> ApiError {
     match status {
         StatusCode::NOT_FOUND => ApiError::not_found(
             "unknown_route",
-            "no such route: GET /health, /ready, /metrics, /models, /keys/{key_id}; POST /plan, \
+            "no such route: GET /health, /ready, /metrics, /openapi.json, /models, /keys/{key_id}; \
+             POST /plan, \
              /keys, /compute",
         ),
         StatusCode::METHOD_NOT_ALLOWED => ApiError {

@@ -18,6 +18,7 @@ pub mod limits;
 pub mod listen;
 pub mod metrics;
 pub mod multipart;
+pub mod openapi;
 pub mod plans;
 pub mod registry;
 pub mod tenants;
@@ -101,12 +102,15 @@ pub struct AppState {
     pub plans: PlanCache,
     /// Compute jobs running and waiting.
     pub jobs: JobGate,
+    /// Key uploads being parsed and waiting (their bodies are held): as many running as
+    /// jobs, as many waiting.
+    pub uploads: JobGate,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
     /// The limits served under.
     pub limits: Limits,
     /// At most this many plans compile at once (each builds a model per plaintext modulus).
-    compiles: tokio::sync::Semaphore,
+    compiles: Arc<tokio::sync::Semaphore>,
     /// Whether parameter sets without a security check are accepted.
     allow_insecure: bool,
     /// λ of circuit privacy (`None`: returned unsanitized).
@@ -133,7 +137,8 @@ impl AppState {
         let quotas = DefaultQuotas {
             max_key_sets: config.max_cached_keys,
             max_key_bytes: config.max_cached_key_bytes,
-            max_jobs: limits.max_jobs + limits.max_queued_jobs,
+            // A token's own jobs: a few, so that one tenant cannot take the whole queue.
+            max_jobs: limits.max_jobs.max(2),
         };
         let tenants = match &config.api_tokens {
             Some(path) => Tenants::from_file(path, quotas)?,
@@ -145,10 +150,11 @@ impl AppState {
             // Weighed by components: a plan pins one encoded model per plaintext modulus, so
             // the plans together hold no more models than the model cache allows.
             plans: PlanCache::new(config.max_cached_models, config.max_cached_models.max(8)),
-            jobs: JobGate::new(limits.max_jobs, limits.max_queued_jobs),
+            jobs: JobGate::new("compute jobs", limits.max_jobs, limits.max_queued_jobs),
+            uploads: JobGate::new("key uploads", limits.max_jobs, limits.max_jobs),
             metrics: Metrics::default(),
             limits,
-            compiles: tokio::sync::Semaphore::new(2),
+            compiles: Arc::new(tokio::sync::Semaphore::new(2)),
             allow_insecure: config.allow_insecure_parameters,
             flood_bits: config.flood_bits,
             stopping: AtomicBool::new(false),
@@ -257,12 +263,14 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
     let router = Router::new()
         .route("/health", get(handlers::health))
         .route("/ready", get(handlers::ready))
+        .route("/openapi.json", get(handlers::openapi))
         .merge(tenant_routes)
         .layer(CatchPanicLayer::custom(hygiene::panic_response))
         // A body that stalls between frames, and a request past its time, are cut off (the
-        // compute job itself stops at its deadline, see compute.rs).
+        // compute job itself stops at its deadline, see compute.rs); multipart bodies meet
+        // their own, sooner, timeouts first (408, multipart.rs).
         .layer(RequestBodyTimeoutLayer::new(
-            limits.header_read_timeout.max(Duration::from_secs(30)),
+            multipart::SILENCE + Duration::from_secs(5),
         ))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
@@ -324,13 +332,17 @@ impl AppState {
         cfg: ModelConfig,
     ) -> Result<Arc<ServedPlan>, ApiError> {
         self.check_security(cfg.encryption_parameters.security.0)?;
-        let _permit = self
+        // The permit goes with the compilation: a client that leaves does not free it while
+        // the compilation still runs.
+        let permit = self
             .compiles
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|e| ApiError::internal(format!("compile queue: {e}")))?;
         let state = self.clone();
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let fingerprints = cfg
                 .encryption_parameters
                 .resolve()?

@@ -2,7 +2,8 @@
 //!
 //! Compute jobs pass a [`JobGate`]: at most `max_jobs` run at once, at most `max_queued_jobs`
 //! wait behind them, and a job beyond both is refused with 503 and `Retry-After` before its
-//! ciphertexts are read, so a flood costs the server neither memory nor CPU.
+//! ciphertexts are read, so a flood costs the server no work and no memory beyond reading
+//! and dropping the refused bodies.
 
 use crate::error::ApiError;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -49,6 +50,7 @@ impl Default for Limits {
 /// Admission of compute jobs: a bounded number running, a bounded number waiting.
 #[derive(Debug)]
 pub struct JobGate {
+    what: &'static str,
     running: Arc<Semaphore>,
     admitted: Arc<AtomicUsize>,
     max_jobs: usize,
@@ -70,10 +72,12 @@ pub struct JobSlot {
 }
 
 impl JobGate {
-    /// A gate for `max_jobs` running and `max_queued` waiting jobs.
-    pub fn new(max_jobs: usize, max_queued: usize) -> Self {
+    /// A gate for `max_jobs` running and `max_queued` waiting jobs of a kind (`what`, as
+    /// the refusal names them).
+    pub fn new(what: &'static str, max_jobs: usize, max_queued: usize) -> Self {
         let max_jobs = max_jobs.max(1);
         Self {
+            what,
             running: Arc::new(Semaphore::new(max_jobs)),
             admitted: Arc::new(AtomicUsize::new(0)),
             max_jobs,
@@ -96,9 +100,8 @@ impl JobGate {
             }),
             Err(_) => Err(ApiError::busy(
                 format!(
-                    "{} compute jobs are running or waiting, the most this server admits; \
-                     retry later",
-                    self.max_admitted
+                    "{} {} are running or waiting, the most this server admits; retry later",
+                    self.max_admitted, self.what
                 ),
                 retry_after,
             )),
@@ -158,7 +161,7 @@ mod tests {
 
     #[tokio::test]
     async fn admits_running_and_queued_jobs_then_refuses_with_retry_after() {
-        let gate = JobGate::new(1, 1);
+        let gate = JobGate::new("jobs", 1, 1);
         let a = gate.admit(3).unwrap();
         let b = gate.admit(3).unwrap();
         let refused = gate.admit(3).unwrap_err();

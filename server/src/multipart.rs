@@ -8,6 +8,9 @@ use axum::extract::multipart::{Multipart, MultipartError, MultipartRejection};
 use axum::http::{header, HeaderMap, StatusCode};
 use tokio::time::Instant;
 
+/// How long a body may stay silent before it is cut off (408).
+pub const SILENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// How long a refused body may stay silent before the server stops reading it.
 pub const DRAIN_IDLE: std::time::Duration = std::time::Duration::from_millis(500);
 
@@ -77,12 +80,21 @@ impl Parts {
         }
     }
 
+    /// Waits for `f` until the body's deadline, or [`SILENCE`] without data.
+    async fn timed<T>(
+        deadline: Instant,
+        f: impl std::future::Future<Output = T>,
+    ) -> Result<T, ApiError> {
+        tokio::time::timeout_at(deadline.min(Instant::now() + SILENCE), f)
+            .await
+            .map_err(|_| Self::timed_out())
+    }
+
     /// The next part (name and bytes), refused with 413 once it passes `max` bytes; `None`
     /// after the last.
     pub async fn next(&mut self, max: usize) -> Result<Option<(String, Bytes)>, ApiError> {
-        let field = tokio::time::timeout_at(self.deadline, self.mp.next_field())
-            .await
-            .map_err(|_| Self::timed_out())?
+        let field = Self::timed(self.deadline, self.mp.next_field())
+            .await?
             .map_err(multipart_error)?;
         let Some(mut field) = field else {
             return Ok(None);
@@ -106,9 +118,8 @@ impl Parts {
         self.seen.push(name.clone());
         let (mut chunks, mut len) = (Vec::<Bytes>::new(), 0usize);
         loop {
-            let chunk = tokio::time::timeout_at(self.deadline, field.chunk())
-                .await
-                .map_err(|_| Self::timed_out())?
+            let chunk = Self::timed(self.deadline, field.chunk())
+                .await?
                 .map_err(multipart_error)?;
             let Some(chunk) = chunk else { break };
             len += chunk.len();
@@ -129,6 +140,11 @@ impl Parts {
             }
         };
         Ok(Some((name, bytes)))
+    }
+
+    /// Brings the body's deadline forward to `within` from now, if that is sooner.
+    pub fn hurry(&mut self, within: std::time::Duration) {
+        self.deadline = self.deadline.min(Instant::now() + within);
     }
 
     /// The next part, which must be `name`, within `max` bytes.

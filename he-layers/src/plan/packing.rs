@@ -42,7 +42,11 @@ impl Packing {
                 if images == 0 || ROWS * p.width != slots {
                     return Err(ModelError::Images { images, slots });
                 }
-                Ok(images.div_ceil(ROWS) * p.cts)
+                // `images` comes from a request: a count whose ciphertexts overflow is refused.
+                images
+                    .div_ceil(ROWS)
+                    .checked_mul(p.cts)
+                    .ok_or(ModelError::Images { images, slots })
             }
         }
     }
