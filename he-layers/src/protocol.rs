@@ -22,6 +22,22 @@ impl Serialize for Security {
     }
 }
 
+impl schemars::JsonSchema for Security {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Security".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "Security level in bits, or \"none\" (refused unless the server allows insecure parameters).",
+            "oneOf": [
+                {"type": "integer", "enum": [128, 192, 256]},
+                {"type": "string", "enum": ["128", "192", "256", "none"]}
+            ]
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for Security {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
@@ -70,7 +86,7 @@ fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
 /// `{"degree": 8192, "plain_moduli": [33538049, 33292289, 33177601], "security": 128}`, or with
 /// PyCrCNN's names `{"m": 8192, "p": 65537, "sec": 128}`, or by size
 /// `{"degree": 8192, "plain_modulus_bits": 25, "plain_moduli_count": 3}`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EncryptionParameters {
     /// Ring degree N (PyCrCNN: `m`).
@@ -269,7 +285,7 @@ impl EncryptionParameters {
 }
 
 /// How the model's values are quantized, as requested.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuantizationConfig {
     /// Inputs are held as round(x · 2^input_scale_bits).
@@ -280,7 +296,7 @@ pub struct QuantizationConfig {
 }
 
 /// Which model, for which parameters, quantized and split how.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     /// Model name (a folder under the server's model directory).
@@ -302,7 +318,7 @@ pub struct ModelConfig {
 }
 
 /// Facts of a tensor that travel with its ciphertexts.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TensorInfo {
     /// Shape of one image.
@@ -318,7 +334,7 @@ pub struct TensorInfo {
 }
 
 /// Where a layer of a plan runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Runs {
     /// On the server, on ciphertexts.
@@ -330,7 +346,7 @@ pub enum Runs {
 }
 
 /// One layer of a plan.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LayerPlan {
     /// Index in the encoded model.
     pub index: usize,
@@ -364,7 +380,7 @@ pub struct LayerPlan {
 }
 
 /// What the server will do with a model configuration: answered by `POST /plan`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Plan {
     /// The protocol version the server speaks ([`PROTOCOL_VERSION`](crate::plan::PROTOCOL_VERSION)).
     pub protocol: u32,
@@ -411,7 +427,7 @@ pub struct Plan {
 }
 
 /// Where a packed tensor's values sit, as `/plan` sends it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PackingInfo {
     /// Ciphertexts per group of two images (image 2g + r in row r of group g).
     pub ciphertexts: usize,
@@ -423,7 +439,7 @@ pub struct PackingInfo {
 }
 
 /// How one segment's input and answer are packed.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SegmentPacking {
     /// The input the client encrypts.
     pub input: PackingInfo,
@@ -432,7 +448,7 @@ pub struct SegmentPacking {
 }
 
 /// The circuit privacy of one segment's answer, as `/plan` reports it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SegmentPrivacy {
     /// The segment, `[start, end)`.
     pub layers: [usize; 2],
@@ -447,7 +463,7 @@ pub struct SegmentPrivacy {
 }
 
 /// The JSON part of `POST /compute`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ComputeRequest {
     /// The plan (`plan_id` of `POST /plan`): the configuration it was made for is the
@@ -468,7 +484,7 @@ pub struct ComputeRequest {
 }
 
 /// The JSON part of the `/compute` answer.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ComputeResponse {
     /// The protocol version the server speaks.
     pub protocol: u32,
@@ -497,7 +513,7 @@ pub struct ComputeResponse {
 }
 
 /// The answer of `POST /keys`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct KeysResponse {
     /// Content address of the key set.
     pub key_id: String,
@@ -531,7 +547,7 @@ pub fn key_id<'a>(parts: impl Fn(&str) -> Option<&'a [u8]>) -> String {
 }
 
 /// One entry of `GET /models`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ModelInfo {
     /// Name.
     pub name: String,
@@ -553,14 +569,14 @@ pub struct ModelInfo {
 }
 
 /// An error answer: `{"error": {"kind": …, "message": …}}`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ErrorBody {
     /// The error.
     pub error: ErrorDetail,
 }
 
 /// Kind and message of an error.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ErrorDetail {
     /// A stable machine-readable kind (`bad_request`, `not_found`, `too_large`, …).
     pub kind: String,

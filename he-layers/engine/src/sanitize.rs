@@ -33,7 +33,7 @@ pub const DEFAULT_FLOOD_BITS: u32 = 40;
 pub const MAX_FLOOD_BITS: u32 = 128;
 
 /// What sanitizing a ciphertext of a given noise bound does, decided before any computation.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SanitizationPlan {
     /// Ciphertext primes kept after modulus switching.
     pub level: usize,

@@ -7,7 +7,9 @@ use std::fmt;
 use std::str::FromStr;
 
 /// The homomorphic scheme ciphertexts belong to.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum SchemeKind {
     /// RNS-BFV with batching (exact integers modulo t).
@@ -16,7 +18,9 @@ pub enum SchemeKind {
 }
 
 /// How a tensor's values are spread over ciphertext slots.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum LayoutKind {
     /// One ciphertext per activation, slot j of each holding image j (CryptoNets).

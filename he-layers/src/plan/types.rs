@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use std::ops::Range;
 
 /// Homomorphic operations of one layer in one layout, counted before anything runs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct StepOps {
     /// Ciphertexts the layer outputs.
     pub ciphertexts_out: u64,
