@@ -134,6 +134,18 @@ fn compute_headers(addr: &str, len: usize, extra: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// Sends a whole /compute request (headers and body) and returns the connection.
+async fn send_whole(addr: &str, req: &ComputeRequest, cts: &[u8]) -> TcpStream {
+    let (head, tail) = body_pieces(req);
+    let len = head.len() + cts.len() + tail.len();
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(&compute_headers(addr, len, "")).await.unwrap();
+    s.write_all(&head).await.unwrap();
+    s.write_all(cts).await.unwrap();
+    s.write_all(&tail).await.unwrap();
+    s
+}
+
 /// Reads an HTTP/1.1 answer to its end: status, headers (lowercase names), body.
 async fn read_answer(s: &mut TcpStream) -> (u16, Vec<(String, String)>, serde_json::Value) {
     let mut buf = Vec::new();
@@ -325,13 +337,7 @@ async fn a_full_queue_answers_503_and_a_stalled_upload_is_cut_off() {
     );
 
     // And the honest request, whole, still works.
-    let mut ok = TcpStream::connect(&addr).await.unwrap();
-    ok.write_all(&compute_headers(&addr, len, ""))
-        .await
-        .unwrap();
-    ok.write_all(&head).await.unwrap();
-    ok.write_all(&cts).await.unwrap();
-    ok.write_all(&tail).await.unwrap();
+    let mut ok = send_whole(&addr, &req, &cts).await;
     let (status, _, body) = read_answer(&mut ok).await;
     assert_eq!(status, 200, "{body}");
 }
@@ -345,13 +351,7 @@ async fn jobs_stop_at_their_deadline_and_when_their_client_goes_away() {
     };
     let addr = start(limits, |_| {}).await;
     let (req, cts) = compute_request(&addr, None).await;
-    let (head, tail) = body_pieces(&req);
-    let len = head.len() + cts.len() + tail.len();
-    let mut s = TcpStream::connect(&addr).await.unwrap();
-    s.write_all(&compute_headers(&addr, len, "")).await.unwrap();
-    s.write_all(&head).await.unwrap();
-    s.write_all(&cts).await.unwrap();
-    s.write_all(&tail).await.unwrap();
+    let mut s = send_whole(&addr, &req, &cts).await;
     let (status, headers, body) = read_answer(&mut s).await;
     assert_eq!(
         (status, body["error"]["kind"].as_str()),
@@ -363,13 +363,7 @@ async fn jobs_stop_at_their_deadline_and_when_their_client_goes_away() {
     // A client that sends a whole request and leaves: its job stops before its end.
     let addr = start(Limits::default(), |_| {}).await;
     let (req, cts) = compute_request(&addr, None).await;
-    let (head, tail) = body_pieces(&req);
-    let len = head.len() + cts.len() + tail.len();
-    let mut s = TcpStream::connect(&addr).await.unwrap();
-    s.write_all(&compute_headers(&addr, len, "")).await.unwrap();
-    s.write_all(&head).await.unwrap();
-    s.write_all(&cts).await.unwrap();
-    s.write_all(&tail).await.unwrap();
+    let s = send_whole(&addr, &req, &cts).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     drop(s);
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -489,13 +483,7 @@ async fn a_graceful_stop_lets_the_request_in_flight_finish_and_takes_no_new_ones
         let _ = stopped.await;
     }));
     let (req, cts) = compute_request(&addr, None).await;
-    let (head, tail) = body_pieces(&req);
-    let len = head.len() + cts.len() + tail.len();
-    let mut s = TcpStream::connect(&addr).await.unwrap();
-    s.write_all(&compute_headers(&addr, len, "")).await.unwrap();
-    s.write_all(&head).await.unwrap();
-    s.write_all(&cts).await.unwrap();
-    s.write_all(&tail).await.unwrap();
+    let mut s = send_whole(&addr, &req, &cts).await;
     // Stopped while its job runs.
     let deadline = Instant::now() + Duration::from_secs(30);
     while get(&addr, "/ready", "").await.2["jobs_running"] != 1 {

@@ -11,6 +11,9 @@ use sha2::{Digest, Sha256};
 use std::fmt;
 use std::sync::{Arc, Mutex, Weak};
 
+/// Whether a parameter set without a security check was announced on stderr already.
+static INSECURE_WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 mod error;
 mod security;
 
@@ -233,12 +236,15 @@ impl BfvParameters {
                 });
             }
             Some(_) => {}
-            None => eprintln!(
+            // Once per process: these sets can come from untrusted bytes (a key upload, before
+            // the server refuses them), and a warning per set would let anyone flood the log.
+            None if !INSECURE_WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) => eprintln!(
                 "warning: BFV parameters N={n} with a {total_bits}-bit modulus are used WITHOUT a \
                  security check (security \"none\"); they may offer {} security. Never use them \
-                 for real data.",
+                 for real data. (Said once; later such sets are not announced.)",
                 SecurityLevel::achieved(n, total_bits)
             ),
+            None => {}
         }
 
         // Tables.
