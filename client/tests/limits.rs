@@ -509,3 +509,33 @@ async fn a_graceful_stop_lets_the_request_in_flight_finish_and_takes_no_new_ones
         "no new connection after the stop"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_every_connection_taken_the_probes_still_answer() {
+    let limits = Limits {
+        max_connections: 1,
+        ..Limits::default()
+    };
+    let addr = start(limits, |_| {}).await;
+    // One slow client holds the only place (its headers never end).
+    let mut hog = TcpStream::connect(&addr).await.unwrap();
+    hog.write_all(b"GET /models HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let asked = Instant::now();
+    let (status, _, body) = get(&addr, "/health", "").await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
+    // At once, not after the hog's header timeout (10 s) frees its place.
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        asked.elapsed()
+    );
+    let (status, _, body) = get(&addr, "/models", "").await;
+    assert_eq!(
+        (status, body["error"]["kind"].as_str()),
+        (503, Some("busy"))
+    );
+    drop(hog);
+}

@@ -295,6 +295,21 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
     router.with_state(state)
 }
 
+/// What a connection beyond the cap is served: the probes, and 503 for everything else.
+pub(crate) fn probe_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/health", get(handlers::health))
+        .route("/ready", get(handlers::ready))
+        .fallback(|| async {
+            ApiError::busy(
+                "the server is at its connection limit: only /health and /ready are served on \
+                 this connection; retry later",
+                1,
+            )
+        })
+        .with_state(state)
+}
+
 /// The response header in which a server run with `--allow-insecure-parameters` or
 /// `--danger-no-circuit-privacy` says so.
 pub const WARNING_HEADER: &str = "x-he-warning";

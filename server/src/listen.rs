@@ -18,6 +18,12 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
+/// Connections kept for probes while every other place is taken.
+const PROBE_CONNECTIONS: usize = 8;
+
+/// How long a probe connection may take to send its headers.
+const PROBE_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// How long a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -54,13 +60,22 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let probes = Arc::new(Semaphore::new(PROBE_CONNECTIONS));
+    let probe_app = crate::probe_router(state.clone());
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        // A free place first: beyond the cap, connections wait in the kernel's backlog.
-        let permit = tokio::select! {
+        // A free place first; while every place is taken, one of the few kept for probes
+        // (served only /health and /ready, briefly); beyond both, connections wait in the
+        // kernel's backlog.
+        let full = connections.available_permits() == 0;
+        let (permit, app, header_timeout) = tokio::select! {
             p = connections.clone().acquire_owned() => match p {
-                Ok(p) => p,
+                Ok(p) => (p, app.clone(), limits.header_read_timeout),
+                Err(_) => break,
+            },
+            p = probes.clone().acquire_owned(), if full => match p {
+                Ok(p) => (p, probe_app.clone(), PROBE_HEADER_TIMEOUT),
                 Err(_) => break,
             },
             () = &mut shutdown => break,
@@ -79,10 +94,9 @@ pub async fn run(
         };
         let _ = stream.set_nodelay(true);
         let watcher = graceful.watcher();
-        let service = TowerToHyperService::new(app.clone());
+        let service = TowerToHyperService::new(app);
         let state = state.clone();
         let tls = tls.clone();
-        let header_timeout = limits.header_read_timeout;
         tokio::spawn(async move {
             let _permit = permit;
             state.metrics.connection(true);
