@@ -304,29 +304,37 @@ async fn main() {
     let until = Instant::now() + Duration::from_secs(seconds);
     let done = Arc::new(AtomicBool::new(false));
     // /health every 50 ms.
+    // The probe runs on a thread and runtime of its own: the clients' encryption, which
+    // runs on this runtime's workers, must not delay the probe's own timers.
     let probe = {
         let base = base.clone();
         let done = done.clone();
-        tokio::spawn(async move {
-            let http = reqwest::Client::new();
-            let mut lat = Vec::new();
-            let mut failed = 0;
-            while !done.load(Ordering::Relaxed) {
-                let t = Instant::now();
-                match http
-                    .get(format!("{base}/health"))
-                    .timeout(Duration::from_secs(5))
-                    .send()
-                    .await
-                {
-                    Ok(r) if r.status().is_success() => {
-                        lat.push(t.elapsed().as_secs_f64() * 1000.0)
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let http = reqwest::Client::new();
+                let mut lat = Vec::new();
+                let mut failed = 0;
+                while !done.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    match http
+                        .get(format!("{base}/health"))
+                        .timeout(Duration::from_secs(5))
+                        .send()
+                        .await
+                    {
+                        Ok(r) if r.status().is_success() => {
+                            lat.push(t.elapsed().as_secs_f64() * 1000.0)
+                        }
+                        _ => failed += 1,
                     }
-                    _ => failed += 1,
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            (lat, failed)
+                (lat, failed)
+            })
         })
     };
     let mut tasks = Vec::new();
@@ -380,7 +388,7 @@ async fn main() {
         let _ = t.await;
     }
     done.store(true, Ordering::Relaxed);
-    let (mut lat, failed) = probe.await.unwrap();
+    let (mut lat, failed) = probe.join().unwrap();
     lat.sort_by(|a, b| a.total_cmp(b));
     let pct = |p: f64| {
         lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))

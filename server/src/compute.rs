@@ -29,11 +29,7 @@ use std::time::Instant;
 /// Largest JSON part of a compute request.
 const MAX_REQUEST_PART: usize = 64 << 10;
 
-/// Slowest upload of ciphertexts accepted while a place in the queue is held, bytes/s.
-const MIN_UPLOAD_RATE: f64 = (1 << 20) as f64;
-
-/// Time an upload of ciphertexts may take beyond what [`MIN_UPLOAD_RATE`] allows.
-const MIN_UPLOAD_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+use crate::multipart::{MIN_UPLOAD_GRACE, MIN_UPLOAD_RATE};
 
 /// The parts of a compute request, in their order.
 const PARTS: [&str; 2] = ["request", "ciphertexts"];
@@ -242,11 +238,16 @@ async fn run_request(
 
     // A place in the queue (and within the tenant's jobs) before the ciphertexts are read.
     let tenant_job = tenant.start_job()?;
+    let waits = state.jobs.would_wait();
     let admission = state.jobs.admit(state.retry_after())?;
     let (lo, hi) = Ciphertext::batch_len_bounds(&params, expected);
-    // A place in the queue is held while the ciphertexts arrive: they must come at a
-    // minimum rate, so that slow uploads cannot keep the queue full.
-    parts.hurry(MIN_UPLOAD_GRACE + std::time::Duration::from_secs_f64(hi as f64 / MIN_UPLOAD_RATE));
+    // A place in the queue is held while the ciphertexts arrive: when the job waits, they
+    // must come at a minimum rate, so that slow uploads cannot keep the queue full.
+    if waits {
+        parts.hurry(
+            MIN_UPLOAD_GRACE + std::time::Duration::from_secs_f64(hi as f64 / MIN_UPLOAD_RATE),
+        );
+    }
     let cts_bytes = parts.expect("ciphertexts", hi).await?;
     parts.end().await?;
     let bytes_in = cts_bytes.len();

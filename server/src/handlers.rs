@@ -98,6 +98,7 @@ pub async fn upload_keys(
     )?;
     // A place before the body is read: at most so many uploads are held and parsed at once
     // (each takes a core and its bytes), the rest get 503.
+    let waits = state.uploads.would_wait();
     let admission = match state.uploads.admit(1) {
         Ok(a) => a,
         Err(e) => {
@@ -105,6 +106,14 @@ pub async fn upload_keys(
             return Err(e);
         }
     };
+    if waits {
+        // Others wait behind this place: the body must come at the minimum rate.
+        let bytes = tenant.max_key_bytes as f64;
+        parts.hurry(
+            crate::multipart::MIN_UPLOAD_GRACE
+                + std::time::Duration::from_secs_f64(bytes / crate::multipart::MIN_UPLOAD_RATE),
+        );
+    }
     let mut got: Vec<(String, axum::body::Bytes)> = Vec::new();
     let mut total = 0usize;
     loop {

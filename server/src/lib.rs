@@ -307,6 +307,10 @@ pub(crate) fn probe_router(state: Arc<AppState>) -> Router {
                 1,
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            hygiene::hygiene,
+        ))
         .with_state(state)
 }
 

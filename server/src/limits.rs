@@ -18,7 +18,8 @@ pub struct Limits {
     pub max_jobs: usize,
     /// Compute jobs admitted to wait for a running slot; beyond them, 503.
     pub max_queued_jobs: usize,
-    /// Open connections; further ones wait in the kernel's backlog.
+    /// Open connections; while all are taken a few more are served only the probes, and
+    /// further ones wait in the kernel's backlog.
     pub max_connections: usize,
     /// Time to receive a request's headers (slow clients are cut off).
     pub header_read_timeout: Duration,
@@ -119,6 +120,11 @@ impl JobGate {
     pub fn running(&self) -> usize {
         self.max_jobs
             .saturating_sub(self.running.available_permits())
+    }
+
+    /// Whether a job admitted now would wait for a slot.
+    pub fn would_wait(&self) -> bool {
+        self.running.available_permits() == 0
     }
 
     /// Whether a new job would be admitted now.

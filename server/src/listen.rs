@@ -69,13 +69,13 @@ pub async fn run(
         // (served only /health and /ready, briefly); beyond both, connections wait in the
         // kernel's backlog.
         let full = connections.available_permits() == 0;
-        let (permit, app, header_timeout) = tokio::select! {
+        let (mut permit, mut probe) = tokio::select! {
             p = connections.clone().acquire_owned() => match p {
-                Ok(p) => (p, app.clone(), limits.header_read_timeout),
+                Ok(p) => (p, false),
                 Err(_) => break,
             },
             p = probes.clone().acquire_owned(), if full => match p {
-                Ok(p) => (p, probe_app.clone(), PROBE_HEADER_TIMEOUT),
+                Ok(p) => (p, true),
                 Err(_) => break,
             },
             () = &mut shutdown => break,
@@ -92,9 +92,24 @@ pub async fn run(
             },
             () = &mut shutdown => break,
         };
+        // A regular place freed while this connection was awaited: it gets that instead.
+        if probe {
+            if let Ok(p) = connections.clone().try_acquire_owned() {
+                (permit, probe) = (p, false);
+            }
+        }
+        let (service_app, header_timeout, handshake) = if probe {
+            (
+                probe_app.clone(),
+                PROBE_HEADER_TIMEOUT,
+                PROBE_HEADER_TIMEOUT,
+            )
+        } else {
+            (app.clone(), limits.header_read_timeout, HANDSHAKE_TIMEOUT)
+        };
         let _ = stream.set_nodelay(true);
         let watcher = graceful.watcher();
-        let service = TowerToHyperService::new(app);
+        let service = TowerToHyperService::new(service_app);
         let state = state.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
@@ -102,13 +117,15 @@ pub async fn run(
             state.metrics.connection(true);
             match tls {
                 Some(acceptor) => {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(s)) => serve_connection(s, service, watcher, header_timeout).await,
+                    match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+                        Ok(Ok(s)) => {
+                            serve_connection(s, service, watcher, header_timeout, !probe).await
+                        }
                         Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!("TLS handshake timed out"),
                     }
                 }
-                None => serve_connection(stream, service, watcher, header_timeout).await,
+                None => serve_connection(stream, service, watcher, header_timeout, !probe).await,
             }
             state.metrics.connection(false);
         });
@@ -129,12 +146,14 @@ pub async fn run(
     Ok(())
 }
 
-/// One connection, HTTP/1.1 with keep-alive; headers must arrive within `header_timeout`.
+/// One connection, HTTP/1.1 (with keep-alive unless a probe's); headers must arrive within
+/// `header_timeout`.
 async fn serve_connection<I>(
     io: I,
     service: TowerToHyperService<Router>,
     watcher: hyper_util::server::graceful::Watcher,
     header_timeout: Duration,
+    keep_alive: bool,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -142,7 +161,7 @@ async fn serve_connection<I>(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
-        .keep_alive(true);
+        .keep_alive(keep_alive);
     let conn = builder.serve_connection(TokioIo::new(io), service);
     if let Err(e) = watcher.watch(conn).await {
         tracing::debug!(error = %e, "connection ended with an error");

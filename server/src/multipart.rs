@@ -8,6 +8,12 @@ use axum::extract::multipart::{Multipart, MultipartError, MultipartRejection};
 use axum::http::{header, HeaderMap, StatusCode};
 use tokio::time::Instant;
 
+/// Slowest upload accepted while it holds a place in a queue that others wait for, bytes/s.
+pub const MIN_UPLOAD_RATE: f64 = (1 << 20) as f64;
+
+/// Time such an upload may take beyond what [`MIN_UPLOAD_RATE`] allows.
+pub const MIN_UPLOAD_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How long a body may stay silent before it is cut off (408).
 pub const SILENCE: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -23,6 +29,8 @@ pub struct Parts {
     allowed: &'static [&'static str],
     seen: Vec<String>,
     deadline: Instant,
+    /// The body timeout's deadline (`deadline` may be brought forward by [`Parts::hurry`]).
+    body_deadline: Instant,
 }
 
 fn multipart_error(e: MultipartError) -> ApiError {
@@ -67,6 +75,7 @@ impl Parts {
             allowed,
             seen: Vec::new(),
             deadline: Instant::now() + timeout,
+            body_deadline: Instant::now() + timeout,
         })
     }
 
@@ -170,7 +179,7 @@ impl Parts {
     /// early refusal, so that a client still sending reads the refusal instead of a broken
     /// connection (a lingering close). Nothing is kept, and no work is done on it.
     pub async fn drain(&mut self) {
-        let deadline = self.deadline.min(Instant::now() + DRAIN_MAX);
+        let deadline = self.body_deadline.min(Instant::now() + DRAIN_MAX);
         let _ = tokio::time::timeout_at(deadline, async {
             while let Ok(Ok(Some(mut field))) =
                 tokio::time::timeout(DRAIN_IDLE, self.mp.next_field()).await

@@ -27,7 +27,7 @@ fn error_responses(extra: &[(&str, &str)]) -> Map<String, Value> {
             "404",
             "unknown_route, unknown_net, unknown_key, unknown_plan",
         ),
-        ("408", "timeout: the body did not arrive in time"),
+        ("408", "timeout: the body did not arrive in time; cancelled"),
         ("413", "too_large"),
         (
             "429",
@@ -37,7 +37,7 @@ fn error_responses(extra: &[(&str, &str)]) -> Map<String, Value> {
             "500",
             "internal (no detail; the log has it under x-request-id)",
         ),
-        ("503", "busy: the job queue is full (Retry-After)"),
+        ("503", "busy: the job queue is full; compute_timeout: the job ran past the request timeout (Retry-After)"),
     ]
     .iter()
     .chain(extra)
@@ -47,13 +47,15 @@ fn error_responses(extra: &[(&str, &str)]) -> Map<String, Value> {
     m
 }
 
-fn multipart(parts: &[(&str, Value)]) -> Value {
+/// A multipart body of these parts (name, schema, required), in this order.
+fn multipart(parts: &[(&str, Value, bool)]) -> Value {
     let props: Map<String, Value> = parts
         .iter()
-        .map(|(n, s)| ((*n).to_string(), s.clone()))
+        .map(|(n, s, _)| ((*n).to_string(), s.clone()))
         .collect();
+    let required: Vec<&str> = parts.iter().filter(|p| p.2).map(|p| p.0).collect();
     json!({"multipart/form-data": {"schema": {"type": "object", "properties": props,
-        "required": parts.iter().map(|(n, _)| *n).collect::<Vec<_>>()}}})
+        "required": required}}})
 }
 
 /// The whole document.
@@ -82,7 +84,7 @@ pub fn document() -> Value {
         "info": {
             "title": "Encrypted inference",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Runs a model's layers on BFV ciphertexts the server cannot read. Keys and ciphertexts travel as binary parts in the versioned format of he_layers::crypto::serial. With --api-tokens every route but /health and /ready needs Authorization: Bearer <token>. Every answer carries x-request-id."
+            "description": "Runs a model's layers on BFV ciphertexts the server cannot read. Keys and ciphertexts travel as binary parts in the versioned format of he_layers::crypto::serial. With --api-tokens every route but /health, /ready and /openapi.json needs Authorization: Bearer <token>. Every answer carries x-request-id."
         },
         "components": {
             "schemas": schemas,
@@ -107,8 +109,8 @@ pub fn document() -> Value {
                     &[("422", "invalid_parameters, reencrypt_not_allowed, no_room_for_circuit_privacy, …")])}},
             "/keys": {"post": {"summary": "Upload public keys (content-addressed)",
                 "requestBody": {"required": true, "content": multipart(&[
-                    ("parameters", binary.clone()), ("public_key", binary.clone()),
-                    ("relinearization_key", binary.clone()), ("galois_keys", binary.clone())])},
+                    ("parameters", binary.clone(), true), ("public_key", binary.clone(), true),
+                    ("relinearization_key", binary.clone(), false), ("galois_keys", binary.clone(), false)])},
                 "responses": with_errors(ok_json("the key id", &keys_response),
                     &[("422", "invalid_parameters, parameter_mismatch")])}},
             "/keys/{key_id}": {"get": {"summary": "Whether the keys are held",
@@ -116,9 +118,9 @@ pub fn document() -> Value {
                 "responses": with_errors(ok_json("held", &keys_response), &[])}},
             "/compute": {"post": {"summary": "Run one segment of a plan on ciphertexts",
                 "requestBody": {"required": true, "content": multipart(&[
-                    ("request", compute_request), ("ciphertexts", binary.clone())])},
+                    ("request", compute_request, true), ("ciphertexts", binary.clone(), true)])},
                 "responses": with_errors(json!({"description": "the sanitized answer",
-                    "content": multipart(&[("result", compute_response), ("ciphertexts", binary)])}),
+                    "content": multipart(&[("result", compute_response, true), ("ciphertexts", binary, true)])}),
                     &[("422", "input_mismatch, missing_key, overflow, parameter_mismatch, …")])}}
         }
     })

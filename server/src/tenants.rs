@@ -1,4 +1,5 @@
-//! Who is calling: with `--api-tokens FILE`, every route but `/health` and `/ready` needs
+//! Who is calling: with `--api-tokens FILE`, every route but `/health`, `/ready` and
+//! `/openapi.json` needs
 //! `Authorization: Bearer <token>`, and each token is a tenant with its own key cache (so one
 //! tenant's uploads never evict another's keys) and its own quotas (key bytes, key sets,
 //! concurrent compute jobs). Without a file the server is open: one tenant, the server's
