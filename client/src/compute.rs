@@ -430,3 +430,44 @@ fn ndarray_from(shape: &[usize], data: Vec<f64>) -> Result<net_builder::spec::Ar
         .into()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn values_out_of_their_interval_discard_the_saved_keys_and_a_refusal_does_not() {
+        let dir = std::env::temp_dir().join(format!("he-discard-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let params = serde_json::from_str(r#"{"degree": 2048, "plain_modulus_bits": 16}"#).unwrap();
+        let save = || KeySet::generate(&params).unwrap().save(&dir).unwrap();
+        save();
+        let forged = SessionError::OutOfInterval {
+            layers: 0..1,
+            index: 3,
+            value: 1 << 40,
+            lo: -10,
+            hi: 10,
+        };
+        let e = discard_on_violation(forged, Some(&dir));
+        assert!(matches!(e, ClientError::KeysDiscarded { .. }), "{e}");
+        assert!(!dir.join("keyset.json").exists() && KeySet::load(&dir).is_err());
+
+        // A server's refusal is not a violation: the keys stay.
+        save();
+        let refused = SessionError::Transport {
+            layers: 0..1,
+            source: Box::new(ClientError::Server {
+                status: 503,
+                kind: "busy".into(),
+                message: "full".into(),
+                retry_after: Some(1),
+            }),
+        };
+        let e = discard_on_violation(refused, Some(&dir));
+        assert!(!matches!(e, ClientError::KeysDiscarded { .. }));
+        assert!(KeySet::load(&dir).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

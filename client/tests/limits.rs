@@ -539,3 +539,77 @@ async fn with_every_connection_taken_the_probes_still_answer() {
     );
     drop(hog);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_over_its_jobs_gets_429_and_stalled_key_uploads_fill_their_gate() {
+    let dir = std::env::temp_dir().join(format!("he-quota-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let tokens = dir.join("tokens.json");
+    const A: &str = "token-with-one-job-00000";
+    std::fs::write(
+        &tokens,
+        format!(r#"{{"tenants": [{{"name": "a", "token": "{A}", "max_jobs": 1}}]}}"#),
+    )
+    .unwrap();
+    let limits = Limits {
+        max_jobs: 1,
+        body_read_timeout: Duration::from_secs(5),
+        ..Limits::default()
+    };
+    let addr = start(limits, |c| c.api_tokens = Some(tokens.clone())).await;
+    let (req, cts) = compute_request(&addr, Some(A)).await;
+    let (head, tail) = body_pieces(&req);
+    let len = head.len() + cts.len() + tail.len();
+    let auth = format!("Authorization: Bearer {A}\r\n");
+
+    // The token's one job is held by a stalled upload; its next job is refused with 429.
+    let mut first = TcpStream::connect(&addr).await.unwrap();
+    first
+        .write_all(&compute_headers(&addr, len, &auth))
+        .await
+        .unwrap();
+    first.write_all(&head).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut second = TcpStream::connect(&addr).await.unwrap();
+    second
+        .write_all(&compute_headers(&addr, len, &auth))
+        .await
+        .unwrap();
+    second.write_all(&head).await.unwrap();
+    let (status, headers, body) = read_answer(&mut second).await;
+    assert_eq!(
+        (status, body["error"]["kind"].as_str()),
+        (429, Some("over_quota")),
+        "{body}"
+    );
+    assert!(header(&headers, "retry-after").is_some());
+    drop(first);
+
+    // Key uploads: one parsed and one waiting at most (max_jobs 1); stalled, they fill the
+    // gate and the next upload is refused with 503 before its body is read.
+    let key_head = |n: usize| {
+        format!(
+            "POST /keys HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: multipart/form-data; \
+             boundary={BOUNDARY}\r\nContent-Length: {n}\r\nConnection: close\r\n\r\n--{BOUNDARY}\r\n\
+             Content-Disposition: form-data; name=\"parameters\"\r\n\r\nHE"
+        )
+        .into_bytes()
+    };
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(&addr).await.unwrap();
+        s.write_all(&key_head(1 << 20)).await.unwrap();
+        held.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut third = TcpStream::connect(&addr).await.unwrap();
+    third.write_all(&key_head(1 << 20)).await.unwrap();
+    let (status, _, body) = read_answer(&mut third).await;
+    assert_eq!(
+        (status, body["error"]["kind"].as_str()),
+        (503, Some("busy")),
+        "{body}"
+    );
+    drop(held);
+    let _ = std::fs::remove_dir_all(&dir);
+}
