@@ -149,7 +149,7 @@ async fn run_request(
     parts: &mut Parts,
     started: Instant,
 ) -> Result<Response, ApiError> {
-    let req = parse_compute_request(&parts.expect("request", MAX_REQUEST_PART).await?)?;
+    let req = parse_compute_request(&parts.require("request", MAX_REQUEST_PART).await?)?;
     let [start, end] = req.layers;
 
     // Plan, keys, segment and batch: all checked before any ciphertext is read. Everything
@@ -248,7 +248,7 @@ async fn run_request(
             MIN_UPLOAD_GRACE + std::time::Duration::from_secs_f64(hi as f64 / MIN_UPLOAD_RATE),
         );
     }
-    let cts_bytes = parts.expect("ciphertexts", hi).await?;
+    let cts_bytes = parts.require("ciphertexts", hi).await?;
     parts.end().await?;
     let bytes_in = cts_bytes.len();
     if bytes_in < lo {

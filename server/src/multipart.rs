@@ -157,7 +157,7 @@ impl Parts {
     }
 
     /// The next part, which must be `name`, within `max` bytes.
-    pub async fn expect(&mut self, name: &str, max: usize) -> Result<Bytes, ApiError> {
+    pub async fn require(&mut self, name: &str, max: usize) -> Result<Bytes, ApiError> {
         match self.next(max).await? {
             Some((n, b)) if n == name => Ok(b),
             Some((n, _)) => Err(ApiError::bad_request(
