@@ -433,7 +433,7 @@ fn ndarray_from(shape: &[usize], data: Vec<f64>) -> Result<net_builder::spec::Ar
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
     use super::*;
 
     #[test]

@@ -107,7 +107,7 @@ impl Connection {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
     use super::*;
 
     #[test]

@@ -2,6 +2,8 @@
 //! inputs get a valid header for the parameter set in front (a fuzzer cannot guess a SHA-256
 //! fingerprint), so the bodies are explored too.
 #![no_main]
+// The expects below set up the harness from constants (or are infallible); one failing is
+// a broken harness, never a fuzzed input.
 use he_layers::crypto::{BfvParameters, Ciphertext, CompressedCiphertext};
 use libfuzzer_sys::fuzz_target;
 use std::sync::{Arc, OnceLock};

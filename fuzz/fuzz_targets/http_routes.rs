@@ -2,6 +2,8 @@
 //! body (multipart with a fixed boundary, or JSON). Every answer must be JSON or the
 //! multipart of a success, never a panic.
 #![no_main]
+// The expects below set up the harness from constants (or are infallible); one failing is
+// a broken harness, never a fuzzed input.
 use axum::body::Body;
 use axum::http::Request;
 use libfuzzer_sys::fuzz_target;

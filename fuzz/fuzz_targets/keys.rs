@@ -1,6 +1,8 @@
 //! Public, relinearization and Galois keys, as `POST /keys` reads them; half the inputs get a
 //! valid header (kind from the first byte) for the parameter set in front.
 #![no_main]
+// The expects below set up the harness from constants (or are infallible); one failing is
+// a broken harness, never a fuzzed input.
 use he_layers::crypto::{BfvParameters, GaloisKeys, PublicKey, RelinearizationKey, SecretKey};
 use libfuzzer_sys::fuzz_target;
 use std::sync::{Arc, OnceLock};

@@ -272,7 +272,7 @@ async fn run_request(
     let t = req.plain_modulus;
     let accept_compressed = req.accept_compressed;
     let state2 = state.clone();
-    let (resp, detail) = tokio::task::spawn_blocking(move || {
+    let (mut resp, detail) = tokio::task::spawn_blocking(move || {
         // Held until the job really ends, not when its client leaves.
         let _slot = slot;
         let _tenant_job = tenant_job;
@@ -388,7 +388,6 @@ async fn run_request(
     })
     .await??;
     state.metrics.compute(t0.elapsed());
-    let mut resp = resp;
     resp.extensions_mut().insert(LogDetail(detail));
     Ok(resp)
 }

@@ -162,7 +162,7 @@ impl Drop for Admission {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
     use super::*;
 
     #[tokio::test]

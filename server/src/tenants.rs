@@ -206,7 +206,7 @@ impl Tenants {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
     use super::*;
 
     fn quotas() -> DefaultQuotas {
