@@ -141,7 +141,8 @@ pub struct LayerPrediction {
     pub overflow: bool,
     /// Ciphertext products since the last (re-)encryption, including this layer.
     pub depth: usize,
-    /// Whether the server can run it.
+    /// Whether the server can run it: an encryptable layer of the encryptable prefix (a
+    /// Linear after a ReLU runs on the client).
     pub encryptable: bool,
 }
 
@@ -236,8 +237,11 @@ impl EncodedModel {
         }
     }
 
-    /// Per-layer predictions: scale, bound, overflow, depth.
+    /// Per-layer predictions: scale, bound, overflow, depth. Overflow is judged only over
+    /// the layers that run encrypted (the encryptable prefix): a plaintext tail runs on the
+    /// client in floating point, after decryption, where t does not bound it.
     pub fn predict(&self) -> Vec<LayerPrediction> {
+        let prefix = self.encryptable_prefix();
         let mut depth = 0;
         self.layers
             .iter()
@@ -254,9 +258,9 @@ impl EncodedModel {
                     name: layer.name().to_string(),
                     description: layer.describe(),
                     output: info.clone(),
-                    overflow: !self.domain.fits(info) && layer.is_encryptable(),
+                    overflow: index < prefix && !self.domain.fits(info) && layer.is_encryptable(),
                     depth,
-                    encryptable: layer.is_encryptable(),
+                    encryptable: index < prefix && layer.is_encryptable(),
                 }
             })
             .collect()
@@ -310,7 +314,12 @@ impl EncodedModel {
 
     /// The greatest multiplicative depth of any encrypted segment.
     pub fn max_depth(&self) -> usize {
-        self.predict().iter().map(|p| p.depth).max().unwrap_or(0)
+        self.predict()
+            .iter()
+            .filter(|p| p.encryptable)
+            .map(|p| p.depth)
+            .max()
+            .unwrap_or(0)
     }
 
     /// The prefix of layers the server can run from the start (up to the first layer that is
@@ -358,9 +367,10 @@ impl EncodedModel {
         Ok(())
     }
 
-    /// The first layer in the range predicted to overflow, as an error.
+    /// The first layer in the range predicted to overflow, as an error. Only layers of the
+    /// encryptable prefix are judged: those after it run on the client, in floating point.
     pub fn check_overflow(&self, range: &Range<usize>) -> Result<(), ModelError> {
-        let end = range.end.min(self.layers.len());
+        let end = range.end.min(self.encryptable_prefix());
         for i in range.start.min(end)..end {
             let info = &self.infos[i];
             if !self.domain.fits(info) && self.layers[i].is_encryptable() {
@@ -382,13 +392,26 @@ impl EncodedModel {
         quantize(x, &self.input)
     }
 
-    /// The integer mirror over a range of layers (any layers with an integer form).
+    /// The integer mirror over a range of layers within the encryptable prefix (a plaintext
+    /// tail after it runs in floating point on the client, and is refused here).
     pub fn run_int(&self, range: Range<usize>, x: &IntTensor) -> Result<IntTensor, ModelError> {
         if range.start > range.end || range.end > self.layers.len() {
             return Err(ModelError::Range {
                 start: range.start,
                 end: range.end,
                 reason: format!("the model has {} layers", self.layers.len()),
+            });
+        }
+        let prefix = self.encryptable_prefix();
+        if range.end > prefix {
+            return Err(ModelError::Range {
+                start: range.start,
+                end: range.end,
+                reason: format!(
+                    "layers from {prefix} on run on the client in floating point after \
+                     decryption, so they have no integer mirror (net_builder::eval::\
+                     mirror_outputs runs them)"
+                ),
             });
         }
         let mut cur = x.clone();

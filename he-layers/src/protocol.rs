@@ -358,7 +358,8 @@ pub struct LayerPlan {
     pub runs: Runs,
     /// Output shape.
     pub shape: Vec<usize>,
-    /// Output scale.
+    /// Output scale (for a `plaintext` layer, run in floating point by the client, only the
+    /// shape is meaningful: scale and interval are not integer facts there).
     pub scale: f64,
     /// Output worst-case interval.
     pub lo: i128,

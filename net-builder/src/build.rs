@@ -78,6 +78,22 @@ pub enum BuildError {
         /// Layers of the model.
         layers: usize,
     },
+    /// A re-encryption position in the plaintext tail, where nothing is encrypted any more,
+    /// or right before it.
+    #[error(
+        "re-encryption after layer {position}: layer {first} ({what}) and every layer after it \
+         run on the client after the last decryption, so a boundary must come after a layer \
+         before layer {} (the client decrypts before layer {first} anyway)",
+        first.saturating_sub(1)
+    )]
+    ReencryptInTail {
+        /// The position asked for.
+        position: usize,
+        /// The first plaintext-only layer.
+        first: usize,
+        /// What it is.
+        what: String,
+    },
     /// Rescale values that do not pair with the re-encryption positions.
     #[error("{rescales} rescale values for {positions} re-encryption positions")]
     RescaleCount {
@@ -140,6 +156,17 @@ pub fn build_model(
             layers: spec.layers.len(),
         });
     }
+    if let Some(first) = spec.layers.iter().position(|l| !l.is_encryptable()) {
+        // A boundary right before the tail would re-encrypt for nothing: the client decrypts
+        // there anyway.
+        if let Some(&position) = opts.reencrypt_after.iter().find(|&&i| i + 1 >= first) {
+            return Err(BuildError::ReencryptInTail {
+                position,
+                first,
+                what: spec.layers[first].describe(),
+            });
+        }
+    }
     if let Some(r) = &opts.rescale_bits {
         if r.len() != opts.reencrypt_after.len() {
             return Err(BuildError::RescaleCount {
@@ -179,6 +206,8 @@ pub fn build_model(
                     }
                     Err(e) => return Err(e),
                 };
+                // Only the encrypted layers are bounded by t (check_overflow stops at the
+                // encryptable prefix).
                 let all = 0..model.layers().len();
                 match model.check_overflow(&all) {
                     Ok(()) => {
@@ -229,7 +258,12 @@ fn build_at(
     let mut layers = Vec::new();
     let mut spec_index = Vec::new();
     let to64 = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
+    // After the first plaintext-only layer everything runs on the client in floating point:
+    // the tail's affine layers are encoded for their shapes only, at unit input scale, so a
+    // scale grown through the encrypted prefix cannot make them unquantizable.
+    let mut tail = false;
     for (i, l) in spec.layers.iter().enumerate() {
+        let in_scale = if tail { 1.0 } else { info.scale };
         let layer = match l {
             LayerSpec::Conv2d {
                 name,
@@ -249,7 +283,7 @@ fn build_at(
                 *padding,
                 &to64(weight),
                 bias.as_deref().map(to64).as_deref(),
-                info.scale,
+                in_scale,
                 layer_bits(weight),
             )?),
             LayerSpec::Linear {
@@ -264,7 +298,7 @@ fn build_at(
                 *out_features,
                 &to64(weight),
                 bias.as_deref().map(to64).as_deref(),
-                info.scale,
+                in_scale,
                 layer_bits(weight),
             )?),
             LayerSpec::AvgPool2d {
@@ -305,6 +339,7 @@ fn build_at(
                 return Err(BuildError::UnfoldedBatchNorm { name: name.clone() })
             }
         };
+        tail |= matches!(layer, EncodedLayer::PlaintextOnly(_));
         info = layer.output_info(&info)?;
         layers.push(layer);
         spec_index.push(Some(i));

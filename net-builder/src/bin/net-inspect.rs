@@ -115,13 +115,27 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         "#", "name", "layer", "shape", "scale", "bound", "error", "depth", "budget"
     );
     let budgets = model.estimate_noise_budgets();
+    let prefix = model.encryptable_prefix();
     for p in model.predict() {
+        if p.index >= prefix {
+            // The plaintext tail: the client runs it in floating point after decrypting, so
+            // no scale, bound or budget applies.
+            println!(
+                "{:>3}  {:<24} {:<46} {:<14} {:>9} {:>9} {:>10} {:>5} {:>7}  client, after decryption",
+                p.index,
+                truncate(&p.name, 24),
+                truncate(&p.description, 46),
+                format!("{:?}", p.output.shape),
+                "-",
+                "-",
+                "-",
+                "-",
+                "-",
+            );
+            continue;
+        }
         let note = if !p.encryptable {
-            if p.description.starts_with("Re-encrypt") {
-                "client"
-            } else {
-                "plaintext only"
-            }
+            "client re-encrypts"
         } else if p.overflow {
             "OVERFLOW"
         } else {
@@ -143,10 +157,16 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     println!();
     println!(
-        "encryptable prefix: layers 0..{}; multiplicative depth per encrypted segment ≤ {}",
-        model.encryptable_prefix(),
+        "encryptable prefix: layers 0..{prefix} (bounds, overflow and the weight choice judge \
+         only these); multiplicative depth per encrypted segment ≤ {}",
         model.max_depth()
     );
+    if prefix < model.layers().len() {
+        println!(
+            "plaintext tail: layers {prefix}..{} run on the client after the last decryption",
+            model.layers().len()
+        );
+    }
     if let (Some(images), Some(labels)) = (&args.images, &args.labels) {
         let x = net_builder::data::idx_images(images, 0, args.count)?;
         let y = net_builder::data::idx_labels(labels, 0, args.count)?;
