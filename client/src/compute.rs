@@ -332,7 +332,21 @@ pub async fn run_compute(
     let mut tail = false;
     if end == plan.encryptable_prefix && end < plan.layers.len() {
         if let Some(path) = &config.model {
-            let spec = net_builder::load_model(path, &net_builder::PickleOptions::default())?;
+            // A pickle does not record its input shape: the images' is the model's.
+            let shape = Some(images.tensor.shape().to_vec());
+            let spec = if path.is_dir() {
+                let opts = net_builder::FolderOptions {
+                    input_shape: shape,
+                    ..Default::default()
+                };
+                net_builder::load_folder(path, &opts)?.spec
+            } else {
+                let opts = net_builder::PickleOptions {
+                    input_shape: shape,
+                    ..Default::default()
+                };
+                net_builder::load_model(path, &opts)?
+            };
             let boundaries = plan.layers[..end]
                 .iter()
                 .filter(|l| l.runs == Runs::Reencrypt)

@@ -26,8 +26,9 @@ pub struct ClientConfig {
     /// Layers after which the client re-encrypts.
     #[serde(default, alias = "rencrypt_positions")]
     pub reencrypt_positions: Vec<usize>,
-    /// A local copy of the model (ONNX or pickle) to run a plaintext-only tail after
-    /// decryption; without it the output is the end of the encryptable prefix.
+    /// A local copy of the model (an ONNX or pickle file, or a model folder) to run a
+    /// plaintext-only tail after decryption; without it the output is the end of the
+    /// encryptable prefix.
     #[serde(default)]
     pub model: Option<PathBuf>,
     /// The scheme (`"bfv"`, the default).

@@ -1,7 +1,7 @@
 //! Everything that can go wrong on the client side.
 
 use net_builder::session::SessionError;
-use net_builder::{ImportError, SpecError};
+use net_builder::{FolderError, ImportError, SpecError};
 use std::path::{Path, PathBuf};
 
 mod answer;
@@ -44,6 +44,9 @@ pub enum ClientError {
     /// and rare).
     #[error(transparent)]
     Import(Box<ImportError>),
+    /// The local model folder could not be loaded (boxed, as import errors).
+    #[error(transparent)]
+    Folder(Box<FolderError>),
     /// The local model copy could not run the plaintext tail.
     #[error(transparent)]
     Spec(#[from] SpecError),
@@ -119,6 +122,12 @@ pub enum ClientError {
     /// The pipeline refused or failed.
     #[error(transparent)]
     Session(#[from] SessionError),
+}
+
+impl From<FolderError> for ClientError {
+    fn from(e: FolderError) -> Self {
+        Self::Folder(Box::new(e))
+    }
 }
 
 impl From<ImportError> for ClientError {

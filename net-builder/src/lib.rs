@@ -6,6 +6,7 @@
 pub mod build;
 pub mod data;
 pub mod eval;
+pub mod folder;
 pub mod onnx;
 pub mod pickle;
 pub mod pipeline;
@@ -15,6 +16,7 @@ pub mod torch;
 
 pub use build::{build_model, BuildError, BuildOptions, BuiltModel};
 pub use data::DataError;
+pub use folder::{load_folder, FolderError, FolderOptions, Manifest, ModelFolder};
 pub use onnx::OnnxError;
 pub use spec::{LayerSpec, ModelSpec, SpecError};
 pub use torch::{PickleOptions, TorchError};

@@ -3,34 +3,13 @@
 use crate::cache::BoundedCache;
 use crate::error::ApiError;
 use he_layers::protocol::{ModelConfig, ModelInfo};
-use net_builder::{build_model, BuildOptions, BuiltModel, ModelSpec, PickleOptions};
-use serde::Deserialize;
+use net_builder::{
+    build_model, load_folder, BuildOptions, BuiltModel, FolderOptions, Manifest, ModelFolder,
+    ModelSpec,
+};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-
-/// The parts of a model's manifest.json the server uses.
-#[derive(Clone, Debug, Deserialize)]
-pub struct Manifest {
-    /// Class names.
-    #[serde(default)]
-    pub classes: Vec<String>,
-    /// Accepted input range.
-    #[serde(default = "unit_range")]
-    pub input_range: [f64; 2],
-    /// Recommended re-encryption positions.
-    #[serde(default)]
-    pub reencrypt_positions: Vec<usize>,
-    /// Positions (layers of the float model) after which the owner lets clients re-encrypt,
-    /// that is, see the intermediate activations. Default: the recommended ones. A client may
-    /// run only the segments these boundaries cut, never an arbitrary range.
-    #[serde(default)]
-    pub allowed_reencrypt_positions: Option<Vec<usize>>,
-}
-
-fn unit_range() -> [f64; 2] {
-    [0.0, 1.0]
-}
 
 /// A served model: its float spec (weights stay here) and manifest.
 #[derive(Debug)]
@@ -84,46 +63,43 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Loads every `<dir>/<net>/model.onnx` (with its `manifest.json`). A model that fails to
-    /// load is reported and skipped; the others are served.
+    /// Loads every model folder of `dir`: `<net>/model.onnx` or a PyCrCNN-style
+    /// `<net>/model.pt` (its input shape and square-class names from the manifest), with
+    /// `manifest.json`. Every folder skipped is logged with the reason; the others are served.
     pub fn load(dir: &Path, max_built: usize) -> std::io::Result<Self> {
         let mut models = HashMap::new();
         let mut entries: Vec<_> = std::fs::read_dir(dir)?
             .filter_map(Result::ok)
             .map(|e| e.path())
-            .filter(|p| p.join("model.onnx").is_file())
+            .filter(|p| p.is_dir())
             .collect();
         entries.sort();
+        let opts = FolderOptions {
+            require_input_shape: true,
+            ..Default::default()
+        };
         for path in entries {
             let name = path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let spec = match net_builder::load_model(
-                &path.join("model.onnx"),
-                &PickleOptions::default(),
-            ) {
-                Ok(s) => s,
+            if !net_builder::folder::has_model(&path) {
+                tracing::warn!(folder = %path.display(), "folder skipped: no model.onnx or model.pt in it");
+                continue;
+            }
+            let folder = match load_folder(&path, &opts) {
+                Ok(f) => f,
                 Err(e) => {
                     tracing::error!(model = %name, error = %e, "model skipped");
                     continue;
                 }
             };
-            let manifest: Manifest = match std::fs::read_to_string(path.join("manifest.json")) {
-                Ok(text) => match serde_json::from_str(&text) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        tracing::error!(model = %name, error = %e, "manifest.json unreadable; model skipped");
-                        continue;
-                    }
-                },
-                Err(_) => Manifest {
-                    classes: Vec::new(),
-                    input_range: unit_range(),
-                    reencrypt_positions: Vec::new(),
-                    allowed_reencrypt_positions: None,
-                },
-            };
+            let ModelFolder {
+                spec,
+                manifest,
+                model_file,
+                files,
+            } = folder;
             let mut allowed_positions = manifest
                 .allowed_reencrypt_positions
                 .clone()
@@ -132,6 +108,7 @@ impl Registry {
             allowed_positions.dedup();
             tracing::info!(
                 model = %name,
+                file = %model_file.display(),
                 input = ?spec.input_shape,
                 layers = spec.layers.len(),
                 classes = manifest.classes.len(),
@@ -140,9 +117,14 @@ impl Registry {
             let digest = {
                 use sha2::{Digest, Sha256};
                 let mut h = Sha256::new();
-                h.update(std::fs::read(path.join("model.onnx")).unwrap_or_default());
-                h.update(std::fs::read(path.join("model.onnx.data")).unwrap_or_default());
-                h.update(std::fs::read(path.join("manifest.json")).unwrap_or_default());
+                for f in &files {
+                    h.update(
+                        f.file_name()
+                            .map(|n| n.as_encoded_bytes())
+                            .unwrap_or_default(),
+                    );
+                    h.update(std::fs::read(f).unwrap_or_default());
+                }
                 h.finalize().into()
             };
             models.insert(
