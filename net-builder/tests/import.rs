@@ -369,3 +369,151 @@ fn a_range_over_a_plaintext_only_layer_is_refused_by_name() {
     let y = spec.forward(&batch(&r), 0..spec.layers.len()).unwrap();
     assert!(max_diff(&y, &r) < 1e-4);
 }
+
+#[test]
+fn a_pycrcnn_style_legacy_pickle_is_bounded_by_t_only_where_it_runs_encrypted() {
+    // conv → x² → MaxPool → conv → ReLU → MaxPool → Linear, a legacy (pre-zip) pickle.
+    let path = fixture("pycrcnn_style.legacy.pt");
+    assert!(!std::fs::read(&path).unwrap().starts_with(b"PK"));
+    let r = reference("pycrcnn_style.json");
+    let opts = PickleOptions {
+        input_shape: Some(r.shape.clone()),
+        ..Default::default()
+    };
+    let spec = load_model(&path, &opts).unwrap();
+    let y = spec.forward(&batch(&r), 0..spec.layers.len()).unwrap();
+    assert!(max_diff(&y, &r) < 1e-4, "the import reproduces PyTorch");
+    let params = BfvParameters::preset(
+        8192,
+        BfvParameters::batching_plain_modulus(8192, 40).unwrap(),
+    )
+    .unwrap();
+    // At a 40-bit t the weight precision is chosen by the two encrypted layers alone (the
+    // tail's Linear, were it encrypted, would need 2^63).
+    let built = build_model(&spec, &params, &BuildOptions::default()).unwrap();
+    let model = &built.model;
+    assert_eq!(model.encryptable_prefix(), 2);
+    assert!(built.weight_bits >= 6, "{}", built.weight_bits);
+    let predictions = model.predict();
+    assert!(predictions[2..]
+        .iter()
+        .all(|p| !p.encryptable && !p.overflow));
+    assert!(model.check_overflow(&(0..model.layers().len())).is_ok());
+    // One more weight bit overflows the square, an encrypted layer.
+    let over = build_model(
+        &spec,
+        &params,
+        &BuildOptions {
+            weight_bits: Some(built.weight_bits + 1),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let err = over
+        .model
+        .check_overflow(&(0..over.model.layers().len()))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("layer 1"), "{err}");
+    // The tail has no integer mirror: it runs in floating point on the client.
+    let err = model
+        .run_int(
+            0..model.layers().len(),
+            &model
+                .quantize_input(&FloatTensor::from_images(r.shape.clone(), &r.inputs).unwrap())
+                .unwrap(),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("floating point"), "{err}");
+    // A boundary right before the tail, or in it, is refused: the client decrypts there anyway.
+    let refused = |after: usize| {
+        build_model(
+            &spec,
+            &params,
+            &BuildOptions {
+                reencrypt_after: vec![after],
+                ..Default::default()
+            },
+        )
+        .is_err()
+    };
+    assert!(!refused(0) && refused(1) && refused(4));
+    let err = build_model(
+        &spec,
+        &params,
+        &BuildOptions {
+            reencrypt_after: vec![3],
+            ..Default::default()
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("layer 2") && err.contains("MaxPool2d") && err.contains("before layer 2"),
+        "{err}"
+    );
+    // net-inspect says where the tail runs, and prints no bound for it.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_net-inspect"))
+        .arg(&path)
+        .args(["--plain-bits", "40", "--input-shape", "1,28,28"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        text.matches("client, after decryption").count(),
+        6,
+        "{text}"
+    );
+    assert!(!text.contains("OVERFLOW"), "{text}");
+}
+
+#[test]
+fn a_model_folder_takes_a_pickle_with_its_manifest_or_says_what_is_missing() {
+    use net_builder::{load_folder, FolderError, FolderOptions};
+    let dir = std::env::temp_dir().join(format!("he-folder-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let strict = FolderOptions {
+        require_input_shape: true,
+        ..Default::default()
+    };
+    let err = load_folder(&dir, &strict).unwrap_err();
+    assert!(matches!(err, FolderError::NoModel { .. }), "{err}");
+    std::fs::copy(fixture("pycrcnn_style.legacy.pt"), dir.join("model.pt")).unwrap();
+    let err = load_folder(&dir, &strict).unwrap_err().to_string();
+    assert!(
+        err.contains("\"input_shape\"") && err.contains("manifest.json"),
+        "{err}"
+    );
+    // A shape that does not fit names the manifest field to check.
+    std::fs::write(dir.join("manifest.json"), r#"{"input_shape": [1, 20, 20]}"#).unwrap();
+    let err = load_folder(&dir, &strict).unwrap_err().to_string();
+    assert!(err.contains("input_shape"), "{err}");
+    // An empty square_classes keeps the defaults (the fixture's module is `Square`).
+    std::fs::write(
+        dir.join("manifest.json"),
+        r#"{"input_shape": [1, 28, 28], "square_classes": []}"#,
+    )
+    .unwrap();
+    let folder = load_folder(&dir, &strict).unwrap();
+    assert_eq!(folder.spec.input_shape, [1, 28, 28]);
+    assert_eq!(folder.spec.name, dir.file_name().unwrap().to_string_lossy());
+    assert_eq!(folder.files.len(), 2, "the pickle and the manifest");
+    std::fs::write(dir.join("model.onnx"), b"").unwrap();
+    let err = load_folder(&dir, &strict).unwrap_err();
+    assert!(matches!(err, FolderError::TwoModels { .. }), "{err}");
+    // An ONNX folder without a manifest: inputs in [0, 1], as a manifest's default.
+    std::fs::remove_file(dir.join("model.pt")).unwrap();
+    std::fs::remove_file(dir.join("manifest.json")).unwrap();
+    std::fs::copy(fixture("relu_tail.onnx"), dir.join("model.onnx")).unwrap();
+    let folder = load_folder(&dir, &strict).unwrap();
+    assert_eq!(folder.manifest.input_range, [0.0, 1.0]);
+    assert_eq!(folder.files.len(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}

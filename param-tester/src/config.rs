@@ -18,11 +18,44 @@ pub struct TesterConfig {
     /// Per-layer details in the report (value samples, intervals).
     #[serde(default)]
     pub debug: bool,
+    /// The input shape `[C, H, W]` (or `[features]`) for a pickle, which does not record it;
+    /// default: the model folder's manifest `input_shape`, else the smallest square image
+    /// that fits the model.
+    #[serde(default)]
+    pub input_shape: Option<Vec<usize>>,
+    /// Class names of custom modules computing x², for a pickle (added to `Square`,
+    /// `SquareActivation`, `Sq` and the manifest's `square_classes`).
+    #[serde(default)]
+    pub square_classes: Vec<String>,
+    /// The bound the automatic choice of an omitted input scale and plaintext modulus keeps:
+    /// the integer model's outputs (the plaintext tail run on them) may differ from the float
+    /// model's by at most this fraction of the float outputs' largest magnitude (default 0.05),
+    /// with labels agreeing on `min_agreement` of the images.
+    #[serde(default = "default_max_quantization_error")]
+    pub max_quantization_error: f64,
+    /// The label agreement with the float model, on the configured images, that the automatic
+    /// choices and `--recommend` keep (default 0.995).
+    #[serde(default = "default_min_agreement")]
+    pub min_agreement: f64,
+}
+
+/// 5 % of the float outputs' largest magnitude.
+pub const DEFAULT_MAX_QUANTIZATION_ERROR: f64 = 0.05;
+
+/// 99.5 % of the images labelled as the float model labels them.
+pub const DEFAULT_MIN_AGREEMENT: f64 = 0.995;
+
+fn default_max_quantization_error() -> f64 {
+    DEFAULT_MAX_QUANTIZATION_ERROR
+}
+
+fn default_min_agreement() -> f64 {
+    DEFAULT_MIN_AGREEMENT
 }
 
 /// Which images to run.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, try_from = "serde_json::Value")]
 pub enum ImagesConfig {
     /// A slice of an IDX test set.
     TestSet {
@@ -34,8 +67,61 @@ pub enum ImagesConfig {
         /// How many (one batch holds up to N).
         count: usize,
     },
+    /// A JSON file of arrays, as the fixtures recipe writes them: `{"inputs": [[…], …]}`, one
+    /// flattened image per row, with optional `"input_shape"`, `"labels"` and `"outputs"` (a
+    /// reference run's outputs, PyTorch's say, which the report compares with).
+    Arrays {
+        /// The JSON file.
+        arrays: PathBuf,
+    },
     /// PNG files.
     Files(Vec<PathBuf>),
+}
+
+/// The accepted forms of `images`, for errors.
+const IMAGE_FORMS: &str = r#"{"test_set": "F-images-idx3-ubyte.gz", "index": 0, "count": N}, {"arrays": "F.json"} or a list of PNG files"#;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestSetFields {
+    test_set: PathBuf,
+    #[serde(default)]
+    index: usize,
+    count: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ArraysFields {
+    arrays: PathBuf,
+}
+
+/// Each form strictly, by its key: a typo is named, not lost in "no variant matched".
+impl TryFrom<serde_json::Value> for ImagesConfig {
+    type Error = String;
+
+    fn try_from(v: serde_json::Value) -> Result<Self, String> {
+        let is = |key: &str| v.as_object().is_some_and(|o| o.contains_key(key));
+        if v.is_array() {
+            serde_json::from_value(v)
+                .map(Self::Files)
+                .map_err(|e| format!("images: a list of PNG paths: {e}"))
+        } else if is("test_set") {
+            let f: TestSetFields =
+                serde_json::from_value(v).map_err(|e| format!("images (a test set): {e}"))?;
+            Ok(Self::TestSet {
+                test_set: f.test_set,
+                index: f.index,
+                count: f.count,
+            })
+        } else if is("arrays") {
+            let f: ArraysFields =
+                serde_json::from_value(v).map_err(|e| format!("images (arrays): {e}"))?;
+            Ok(Self::Arrays { arrays: f.arrays })
+        } else {
+            Err(format!("images: expected {IMAGE_FORMS}"))
+        }
+    }
 }
 
 /// One parameter set to test, PyCrCNN's shape extended.
@@ -48,7 +134,9 @@ pub struct ParameterSet {
     /// Ring degree N.
     #[serde(alias = "m", alias = "n")]
     pub degree: usize,
-    /// Plaintext moduli (one, or several for CRT).
+    /// Plaintext moduli (one, or several for CRT). With neither these nor
+    /// `plain_modulus_bits`, the tester picks the smallest batching prime that keeps every
+    /// encrypted layer under t/2 within the quantization bound.
     #[serde(default, alias = "p", alias = "t", alias = "plain_modulus")]
     pub plain_moduli: Option<serde_json::Value>,
     /// Or their size in bits…
@@ -66,8 +154,10 @@ pub struct ParameterSet {
     /// Layers after which the client re-encrypts.
     #[serde(default, alias = "rencrypt_positions")]
     pub reencrypt_positions: Vec<usize>,
-    /// Inputs × 2^input_scale_bits.
-    pub input_scale_bits: u32,
+    /// Inputs × 2^input_scale_bits; omitted, the tester picks the smallest that keeps the
+    /// quantization error within `max_quantization_error` (and says so in the report).
+    #[serde(default)]
+    pub input_scale_bits: Option<u32>,
     /// Weight precision per layer (default: the most without overflow).
     #[serde(default, alias = "weight_scale_bits")]
     pub weight_bits: Option<u32>,
@@ -81,7 +171,39 @@ pub struct ParameterSet {
     pub layout: he_layers::plan::LayoutKind,
 }
 
+impl TesterConfig {
+    /// Checks the bounds the automatic choices keep.
+    pub fn check(&self) -> Result<(), TesterError> {
+        let bad = |field: &'static str, value: f64| TesterError::Bound { field, value };
+        if !(self.max_quantization_error.is_finite() && self.max_quantization_error > 0.0) {
+            return Err(bad("max_quantization_error", self.max_quantization_error));
+        }
+        if !(0.0..=1.0).contains(&self.min_agreement) {
+            return Err(bad("min_agreement", self.min_agreement));
+        }
+        Ok(())
+    }
+}
+
 impl ParameterSet {
+    /// A set that gives only the degree: everything else default or chosen by the tester.
+    pub fn open(degree: usize) -> Self {
+        Self {
+            name: None,
+            degree,
+            plain_moduli: None,
+            plain_modulus_bits: None,
+            plain_moduli_count: None,
+            coeff_bits: None,
+            security: None,
+            reencrypt_positions: Vec::new(),
+            input_scale_bits: None,
+            weight_bits: None,
+            flood_bits: None,
+            layout: Default::default(),
+        }
+    }
+
     /// The encryption parameters these fields describe.
     pub fn encryption_parameters(&self) -> Result<EncryptionParameters, TesterError> {
         let mut v = serde_json::json!({ "degree": self.degree });
@@ -103,7 +225,13 @@ impl ParameterSet {
         serde_json::from_value(v).map_err(TesterError::Parameters)
     }
 
-    pub(crate) fn label(&self) -> String {
+    /// Whether the set leaves the plaintext modulus to the tester.
+    pub fn plain_modulus_open(&self) -> bool {
+        self.plain_moduli.is_none() && self.plain_modulus_bits.is_none()
+    }
+
+    /// The set's name, or its fields in words.
+    pub fn label(&self) -> String {
         self.name.clone().unwrap_or_else(|| {
             format!(
                 "N={} t={} in=2^{} w={} re={:?}",
@@ -114,8 +242,9 @@ impl ParameterSet {
                     .or(self
                         .plain_modulus_bits
                         .map(|b| format!("{}×{b}b", self.plain_moduli_count.unwrap_or(1))))
-                    .unwrap_or_default(),
-                self.input_scale_bits,
+                    .unwrap_or_else(|| "auto".into()),
+                self.input_scale_bits
+                    .map_or("auto".into(), |b| b.to_string()),
                 self.weight_bits.map_or("auto".into(), |b| b.to_string()),
                 self.reencrypt_positions
             )

@@ -17,7 +17,7 @@ pub enum TesterError {
         /// Why.
         source: std::io::Error,
     },
-    /// A manifest that is not JSON.
+    /// A manifest or arrays file that is not the JSON it should be.
     #[error("{}: {source}", path.display())]
     Manifest {
         /// The manifest.
@@ -31,4 +31,33 @@ pub enum TesterError {
     /// Image files of different shapes.
     #[error("the image files have different shapes")]
     InconsistentImages,
+    /// A model folder that cannot be served or tested.
+    #[error(transparent)]
+    Folder(#[from] net_builder::FolderError),
+    /// An arrays file whose rows do not hold together.
+    #[error("{}: {reason}", path.display())]
+    Arrays {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A bound of the automatic choices out of its range.
+    #[error("{field} {value}: max_quantization_error is a positive fraction, min_agreement a fraction between 0 and 1")]
+    Bound {
+        /// The field.
+        field: &'static str,
+        /// Its value.
+        value: f64,
+    },
+    /// Images of another shape than the model's input.
+    #[error(
+        "the images are {images:?}, the model takes {model:?} (for a pickle, give \"input_shape\")"
+    )]
+    ImageShape {
+        /// The images' shape.
+        images: Vec<usize>,
+        /// The model's input shape.
+        model: Vec<usize>,
+    },
 }

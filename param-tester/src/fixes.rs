@@ -15,7 +15,7 @@ pub(crate) fn fix_for_overflow(set: &ParameterSet, layer: usize, crt: &CrtModel)
     let extra = (bound - cap).ceil().max(1.0);
     format!(
         "plaintext capacity short by {extra:.0} bits at layer {layer}: use another plaintext modulus (CRT) or {extra:.0} more bits of t; or lower input_scale_bits (now {}) or weight_bits{}{}",
-        set.input_scale_bits,
+        set.input_scale_bits.map_or("auto".into(), |b| b.to_string()),
         set.weight_bits.map_or(String::new(), |w| format!(" (now {w})")),
         if squares_before > 0 { "; or re-encrypt (with a rescale) before the squares that grow it" } else { "" }
     )

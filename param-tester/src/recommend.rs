@@ -40,6 +40,25 @@ pub struct Recommendation {
     pub cost_per_group: f64,
     /// Images one group holds.
     pub images_per_group: usize,
+    /// The integer model's label agreement with the float model on the configured images,
+    /// at the set found (the search keeps it at or above the config's `min_agreement`).
+    pub agreement: f64,
+    /// The cheapest candidate passed over because its quantization loses agreement (None:
+    /// none was): what keeping the agreement costs.
+    pub passed_over: Option<PassedOver>,
+}
+
+/// A cheaper candidate `--recommend` would have taken were accuracy not kept.
+#[derive(Clone, Debug)]
+pub struct PassedOver {
+    /// Its parameters.
+    pub set: ParameterSet,
+    /// The weight precision its t allows.
+    pub weight_bits: u32,
+    /// Its label agreement with the float model.
+    pub agreement: f64,
+    /// Its expected cost per group (NTT units).
+    pub cost_per_group: f64,
 }
 
 impl Recommendation {
@@ -50,21 +69,44 @@ impl Recommendation {
 }
 
 /// Searches the 128-bit presets, plaintext-modulus splits and re-encryption positions for the
-/// cheapest set the evaluator predicts to work in `layout`, then runs candidates in order of
-/// cost until one passes. Returns its report, a ready client config and its expected cost.
+/// cheapest set the evaluator predicts to work in `layout` whose quantization keeps the label
+/// agreement with the float model on the configured images at `cfg.min_agreement` or more
+/// (where `weight_bits` is open: a given precision is kept, and its agreement reported),
+/// then runs candidates in order of cost until one passes. Returns its report, a ready client
+/// config, its expected cost and the cheaper candidate accuracy ruled out.
 pub fn recommend(
     loaded: &Loaded,
+    cfg: &TesterConfig,
     input_scale_bits: u32,
     weight_bits: Option<u32>,
     layout: LayoutKind,
     mut progress: impl FnMut(&str),
 ) -> Option<Recommendation> {
+    let float = match net_builder::eval::float_outputs(&loaded.spec, &loaded.images) {
+        Ok(f) => f,
+        Err(e) => {
+            progress(&format!(
+                "error: the float model cannot run on the images: {e}"
+            ));
+            return None;
+        }
+    };
+    // Agreement depends on the quantization only: the weight precision and the boundaries.
+    let mut agreements: std::collections::HashMap<(u32, Vec<usize>), f64> = Default::default();
+    let mut passed_over: Option<PassedOver> = None;
+    // Squares a boundary may follow: those before the plaintext tail, not right before it.
+    let tail = loaded
+        .spec
+        .layers
+        .iter()
+        .position(|l| !l.is_encryptable())
+        .unwrap_or(loaded.spec.layers.len());
     let squares: Vec<usize> = loaded
         .spec
         .layers
         .iter()
         .enumerate()
-        .filter(|(_, l)| matches!(l, net_builder::LayerSpec::Square { .. }))
+        .filter(|(i, l)| matches!(l, net_builder::LayerSpec::Square { .. }) && i + 1 < tail)
         .map(|(i, _)| i)
         .collect();
     // Boundary options: none, after each square alone, after every second square (two
@@ -106,7 +148,7 @@ pub fn recommend(
             coeff_bits: None,
             security: None,
             reencrypt_positions: b.clone(),
-            input_scale_bits,
+            input_scale_bits: Some(input_scale_bits),
             weight_bits,
             flood_bits: None,
             layout,
@@ -163,11 +205,40 @@ pub fn recommend(
         {
             continue;
         }
+        // Accuracy is kept, not traded: a quantization that loses agreement is passed over.
+        let wbits = crt.components[0].weight_bits;
+        let agreement = *agreements.entry((wbits, b.clone())).or_insert_with(|| {
+            quantization_quality(loaded, &float, &crt.components[0]).map_or(0.0, |q| q.1)
+        });
+        // A quantization the config fixes (the weight precision given) is the user's to
+        // trade: it is kept, and the report says how it fares (`agreement`).
+        if agreement < cfg.min_agreement && weight_bits.is_none() {
+            // The cheapest passed over (candidates come in rank order, boundaries counted).
+            if passed_over
+                .as_ref()
+                .is_none_or(|p| cost_per_group < p.cost_per_group)
+            {
+                progress(&format!(
+                    "passing over {layout}: N={n}, {k} × {bits}-bit t, re-encrypt after {b:?}: \
+                     {wbits}-bit weights agree with the float model on {:.1}% of the images, \
+                     under {:.1}%",
+                    100.0 * agreement,
+                    100.0 * cfg.min_agreement
+                ));
+                passed_over = Some(PassedOver {
+                    set: set.clone(),
+                    weight_bits: wbits,
+                    agreement,
+                    cost_per_group,
+                });
+            }
+            continue;
+        }
         tried += 1;
         progress(&format!(
             "trying {layout}: N={n}, {k} × {bits}-bit t, re-encrypt after {b:?}"
         ));
-        let report = run_set(loaded, &set, false, |_| {});
+        let report = run_set(loaded, cfg, &set, |_| {});
         progress(&format!("  → {}", verdict_line(&report.verdict)));
         if report.verdict == Verdict::Ok {
             let config = serde_json::json!({
@@ -188,6 +259,8 @@ pub fn recommend(
                 config,
                 cost_per_group,
                 images_per_group: he_layers::plan::images_per_group(layout, n),
+                agreement,
+                passed_over,
             });
         }
         if tried >= 6 {

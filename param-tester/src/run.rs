@@ -32,6 +32,7 @@ fn empty_report(set: &ParameterSet, verdict: Verdict) -> SetReport {
     SetReport {
         name: set.label(),
         parameters: set.clone(),
+        chosen: None,
         verdict,
         security: None,
         plain_moduli: vec![],
@@ -46,18 +47,79 @@ fn empty_report(set: &ParameterSet, verdict: Verdict) -> SetReport {
         images: 0,
         ms_per_image: 0.0,
         label_agreement: 0.0,
+        reference_agreement: None,
         accuracy: None,
+        per_image: vec![],
     }
 }
 
-/// Runs one parameter set. `progress` is told each layer as it finishes.
+/// Runs one parameter set, its open fields (input scale, plaintext modulus) filled in first
+/// within `cfg`'s bounds. `progress` is told each layer as it finishes.
 pub fn run_set(
     loaded: &Loaded,
+    cfg: &TesterConfig,
     set: &ParameterSet,
-    debug: bool,
     mut progress: impl FnMut(&str),
 ) -> SetReport {
     let started = Instant::now();
+    let debug = cfg.debug;
+    let (filled, chosen) = match fill_in(loaded, cfg, set) {
+        Ok(f) => f,
+        Err(message) => return empty_report(set, Verdict::Invalid { message }),
+    };
+    if let Some(c) = &chosen {
+        progress(&chosen_line(c));
+    }
+    let mut report = run_filled(loaded, &filled, debug, &mut progress, started);
+    // The set as given; what the tester filled in is under `chosen`.
+    report.name = set.label();
+    report.parameters = set.clone();
+    report.chosen = chosen;
+    report
+}
+
+/// What the tester chose, in words.
+pub fn chosen_line(c: &Chosen) -> String {
+    let mut picked = Vec::new();
+    if let Some(s) = c.input_scale_bits {
+        picked.push(format!("input scale 2^{s}"));
+    }
+    if let (Some(b), Some(k)) = (c.plain_modulus_bits, c.plain_moduli_count) {
+        picked.push(if k == 1 {
+            format!("a {b}-bit t")
+        } else {
+            format!("{k} × {b}-bit t (CRT)")
+        });
+    }
+    format!(
+        "chose {} (at {}-bit weights: quantization error {:.2}% of the largest output, labels agree {:.1}%{})",
+        picked.join(" and "),
+        c.weight_bits,
+        100.0 * c.quantization_error,
+        100.0 * c.mirror_agreement,
+        if c.within_bound {
+            format!(
+                "; bound {:.2}% and {:.1}%",
+                100.0 * c.max_quantization_error,
+                100.0 * c.min_agreement
+            )
+        } else {
+            format!(
+                "; NOT within the bound {:.2}% and {:.1}%: the closest tried",
+                100.0 * c.max_quantization_error,
+                100.0 * c.min_agreement
+            )
+        }
+    )
+}
+
+fn run_filled(
+    loaded: &Loaded,
+    set: &ParameterSet,
+    debug: bool,
+    progress: &mut impl FnMut(&str),
+    started: Instant,
+) -> SetReport {
     let params = match set.encryption_parameters() {
         Ok(p) => p,
         Err(e) => {
@@ -75,7 +137,9 @@ pub fn run_set(
     };
     let moduli: Vec<u64> = sets.iter().map(|p| p.plain_modulus()).collect();
     let opts = BuildOptions {
-        input_scale_bits: set.input_scale_bits,
+        input_scale_bits: set
+            .input_scale_bits
+            .unwrap_or(BuildOptions::default().input_scale_bits),
         weight_bits: set.weight_bits,
         input_min: loaded.input_range[0],
         input_max: loaded.input_range[1],
@@ -266,35 +330,37 @@ pub fn run_set(
             } else {
                 Runs::Encrypted
             },
-            noise_budget: budget,
-            // A sanitized answer's budget as the client has it: after the compression.
-            predicted_noise_budget: plan.map_or(predicted[i], |p| {
-                model
-                    .parameters()
-                    .at_level(p.level)
-                    .ok()
-                    .and_then(|level| compressed_budget(&level, p.noise_log2))
-                    .unwrap_or(p.budget_bits)
-            }),
-            bound_bits: info.bound_bits(),
-            capacity_bits: (model.capacity() as f64).log2(),
-            overflow: predictions[i].overflow,
-            observed_bits: (observed_max as f64).log2(),
             max_error,
             mean_error,
-            equals_mirror: equals,
             ms,
-            ciphertexts: shown.ciphertexts,
-            bytes: shown.bytes,
-            budget_before_sanitization: sanitized.map(|_| seen.budget),
-            bytes_before_sanitization: sanitized.map(|_| seen.bytes),
-            sanitize_ms: sanitized.map(|s| s.ms),
-            sanitization: plan.cloned(),
-            sample: debug.then(|| {
-                (
-                    values.image(0).into_iter().take(8).collect(),
-                    next_mirror.image(0).into_iter().take(8).collect(),
-                )
+            encrypted: Some(EncryptedLayerReport {
+                noise_budget: budget,
+                // A sanitized answer's budget as the client has it: after the compression.
+                predicted_noise_budget: plan.map_or(predicted[i], |p| {
+                    model
+                        .parameters()
+                        .at_level(p.level)
+                        .ok()
+                        .and_then(|level| compressed_budget(&level, p.noise_log2))
+                        .unwrap_or(p.budget_bits)
+                }),
+                bound_bits: info.bound_bits(),
+                capacity_bits: (model.capacity() as f64).log2(),
+                overflow: predictions[i].overflow,
+                observed_bits: (observed_max as f64).log2(),
+                equals_mirror: equals,
+                ciphertexts: shown.ciphertexts,
+                bytes: shown.bytes,
+                budget_before_sanitization: sanitized.map(|_| seen.budget),
+                bytes_before_sanitization: sanitized.map(|_| seen.bytes),
+                sanitize_ms: sanitized.map(|s| s.ms),
+                sanitization: plan.cloned(),
+                sample: debug.then(|| {
+                    (
+                        values.image(0).into_iter().take(8).collect(),
+                        next_mirror.image(0).into_iter().take(8).collect(),
+                    )
+                }),
             }),
         });
         progress(&format!(
@@ -310,31 +376,55 @@ pub fn run_set(
         mirror = next_mirror;
         last = Some(values);
     }
-    // Labels: the encrypted integers at the end of the prefix against the float model.
+    // The plaintext tail, run on the decrypted values as the client runs it, layer by layer;
+    // then every image end to end against the float model (and a reference run's outputs).
     if let Some(out) = last {
-        let float =
-            net_builder::eval::float_outputs(&loaded.spec, &loaded.images).unwrap_or_default();
-        let n = out.batch();
-        let ends_model = prefix == model.layers().len();
-        let mut agree = 0;
-        let mut correct = 0;
-        for j in 0..n {
-            let enc_label = if ends_model {
-                argmax(&out.image(j))
-            } else {
-                // A plaintext tail: run it on the decrypted values.
-                tail_label(loaded, &crt, &out, j)
-            };
-            agree += (float.get(j).map(|f| argmax(f)) == Some(enc_label)) as usize;
-            if let Some(l) = &loaded.labels {
-                correct += (l[j] == enc_label) as usize;
+        let float = match net_builder::eval::float_outputs(&loaded.spec, &loaded.images) {
+            Ok(f) => f,
+            Err(e) => {
+                report.verdict = Verdict::Invalid {
+                    message: format!("the float model cannot run on the images: {e}"),
+                };
+                return report;
             }
+        };
+        let decrypted = match run_tail(loaded, &crt, &out, &float_outs, &mut report) {
+            Ok(d) => d,
+            Err(message) => {
+                report.verdict = Verdict::Invalid { message };
+                return report;
+            }
+        };
+        let n = decrypted.len();
+        let (mut agree, mut correct, mut ref_agree) = (0, 0, 0);
+        for (j, d) in decrypted.into_iter().enumerate() {
+            let f = float.get(j).cloned().unwrap_or_default();
+            let reference = loaded
+                .reference_outputs
+                .as_ref()
+                .and_then(|r| r.get(j).cloned());
+            let image = ImageReport {
+                index: j,
+                encrypted_label: argmax(&d),
+                float_label: argmax(&f),
+                reference_label: reference.as_deref().map(argmax),
+                label: loaded.labels.as_ref().and_then(|l| l.get(j).copied()),
+                decrypted: d,
+                float: f,
+                reference,
+            };
+            agree += (image.encrypted_label == image.float_label) as usize;
+            correct += (image.label == Some(image.encrypted_label)) as usize;
+            ref_agree += (image.reference_label == Some(image.encrypted_label)) as usize;
+            report.per_image.push(image);
         }
-        report.label_agreement = agree as f64 / n.max(1) as f64;
-        report.accuracy = loaded
-            .labels
+        let d = n.max(1) as f64;
+        report.label_agreement = agree as f64 / d;
+        report.accuracy = loaded.labels.as_ref().map(|_| correct as f64 / d);
+        report.reference_agreement = loaded
+            .reference_outputs
             .as_ref()
-            .map(|_| correct as f64 / n.max(1) as f64);
+            .map(|_| ref_agree as f64 / d);
     }
     report.ms_per_image = compute_ms / report.images.max(1) as f64;
     report.total_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -408,27 +498,81 @@ fn float_per_layer(loaded: &Loaded, crt: &CrtModel) -> Vec<Option<Vec<Vec<f64>>>
     outs
 }
 
-fn tail_label(loaded: &Loaded, crt: &CrtModel, out: &IntTensor, j: usize) -> usize {
+/// Runs the plaintext tail (the layers after the encryptable prefix) on the decrypted
+/// values `out`, in floating point as the client does, adding a row per layer to the report;
+/// returns every image's end-to-end outputs.
+fn run_tail(
+    loaded: &Loaded,
+    crt: &CrtModel,
+    out: &IntTensor,
+    float_outs: &[Option<Vec<Vec<f64>>>],
+    report: &mut SetReport,
+) -> Result<Vec<Vec<f64>>, String> {
     let model = crt.model();
     let prefix = model.encryptable_prefix();
     let scale = model.info_before(prefix).scale;
-    let start = crt.components[0].spec_index[..prefix]
-        .iter()
-        .rev()
-        .find_map(|&i| i)
-        .map_or(0, |i| i + 1);
-    let vals: Vec<f64> = out.image(j).iter().map(|&v| v as f64 / scale).collect();
-    let mut shape = vec![1];
+    let n = out.batch();
+    let mut shape = vec![n];
     shape.extend(out.shape());
-    net_builder::spec::array(&shape, vals)
-        .and_then(|a| {
-            loaded
-                .spec
-                .forward(&a, start..loaded.spec.layers.len())
-                .ok()
-        })
-        .map(|y| argmax(&y.iter().copied().collect::<Vec<_>>()))
-        .unwrap_or(usize::MAX)
+    let data: Vec<f64> = (0..n)
+        .flat_map(|j| out.image(j).into_iter().map(|v| v as f64 / scale))
+        .collect();
+    let mut cur = net_builder::spec::array(&shape, data)
+        .ok_or("the decrypted values do not fill the prefix's output shape")?;
+    for i in prefix..model.layers().len() {
+        let layer = &model.layers()[i];
+        let spec_i = crt.components[0]
+            .spec_index
+            .get(i)
+            .copied()
+            .flatten()
+            .ok_or_else(|| format!("layer {i} of the tail has no float layer"))?;
+        let t0 = Instant::now();
+        cur = loaded
+            .spec
+            .forward(&cur, spec_i..spec_i + 1)
+            .map_err(|e| format!("the plaintext tail at layer {i}: {e}"))?;
+        let ms = t0.elapsed().as_secs_f64() * 1000.0;
+        let rows = rows_of(&cur, n);
+        let (max_error, mean_error) = float_outs
+            .get(i)
+            .and_then(Option::as_ref)
+            .map(|f| float_error(&rows, f))
+            .unwrap_or((f64::NAN, f64::NAN));
+        report.layers.push(LayerReport {
+            index: i,
+            name: layer.name().to_string(),
+            description: layer.describe(),
+            runs: Runs::Plaintext,
+            max_error,
+            mean_error,
+            ms,
+            encrypted: None,
+        });
+    }
+    Ok(rows_of(&cur, n))
+}
+
+/// One row per image of a batch array.
+fn rows_of(a: &ndarray::ArrayD<f64>, n: usize) -> Vec<Vec<f64>> {
+    let flat: Vec<f64> = a.iter().copied().collect();
+    let per = (flat.len() / n.max(1)).max(1);
+    flat.chunks(per).map(<[f64]>::to_vec).collect()
+}
+
+/// Largest and mean |a − b| over rows.
+fn float_error(a: &[Vec<f64>], b: &[Vec<f64>]) -> (f64, f64) {
+    let mut max: f64 = 0.0;
+    let (mut sum, mut count) = (0.0, 0usize);
+    for (x, y) in a.iter().zip(b) {
+        for (u, v) in x.iter().zip(y) {
+            let e = (u - v).abs();
+            max = max.max(e);
+            sum += e;
+            count += 1;
+        }
+    }
+    (max, sum / count.max(1) as f64)
 }
 
 /// Runs every set of a config.
@@ -437,11 +581,13 @@ pub fn run(cfg: &TesterConfig, loaded: &Loaded, mut progress: impl FnMut(usize, 
         .encryption_parameters
         .iter()
         .enumerate()
-        .map(|(k, s)| run_set(loaded, s, cfg.debug, |m| progress(k, m)))
+        .map(|(k, s)| run_set(loaded, cfg, s, |m| progress(k, m)))
         .collect();
     Report {
         model: loaded.spec.name.clone(),
         images: loaded.images.batch(),
+        input_shape: loaded.spec.input_shape.clone(),
+        input_shape_guessed: loaded.input_shape_guessed,
         sets,
     }
 }

@@ -18,9 +18,22 @@ pub fn verdict_line(v: &Verdict) -> String {
     }
 }
 
+/// How many images the table shows one by one (the JSON report has them all).
+const PER_IMAGE_ROWS: usize = 4;
+
 /// A human table of a report.
 pub fn table(report: &Report) -> String {
-    let mut s = format!("model {} on {} images\n", report.model, report.images);
+    let mut s = format!(
+        "model {} (input {:?}{}) on {} images\n",
+        report.model,
+        report.input_shape,
+        if report.input_shape_guessed {
+            ", guessed: give \"input_shape\" if it is not the model's"
+        } else {
+            ""
+        },
+        report.images
+    );
     for set in &report.sets {
         s += &format!(
             "\n{} — {} — security {} — moduli {:?} — weights {} bits\n",
@@ -30,6 +43,9 @@ pub fn table(report: &Report) -> String {
             set.plain_moduli,
             set.weight_bits.map_or("-".into(), |w| w.to_string())
         );
+        if let Some(c) = &set.chosen {
+            s += &format!("  {}\n", chosen_line(c));
+        }
         if set.layers.is_empty() {
             continue;
         }
@@ -38,32 +54,47 @@ pub fn table(report: &Report) -> String {
             "#", "layer", "budget", "pred.", "bound", "cap", "max err", "exact", "ms", "cts", "MB"
         );
         for l in &set.layers {
+            let Some(e) = &l.encrypted else {
+                s += &format!(
+                    "  {:>3} {:<42} {:>7} {:>7} {:>7} {:>7} {:>9.2e} {:>6} {:>9.1}  client, plaintext, after decryption\n",
+                    l.index,
+                    l.description.chars().take(42).collect::<String>(),
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                    l.max_error,
+                    "-",
+                    l.ms,
+                );
+                continue;
+            };
             s += &format!(
                 "  {:>3} {:<42} {:>7} {:>7.1} {:>7.1} {:>7.1} {:>9.2e} {:>6} {:>9.0} {:>6} {:>9.1}\n",
                 l.index,
                 l.description.chars().take(42).collect::<String>(),
-                l.noise_budget,
-                l.predicted_noise_budget,
-                l.bound_bits,
-                l.capacity_bits,
+                e.noise_budget,
+                e.predicted_noise_budget,
+                e.bound_bits,
+                e.capacity_bits,
                 l.max_error,
-                if l.equals_mirror { "yes" } else { "NO" },
+                if e.equals_mirror { "yes" } else { "NO" },
                 l.ms,
-                l.ciphertexts,
-                l.bytes as f64 / 1e6
+                e.ciphertexts,
+                e.bytes as f64 / 1e6
             );
-            if let Some(p) = &l.sanitization {
+            if let Some(p) = &e.sanitization {
                 s += &format!(
                     "      sanitized: {} → {} primes, flood 2^{} (λ = {}), budget {} → {} bits, {:.1} → {:.1} MB, {:.0} ms\n",
                     p.from_level,
                     p.level,
                     p.flood_log2,
                     p.flood_bits,
-                    l.budget_before_sanitization.unwrap_or(0),
-                    l.noise_budget,
-                    l.bytes_before_sanitization.unwrap_or(0) as f64 / 1e6,
-                    l.bytes as f64 / 1e6,
-                    l.sanitize_ms.unwrap_or(0.0)
+                    e.budget_before_sanitization.unwrap_or(0),
+                    e.noise_budget,
+                    e.bytes_before_sanitization.unwrap_or(0) as f64 / 1e6,
+                    e.bytes as f64 / 1e6,
+                    e.sanitize_ms.unwrap_or(0.0)
                 );
             }
         }
@@ -78,6 +109,34 @@ pub fn table(report: &Report) -> String {
             100.0 * set.label_agreement,
             set.accuracy.map_or(String::new(), |a| format!("; accuracy {:.1}%", 100.0 * a))
         );
+        if let Some(r) = set.reference_agreement {
+            s += &format!(
+                "  labels agree with the reference outputs on {:.1}%\n",
+                100.0 * r
+            );
+        }
+        for im in set.per_image.iter().take(PER_IMAGE_ROWS) {
+            s += &format!(
+                "  image {:>3}: encrypted label {}, float {}{}{} — decrypted {:?}\n",
+                im.index,
+                im.encrypted_label,
+                im.float_label,
+                im.reference_label
+                    .map_or(String::new(), |r| format!(", reference {r}")),
+                im.label.map_or(String::new(), |r| format!(", true {r}")),
+                im.decrypted
+                    .iter()
+                    .take(10)
+                    .map(|v| (v * 1000.0).round() / 1000.0)
+                    .collect::<Vec<_>>()
+            );
+        }
+        if set.per_image.len() > PER_IMAGE_ROWS {
+            s += &format!(
+                "  … {} more images in the JSON report (per_image)\n",
+                set.per_image.len() - PER_IMAGE_ROWS
+            );
+        }
     }
     s
 }
