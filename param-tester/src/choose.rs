@@ -30,15 +30,7 @@ fn leaves_room_for_flood(loaded: &Loaded, set: &ParameterSet) -> bool {
     let Ok(moduli) = params.plain_moduli() else {
         return false;
     };
-    let opts = BuildOptions {
-        input_scale_bits: set.input_scale_bits.unwrap_or(0),
-        weight_bits: set.weight_bits,
-        input_min: loaded.input_range[0],
-        input_max: loaded.input_range[1],
-        reencrypt_after: set.reencrypt_positions.clone(),
-        rescale_bits: None,
-        crt_moduli: None,
-    };
+    let opts = set.build_options(loaded.input_range);
     let Ok(crt) = crate::run::build_crt_with(&loaded.spec, &params, &moduli, &opts) else {
         return false;
     };
@@ -138,11 +130,7 @@ pub fn fill_in(
     let opts = |scale: u32, weights: Option<u32>| BuildOptions {
         input_scale_bits: scale,
         weight_bits: weights,
-        input_min: loaded.input_range[0],
-        input_max: loaded.input_range[1],
-        reencrypt_after: set.reencrypt_positions.clone(),
-        rescale_bits: None,
-        crt_moduli: None,
+        ..set.build_options(loaded.input_range)
     };
     let float = float_outputs(&loaded.spec, &loaded.images).map_err(|e| e.to_string())?;
     if t_open {

@@ -225,6 +225,20 @@ impl ParameterSet {
         serde_json::from_value(v).map_err(TesterError::Parameters)
     }
 
+    /// How the model is built for this set, inputs in `input_range` (an open input scale is
+    /// the builder's default until the tester fills it in).
+    pub fn build_options(&self, input_range: [f64; 2]) -> net_builder::BuildOptions {
+        let defaults = net_builder::BuildOptions::default();
+        net_builder::BuildOptions {
+            input_scale_bits: self.input_scale_bits.unwrap_or(defaults.input_scale_bits),
+            weight_bits: self.weight_bits,
+            input_min: input_range[0],
+            input_max: input_range[1],
+            reencrypt_after: self.reencrypt_positions.clone(),
+            ..defaults
+        }
+    }
+
     /// Whether the set leaves the plaintext modulus to the tester.
     pub fn plain_modulus_open(&self) -> bool {
         self.plain_moduli.is_none() && self.plain_modulus_bits.is_none()

@@ -7,7 +7,6 @@ use he_layers::plan::{estimated_cost, CompiledLayout, Layout, LayoutKind};
 use he_layers::protocol::Security;
 use net_builder::pipeline::build_crt;
 use net_builder::session::plan_circuit_privacy;
-use net_builder::BuildOptions;
 
 /// Relative cost of one component at a degree (from the engine bench: multiply+relinearize at
 /// the 128-bit presets, 1.7 / 7.7 / 39 ms).
@@ -160,15 +159,7 @@ pub fn recommend(
         let Ok(moduli) = params.plain_moduli() else {
             continue;
         };
-        let opts = BuildOptions {
-            input_scale_bits,
-            weight_bits,
-            input_min: loaded.input_range[0],
-            input_max: loaded.input_range[1],
-            reencrypt_after: b.clone(),
-            rescale_bits: None,
-            crt_moduli: None,
-        };
+        let opts = set.build_options(loaded.input_range);
         let Ok(crt) = build_crt(&loaded.spec, n, &moduli, &opts) else {
             continue;
         };

@@ -136,17 +136,7 @@ fn run_filled(
         Err(e) => return empty_report(set, classify(e)),
     };
     let moduli: Vec<u64> = sets.iter().map(|p| p.plain_modulus()).collect();
-    let opts = BuildOptions {
-        input_scale_bits: set
-            .input_scale_bits
-            .unwrap_or(BuildOptions::default().input_scale_bits),
-        weight_bits: set.weight_bits,
-        input_min: loaded.input_range[0],
-        input_max: loaded.input_range[1],
-        reencrypt_after: set.reencrypt_positions.clone(),
-        rescale_bits: None,
-        crt_moduli: None,
-    };
+    let opts = set.build_options(loaded.input_range);
     let crt = match build_crt_with(&loaded.spec, &params, &moduli, &opts) {
         Ok(c) => c,
         Err(v) => return empty_report(set, v),
