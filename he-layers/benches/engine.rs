@@ -133,6 +133,9 @@ fn main() {
         );
         let rk = RelinearizationKey::generate(&sk);
         let gk = GaloisKeys::generate(&sk, &[1], false);
+        // Sixteen steps of one ciphertext, as a packed layout's rotations of one input.
+        let steps16: Vec<i64> = (1..=16).collect();
+        let gk16 = GaloisKeys::generate(&sk, &steps16, false);
         let enc = BatchEncoder::try_new(&p).expect("batching");
         let ev = Evaluator::new(&p);
         let half = ((t - 1) / 2) as i64;
@@ -243,6 +246,24 @@ fn main() {
             col,
             fmt(time(|| {
                 black_box(ev.rotate_rows(&b, 1, &gk).expect("rotate"));
+            })),
+        );
+        push(
+            &mut rows,
+            "16 rotations of one ciphertext, one by one",
+            col,
+            fmt(time(|| {
+                for &s in &steps16 {
+                    black_box(ev.rotate_rows(&b, s, &gk16).expect("rotate"));
+                }
+            })),
+        );
+        push(
+            &mut rows,
+            "16 rotations of one ciphertext, hoisted",
+            col,
+            fmt(time(|| {
+                black_box(ev.rotate_rows_hoisted(&b, &steps16, &gk16).expect("rotate"));
             })),
         );
         push(

@@ -385,6 +385,51 @@ fn rotations_match_slot_rotations() {
     assert_eq!(gk.elements().count(), steps.len() + 1);
 }
 
+/// Hoisted rotations (one decomposition for many steps) decrypt as the one-by-one rotations
+/// and the slot rotations do, at the top level and below it, with the noise the estimate
+/// says at most; a step without a key fails before any work.
+#[test]
+fn hoisted_rotations_match_one_by_one_rotations() {
+    let mut r = rng(6);
+    let c = Ctx::new(preset(8192, 20));
+    let half = c.p.degree() / 2;
+    let steps: Vec<i64> = vec![1, 2, 3, -1, 7, 0, 100, -(half as i64) + 3, 1];
+    let gk = GaloisKeys::generate(&c.sk, &steps, false);
+    let m = random_slots(&mut r, &c.p);
+    let ct = c.encrypt(&m);
+    for level in [c.p.level(), 2] {
+        let (ev, input) = if level == c.p.level() {
+            (Evaluator::new(&c.p), ct.clone())
+        } else {
+            (
+                Evaluator::new(&c.p.at_level(level).unwrap()),
+                he_engine::modswitch::switch_to_level(&ct, level).unwrap(),
+            )
+        };
+        let hoisted = ev.rotate_rows_hoisted(&input, &steps, &gk).unwrap();
+        assert_eq!(hoisted.len(), steps.len());
+        for (&s, h) in steps.iter().zip(&hoisted) {
+            let k = s.rem_euclid(half as i64) as usize;
+            let expect: Vec<i64> = (0..2 * half)
+                .map(|i| m[(i / half) * half + (i % half + k) % half])
+                .collect();
+            assert_slots!(c.decrypt(h), expect, "step {s} at level {level}");
+            let one = ev.rotate_rows(&input, s, &gk).unwrap();
+            assert_eq!(c.decrypt(h), c.decrypt(&one));
+            // As much budget left as the one-by-one rotation, within a bit.
+            let dec = Decryptor::new(&c.sk);
+            let (bh, bo) = (
+                dec.noise_budget(h).unwrap(),
+                dec.noise_budget(&one).unwrap(),
+            );
+            assert!(bh + 1 >= bo, "step {s}: hoisted {bh} bits, one by one {bo}");
+            assert!(h.estimated_noise_log2() >= one.estimated_noise_log2() - 1e-9);
+        }
+    }
+    let err = c.ev.rotate_rows_hoisted(&ct, &[1, 4], &gk).unwrap_err();
+    assert!(matches!(err, Error::MissingGaloisKey { .. }), "{err}");
+}
+
 /// Below the top level (after modulus switching), products, plaintext products, rotations and
 /// relinearization run with the top level's keys and equal slot-wise arithmetic; the noise
 /// budget a level keeps is what the estimate says at least.

@@ -56,6 +56,86 @@ impl Evaluator {
                 op.mul_accumulate(acc1.limb_mut(j), digit, ksk.a[i].limb(kj));
             }
         }
+        self.mod_down([acc0, acc1])
+    }
+
+    /// The digits of c (coefficient form over Q; `c_ntt` its NTT form) for key switching,
+    /// once: per prime q_i of Q, [c]_{q_i} lifted to every prime of the key basis and
+    /// transformed. A rotation's key switch then permutes them instead of redoing the
+    /// (l × (l + 1) NTT) decomposition: the automorphism maps a digit d_i ≡ c (mod q_i) with
+    /// |d_i| < q_i to σ(d_i) ≡ σ(c) (mod q_i), as small, so Σ σ(d_i) ksk_i is σ(c)'s switch.
+    fn decompose(&self, c: &RnsPoly, c_ntt: &RnsPoly) -> Vec<RnsPoly> {
+        let p = &self.params;
+        let n = p.degree();
+        let key = &p.key;
+        let (l, k) = (p.q.len(), key.len());
+        (0..l)
+            .map(|i| {
+                let src = c.limb(i);
+                let qi = p.q.moduli()[i].value();
+                let mut digit = RnsPoly::zero(n, k, Representation::Ntt);
+                for j in 0..k {
+                    let op = &key.ntts()[j];
+                    let mj = op.modulus();
+                    let out = digit.limb_mut(j);
+                    if j == i {
+                        out.copy_from_slice(c_ntt.limb(i));
+                        continue;
+                    }
+                    if qi <= mj.value() {
+                        out.copy_from_slice(src);
+                    } else {
+                        for (t, &x) in out.iter_mut().zip(src) {
+                            *t = mj.reduce_flat(x);
+                        }
+                    }
+                    op.forward(out);
+                }
+                digit
+            })
+            .collect()
+    }
+
+    /// Key switching from hoisted digits ([`Self::decompose`]), each permuted by `perm` (the
+    /// automorphism in NTT form) on the way into the inner product.
+    fn key_switch_digits(
+        &self,
+        digits: &[RnsPoly],
+        perm: &[u32],
+        ksk: &KeySwitchingKey,
+    ) -> (RnsPoly, RnsPoly) {
+        crate::stats::key_switch();
+        let p = &self.params;
+        let n = p.degree();
+        let key = &p.key;
+        let (l, k) = (p.q.len(), key.len());
+        let mut acc0 = RnsPoly::zero(n, k, Representation::Ntt);
+        let mut acc1 = RnsPoly::zero(n, k, Representation::Ntt);
+        let mut tmp = vec![0u64; n];
+        for (i, digit) in digits.iter().enumerate().take(l) {
+            for j in 0..k {
+                let op = &key.ntts()[j];
+                let src = digit.limb(j);
+                for (t, &x) in tmp.iter_mut().zip(perm) {
+                    *t = src[x as usize];
+                }
+                let kj = if j < l { j } else { ksk.b[i].limb_count() - 1 };
+                op.mul_accumulate(acc0.limb_mut(j), &tmp, ksk.b[i].limb(kj));
+                op.mul_accumulate(acc1.limb_mut(j), &tmp, ksk.a[i].limb(kj));
+            }
+        }
+        self.mod_down([acc0, acc1])
+    }
+
+    /// Divides accumulators over the key basis (Q and the special prime, NTT form) by the
+    /// special prime with rounding, back to Q.
+    fn mod_down(&self, accs: [RnsPoly; 2]) -> (RnsPoly, RnsPoly) {
+        let p = &self.params;
+        let n = p.degree();
+        let key = &p.key;
+        let l = p.q.len();
+        let [mut acc0, mut acc1] = accs;
+        let mut tmp = vec![0u64; n];
         // Divide by the special prime with rounding: (acc - [acc]_sp) / sp, in NTT form, where
         // [acc]_sp is the centered residue (−sp added to residues above sp/2).
         let sp_op = &key.ntts()[l];
@@ -99,22 +179,67 @@ impl Evaluator {
             .get(&element)
             .ok_or(Error::MissingGaloisKey { element })?;
         let perm = self.params.ntt_galois_permutation(element);
-        let permute = |poly: &RnsPoly| -> RnsPoly {
-            let n = perm.len();
-            let mut data = Vec::with_capacity(n * poly.limb_count());
-            for src in poly.limbs() {
-                data.extend(perm.iter().map(|&k| src[k as usize]));
-            }
-            RnsPoly::from_data(data, n, Representation::Ntt)
-        };
-        let mut c0 = permute(&ct.polys[0]);
-        let c1_ntt = permute(&ct.polys[1]);
+        let mut c0 = permute_ntt(&ct.polys[0], &perm);
+        let c1_ntt = permute_ntt(&ct.polys[1], &perm);
         let mut c1 = c1_ntt.clone();
         c1.inverse_ntt(&self.params.q);
         let (u0, u1) = self.key_switch(&c1, Some(&c1_ntt), ksk);
         c0.add_assign(&u0, &self.params.q);
         let noise = log2_add(ct.noise_log2, self.estimate_key_switch_noise());
         Ok(self.output(vec![c0, u1], noise))
+    }
+
+    /// Rotates both rows of slots left by each of `steps`, with one key-switching
+    /// decomposition for all of them (hoisted): each rotation then costs its inner products
+    /// and the division by the special prime, not the digits' l × (l + 1) NTTs. The results
+    /// decrypt as [`Self::rotate_rows`]'s do, with the same noise bound (their ciphertexts
+    /// differ: a digit's representative is permuted rather than recomputed).
+    pub fn rotate_rows_hoisted(
+        &self,
+        ct: &Ciphertext,
+        steps: &[i64],
+        keys: &GaloisKeys,
+    ) -> Result<Vec<Ciphertext>, Error> {
+        self.check_linear(ct)?;
+        ensure_level_of(&self.params, &keys.params)?;
+        let elements: Vec<u64> = steps
+            .iter()
+            .map(|&s| self.params.galois_element_for_step(s))
+            .collect();
+        // Every key first: a missing one fails before any work.
+        let ksks = elements
+            .iter()
+            .filter(|&&g| g != 1)
+            .map(|&g| {
+                keys.keys
+                    .get(&g)
+                    .map(|k| (g, k))
+                    .ok_or(Error::MissingGaloisKey { element: g })
+            })
+            .collect::<Result<std::collections::HashMap<u64, &KeySwitchingKey>, Error>>()?;
+        let digits = if ksks.is_empty() {
+            Vec::new()
+        } else {
+            let mut c1 = ct.polys[1].clone();
+            c1.inverse_ntt(&self.params.q);
+            self.decompose(&c1, &ct.polys[1])
+        };
+        let noise = log2_add(ct.noise_log2, self.estimate_key_switch_noise());
+        elements
+            .iter()
+            .map(|&g| {
+                let Some(ksk) = ksks.get(&g) else {
+                    let mut r = ct.clone();
+                    r.seed = None;
+                    return Ok(r);
+                };
+                let perm = self.params.ntt_galois_permutation(g);
+                let (u0, u1) = self.key_switch_digits(&digits, &perm, ksk);
+                let mut c0 = permute_ntt(&ct.polys[0], &perm);
+                c0.add_assign(&u0, &self.params.q);
+                Ok(self.output(vec![c0, u1], noise))
+            })
+            .collect()
     }
 
     /// Rotates both rows of slots left by `step` (right when negative).
@@ -138,4 +263,14 @@ impl Evaluator {
     pub fn rotate_columns(&self, ct: &Ciphertext, keys: &GaloisKeys) -> Result<Ciphertext, Error> {
         self.apply_galois(ct, self.params.galois_element_column_swap(), keys)
     }
+}
+
+/// A polynomial in NTT form under the automorphism whose NTT-slot permutation is `perm`.
+fn permute_ntt(poly: &RnsPoly, perm: &[u32]) -> RnsPoly {
+    let n = perm.len();
+    let mut data = Vec::with_capacity(n * poly.limb_count());
+    for src in poly.limbs() {
+        data.extend(perm.iter().map(|&k| src[k as usize]));
+    }
+    RnsPoly::from_data(data, n, Representation::Ntt)
 }
