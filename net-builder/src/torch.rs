@@ -37,6 +37,9 @@ impl Default for PickleOptions {
     }
 }
 
+/// How deep `Sequential`s may nest in a pickle.
+const MAX_NESTING: usize = 64;
+
 const MODULES: &str = "Sequential, Conv2d, Linear, AvgPool2d, Flatten, BatchNorm1d, BatchNorm2d, \
     Identity, Dropout, a square module (configurable class names), and as plaintext-only layers \
     ReLU, Tanh, MaxPool2d";
@@ -276,13 +279,21 @@ fn tensor(pk: &Pickle, v: &Value, storages: &Storages) -> Option<(Vec<usize>, Ve
         .into_iter()
         .map(|x| usize::try_from(x).ok())
         .collect::<Option<_>>()?;
-    let count: usize = size.iter().product();
+    // A tensor never holds more elements than its storage (module weights are not broadcast
+    // views): a hostile size is refused before anything is allocated.
+    let count = size.iter().try_fold(1usize, |a, &d| a.checked_mul(d))?;
+    if count > bytes.len() / width.max(1) || stride.len() != size.len() {
+        return None;
+    }
+    let offset = usize::try_from(*offset).ok()?;
     let mut out = Vec::with_capacity(count);
     let mut idx = vec![0usize; size.len()];
     for _ in 0..count {
-        let e = usize::try_from(*offset).ok()?
-            + idx.iter().zip(&stride).map(|(i, s)| i * s).sum::<usize>();
-        let b = bytes.get(e * width..(e + 1) * width)?;
+        let e = idx
+            .iter()
+            .zip(&stride)
+            .try_fold(offset, |acc, (i, s)| acc.checked_add(i.checked_mul(*s)?))?;
+        let b = bytes.get(e.checked_mul(width)?..e.checked_add(1)?.checked_mul(width)?)?;
         out.push(if width == 4 {
             f32::from_le_bytes([b[0], b[1], b[2], b[3]])
         } else {
@@ -386,6 +397,11 @@ fn collect_modules(
     }
     match class.as_str() {
         "Sequential" => {
+            // A module tree that refers back to itself (legal in a pickle's memo) would
+            // recurse for ever: nesting is bounded.
+            if path.split('.').count() > MAX_NESTING {
+                return Err(missing("_modules (nested too deep, or a cycle)"));
+            }
             let children = pk
                 .get(&state, "_modules")
                 .and_then(|v| pk.items(v))

@@ -21,6 +21,12 @@ const MAX_PRIME_BITS: u32 = 60;
 /// The most plaintext primes the automatic choice splits t into (CRT).
 const MAX_AUTO_MODULI: usize = 4;
 
+/// The most bits a CRT product of plaintext moduli may have (the protocol's cap, 2^127).
+const MAX_CAPACITY_BITS: f64 = 127.0;
+
+/// How many candidate sets the choice checks for room for the server's flood.
+const MAX_FLOOD_CHECKS: usize = 16;
+
 /// Whether the server would sanitize every answer of `set` (its estimate, as `/plan` makes
 /// it), and no layer is predicted to overflow.
 fn leaves_room_for_flood(loaded: &Loaded, set: &ParameterSet) -> bool {
@@ -154,7 +160,6 @@ pub fn fill_in(
                     Err(BuildError::Layer(LayerError::Unquantizable { .. })) => continue,
                     Err(e) => return Err(e.to_string()),
                 };
-                let (error, agreement) = quantization_quality(loaded, &float, &built)?;
                 let bound_bits = built
                     .model
                     .predict()
@@ -162,6 +167,14 @@ pub fn fill_in(
                     .filter(|p| p.encryptable)
                     .map(|p| p.output.bound_bits())
                     .fold(0.0, f64::max);
+                // The bound grows with the weights: past what any t holds (the CRT product
+                // stays under 2^127, and the mirror's i128 with it), or past the best kept
+                // so far, more weight bits cannot help.
+                if bound_bits + 2.0 >= MAX_CAPACITY_BITS || bound_bits >= kept_bound {
+                    smallest_here = smallest_here.min(bound_bits);
+                    break;
+                }
+                let (error, agreement) = quantization_quality(loaded, &float, &built)?;
                 let trial = Trial {
                     scale: s,
                     weights: w,
@@ -191,15 +204,27 @@ pub fn fill_in(
         let mut kept: Vec<&Trial> = trials.iter().filter(|t| t.within(cfg)).collect();
         kept.sort_by(|a, b| a.bound_bits.total_cmp(&b.bound_bits));
         if kept.is_empty() {
-            kept.extend(trials.iter().min_by(|a, b| a.error.total_cmp(&b.error)));
+            // None keeps the bound: the closest first.
+            kept = trials.iter().collect();
+            kept.sort_by(|a, b| a.error.total_cmp(&b.error));
         }
-        let split = |trial: &Trial, count: usize| {
-            let total = trial.bound_bits.ceil() as u32 + 2;
-            let mut bits = total.div_ceil(count as u32) + (count > 1) as u32;
-            while BfvParameters::batching_plain_modulus(set.degree, bits).is_none() && bits < 62 {
-                bits += 1;
-            }
-            (bits, count)
+        // The smallest prime size whose `count` distinct batching primes multiply past
+        // 2^total (the set resolves them as the server will).
+        let split = |trial: &Trial, count: usize| -> Option<(u32, usize)> {
+            let total = trial.bound_bits.ceil() + 2.0;
+            let start = (total / count as f64).ceil() as u32;
+            (start.max(2)..=MAX_PRIME_BITS + 2).find_map(|bits| {
+                let mut candidate = set.clone();
+                candidate.plain_modulus_bits = Some(bits);
+                candidate.plain_moduli_count = Some(count);
+                let moduli = candidate
+                    .encryption_parameters()
+                    .ok()?
+                    .plain_moduli()
+                    .ok()?;
+                let capacity: f64 = moduli.iter().map(|&t| (t as f64).log2()).sum();
+                (capacity >= total).then_some((bits, count))
+            })
         };
         let counts = |trial: &Trial| -> Vec<usize> {
             let total = trial.bound_bits.ceil() as u32 + 2;
@@ -209,12 +234,20 @@ pub fn fill_in(
                 None => (fewest..=fewest.max(MAX_AUTO_MODULI)).collect(),
             }
         };
-        let first = *kept
-            .first()
-            .ok_or("no input scale and weight precision could be built")?;
+        if kept.is_empty() {
+            return Err("no input scale and weight precision could be built".into());
+        }
+        // Each check compiles the layouts: a bounded number of them.
+        let mut checks = 0;
         for trial in &kept {
             for k in counts(trial) {
-                let (bits, count) = split(trial, k);
+                let Some((bits, count)) = split(trial, k) else {
+                    continue;
+                };
+                checks += 1;
+                if checks > MAX_FLOOD_CHECKS {
+                    break;
+                }
                 let mut candidate = set.clone();
                 candidate.input_scale_bits = Some(trial.scale);
                 candidate.plain_modulus_bits = Some(bits);
@@ -225,8 +258,23 @@ pub fn fill_in(
                 }
             }
         }
-        let fallback = split(first, counts(first)[0]);
-        Ok(finish(set, cfg, first, Some(fallback)))
+        // None would be sanitized: the first whose bound some primes hold (the verdict says
+        // why it fails).
+        let (trial, t) = kept
+            .iter()
+            .find_map(|trial| {
+                counts(trial)
+                    .into_iter()
+                    .find_map(|k| split(trial, k))
+                    .map(|t| (*trial, t))
+            })
+            .ok_or_else(|| {
+                format!(
+                    "no batching primes at N = {} hold the bound of any quantization tried",
+                    set.degree
+                )
+            })?;
+        Ok(finish(set, cfg, trial, Some(t)))
     } else {
         // The set's t: the smallest scale that keeps the bound at the weights t allows.
         let params = set.encryption_parameters().map_err(|e| e.to_string())?;

@@ -480,7 +480,11 @@ fn float_per_layer(loaded: &Loaded, crt: &CrtModel) -> Vec<Option<Vec<Vec<f64>>>
                     last_rows = Some(rows.clone());
                     outs.push(Some(rows));
                 }
-                Err(_) => outs.push(None),
+                // Every later reference would start from the wrong input: none is given.
+                Err(_) => {
+                    outs.resize(crt.components[0].spec_index.len(), None);
+                    return outs;
+                }
             },
             None => outs.push(last_rows.clone()),
         }

@@ -236,3 +236,28 @@ fn the_plot_has_one_series_per_set() {
         .filter(|n| n.has_tag_name("line"))
         .any(|n| n.attribute("stroke").is_some_and(|c| colours.contains(&c))));
 }
+
+#[test]
+fn an_unreachable_bound_is_said_unmet_and_the_search_stays_within_what_t_can_hold() {
+    // Two squares: the bound grows fast with the weights, and 10⁻⁹ of the largest output is
+    // out of reach; every trial stays under what a CRT product may hold (2^127).
+    let cfg = config(
+        r#"{"model": "models/mnist-cryptonets",
+            "images": {"test_set": "models/data/mnist-t10k-images-idx3-ubyte.gz", "count": 16},
+            "encryption_parameters": [{"degree": 8192}],
+            "max_quantization_error": 1e-9}"#,
+    );
+    let loaded = load(&cfg, &root()).unwrap();
+    let (filled, chosen) =
+        param_tester::fill_in(&loaded, &cfg, &cfg.encryption_parameters[0]).unwrap();
+    let chosen = chosen.unwrap();
+    assert!(!chosen.within_bound, "{chosen:?}");
+    assert!(param_tester::chosen_line(&chosen).contains("NOT within the bound"));
+    let moduli = filled
+        .encryption_parameters()
+        .unwrap()
+        .plain_moduli()
+        .unwrap();
+    let bits: f64 = moduli.iter().map(|&t| (t as f64).log2()).sum();
+    assert!(bits < 127.0, "{moduli:?}");
+}

@@ -69,7 +69,10 @@ impl Registry {
     pub fn load(dir: &Path, max_built: usize) -> std::io::Result<Self> {
         let mut models = HashMap::new();
         let mut entries: Vec<_> = std::fs::read_dir(dir)?
-            .filter_map(Result::ok)
+            .filter_map(|e| {
+                e.map_err(|err| tracing::warn!(error = %err, "an entry of the models folder cannot be read"))
+                    .ok()
+            })
             .map(|e| e.path())
             .filter(|p| p.is_dir())
             .collect();
@@ -96,10 +99,30 @@ impl Registry {
             };
             let ModelFolder {
                 spec,
-                manifest,
+                mut manifest,
                 model_file,
                 files,
             } = folder;
+            // A boundary must cut two encrypted layers apart: after one before the last, and
+            // not in or right before the plaintext tail. Others are dropped, and said.
+            let tail = spec
+                .layers
+                .iter()
+                .position(|l| !l.is_encryptable())
+                .unwrap_or(spec.layers.len());
+            let usable = |p: &usize| p + 1 < spec.layers.len() && p + 1 < tail;
+            for p in manifest
+                .reencrypt_positions
+                .iter()
+                .chain(manifest.allowed_reencrypt_positions.iter().flatten())
+                .filter(|p| !usable(p))
+            {
+                tracing::warn!(model = %name, position = p, layers = spec.layers.len(), plaintext_from = tail, "manifest re-encryption position dropped: no encrypted layer follows it");
+            }
+            manifest.reencrypt_positions.retain(usable);
+            if let Some(a) = &mut manifest.allowed_reencrypt_positions {
+                a.retain(usable);
+            }
             let mut allowed_positions = manifest
                 .allowed_reencrypt_positions
                 .clone()
