@@ -579,3 +579,63 @@ pub fn infer_input_shape(spec: &ModelSpec) -> Result<Vec<usize>, ImportError> {
         .into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `_rebuild_tensor_v2(storage "0" of 4 floats, offset, size, stride)` as the arena holds it.
+    fn rebuild(offset: i64, size: &[i64], stride: &[i64]) -> (Pickle, Value, Storages) {
+        let ints = |v: &[i64]| Value::Tuple(v.iter().map(|&x| Value::Int(x)).collect());
+        let pid = Value::PersistentId(Box::new(Value::Tuple(vec![
+            Value::Str("storage".into()),
+            Value::Global("torch".into(), "FloatStorage".into()),
+            Value::Str("0".into()),
+            Value::Str("cpu".into()),
+            Value::Int(4),
+        ])));
+        let node = Node::Object {
+            callable: Value::Global("torch._utils".into(), "_rebuild_tensor_v2".into()),
+            args: Value::Tuple(vec![pid, Value::Int(offset), ints(size), ints(stride)]),
+            state: None,
+            items: vec![],
+            elements: vec![],
+        };
+        let pk = Pickle {
+            nodes: vec![node],
+            root: Value::Ref(0),
+            consumed: 0,
+        };
+        let bytes: Vec<u8> = [1.0f32, 2.0, 3.0, 4.0]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
+        let storages = Storages::from([("0".to_string(), ("FloatStorage".to_string(), bytes))]);
+        (pk, Value::Ref(0), storages)
+    }
+
+    #[test]
+    fn a_tensor_is_read_within_its_storage_and_hostile_shapes_are_refused() {
+        let (pk, v, st) = rebuild(0, &[2, 2], &[1, 2]);
+        assert_eq!(
+            tensor(&pk, &v, &st),
+            Some((vec![2, 2], vec![1.0, 3.0, 2.0, 4.0]))
+        );
+        let (pk, v, st) = rebuild(1, &[3], &[1]);
+        assert_eq!(tensor(&pk, &v, &st), Some((vec![3], vec![2.0, 3.0, 4.0])));
+        for (offset, size, stride) in [
+            // More elements than the storage holds (before any allocation), sizes whose
+            // product overflows, strides and offsets that leave the storage or overflow.
+            (0, vec![1i64 << 31, 1 << 31], vec![0i64, 0]),
+            (0, vec![i64::MAX, i64::MAX], vec![1, 1]),
+            (0, vec![5], vec![1]),
+            (0, vec![2], vec![i64::MAX]),
+            (i64::MAX, vec![1], vec![1]),
+            (3, vec![2], vec![1]),
+            (0, vec![2, 2], vec![1]),
+        ] {
+            let (pk, v, st) = rebuild(offset, &size, &stride);
+            assert_eq!(tensor(&pk, &v, &st), None, "{offset} {size:?} {stride:?}");
+        }
+    }
+}
