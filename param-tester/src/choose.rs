@@ -197,7 +197,7 @@ pub fn fill_in(
             }
         }
         // The kept quantizations, the least capacity first (else the closest one); for each,
-        // t/2 above its bound with a bit of margin, over more than one prime past
+        // t/2 above its bound, over more than one prime past
         // MAX_PRIME_BITS, and over more primes while the answers would leave no room for the
         // server's flood (each component's noise grows with its own t). The first the server
         // would sanitize is taken; if none is, the least capacity (the verdict says why).
@@ -208,10 +208,11 @@ pub fn fill_in(
             kept = trials.iter().collect();
             kept.sort_by(|a, b| a.error.total_cmp(&b.error));
         }
-        // The smallest prime size whose `count` distinct batching primes multiply past
-        // 2^total (the set resolves them as the server will).
+        // The smallest prime size whose `count` distinct batching primes (as the set resolves
+        // them, as the server will) multiply past 2^(bound + 1.5): t/2 above the bound with
+        // half a bit of margin.
         let split = |trial: &Trial, count: usize| -> Option<(u32, usize)> {
-            let total = trial.bound_bits.ceil() + 2.0;
+            let total = trial.bound_bits + 1.5;
             let start = (total / count as f64).ceil() as u32;
             (start.max(2)..=MAX_PRIME_BITS + 2).find_map(|bits| {
                 let mut candidate = set.clone();
