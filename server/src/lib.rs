@@ -48,7 +48,8 @@ use tenants::{DefaultQuotas, Tenants};
 /// Server settings.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
-    /// Folder holding `<net>/model.onnx` and `<net>/manifest.json`.
+    /// Folder of model folders: `<net>/model.onnx` or `<net>/model.pt`, and
+    /// `<net>/manifest.json` ([`net_builder::folder`]).
     pub models_dir: PathBuf,
     /// Largest `/compute` body, bytes; larger bodies are refused with 413 before they are
     /// read (and each request's ciphertexts are held to the exact size its segment takes).

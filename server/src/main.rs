@@ -9,7 +9,8 @@ use std::time::Duration;
 
 /// Encrypted-inference server: runs a model's layers on BFV ciphertexts it cannot read.
 ///
-/// Loads every `<models>/<net>/model.onnx` at start. Clients upload their public keys
+/// Loads every model folder `<models>/<net>/` at start (`model.onnx`, or a PyCrCNN `model.pt`
+/// whose manifest.json gives its input_shape), logging each folder it skips and why. Clients upload their public keys
 /// (POST /keys), ask what a configuration will do (POST /plan), and send ciphertexts with the
 /// layer range to run (POST /compute). Plain HTTP by default, for loopback; give --tls-cert and
 /// --tls-key to serve HTTPS, and --api-tokens to require bearer tokens. On any address but
@@ -22,7 +23,8 @@ struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8000")]
     addr: SocketAddr,
-    /// Folder of models: <net>/model.onnx with <net>/manifest.json.
+    /// Folder of models: <net>/model.onnx or <net>/model.pt, with <net>/manifest.json (for a
+    /// pickle: "input_shape", and "square_classes" for custom x² modules).
     #[arg(long, default_value = "models")]
     models: PathBuf,
     /// Largest request body in MiB; larger requests are refused with 413.
