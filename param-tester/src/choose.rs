@@ -192,15 +192,15 @@ pub fn fill_in(
                 }
             }
             // A larger input scale cannot need less capacity than the best kept so far.
-            if smallest_here >= kept_bound {
+            if kept_bound.is_finite() && smallest_here >= kept_bound {
                 break;
             }
         }
-        // The kept quantizations, the least capacity first (else the closest one); for each,
-        // t/2 above its bound, over more than one prime past
-        // MAX_PRIME_BITS, and over more primes while the answers would leave no room for the
-        // server's flood (each component's noise grows with its own t). The first the server
-        // would sanitize is taken; if none is, the least capacity (the verdict says why).
+        // The kept quantizations, the least capacity first (else the closest first); for each,
+        // t/2 above its bound, over more than one prime past MAX_PRIME_BITS, and over more
+        // primes while the answers would leave no room for the server's flood (each
+        // component's noise grows with its own t). The first the server would sanitize is
+        // taken; if none is, the first some primes hold (the verdict says why it fails).
         let mut kept: Vec<&Trial> = trials.iter().filter(|t| t.within(cfg)).collect();
         kept.sort_by(|a, b| a.bound_bits.total_cmp(&b.bound_bits));
         if kept.is_empty() {
