@@ -189,7 +189,7 @@ pub fn load_folder(dir: &Path, opts: &FolderOptions) -> Result<ModelFolder, Fold
     pickle_opts.input_shape = input_shape;
     let mut spec = load_model(&model_file, &pickle_opts).map_err(|source| {
         let hint = match &source {
-            ImportError::Pickle(_) | ImportError::Unsupported { .. } if is_pickle => {
+            ImportError::Unsupported { .. } if is_pickle => {
                 " (a custom module computing x² is named in manifest.json's \"square_classes\")"
             }
             ImportError::Spec(_) if is_pickle => {
