@@ -56,7 +56,7 @@ impl Evaluator {
                 op.mul_accumulate(acc1.limb_mut(j), digit, ksk.a[i].limb(kj));
             }
         }
-        self.mod_down([acc0, acc1])
+        self.mod_down([acc0, acc1], &mut tmp)
     }
 
     /// The digits of c (coefficient form over Q; `c_ntt` its NTT form) for key switching,
@@ -124,18 +124,17 @@ impl Evaluator {
                 op.mul_accumulate(acc1.limb_mut(j), &tmp, ksk.a[i].limb(kj));
             }
         }
-        self.mod_down([acc0, acc1])
+        self.mod_down([acc0, acc1], &mut tmp)
     }
 
     /// Divides accumulators over the key basis (Q and the special prime, NTT form) by the
-    /// special prime with rounding, back to Q.
-    fn mod_down(&self, accs: [RnsPoly; 2]) -> (RnsPoly, RnsPoly) {
+    /// special prime with rounding, back to Q. `tmp` is the caller's scratch limb (n words).
+    fn mod_down(&self, accs: [RnsPoly; 2], tmp: &mut [u64]) -> (RnsPoly, RnsPoly) {
         let p = &self.params;
         let n = p.degree();
         let key = &p.key;
         let l = p.q.len();
         let [mut acc0, mut acc1] = accs;
-        let mut tmp = vec![0u64; n];
         // Divide by the special prime with rounding: (acc - [acc]_sp) / sp, in NTT form, where
         // [acc]_sp is the centered residue (−sp added to residues above sp/2).
         let sp_op = &key.ntts()[l];
@@ -154,9 +153,9 @@ impl Evaluator {
                     let s = m.reduce_flat(x) + lift;
                     *t = s.min(s.wrapping_sub(m.value()));
                 }
-                op.forward(&mut tmp);
+                op.forward(tmp);
                 let (inv, inv_s) = p.special_inv_mod_q[j];
-                for (a, &t) in acc.limb_mut(j).iter_mut().zip(&tmp) {
+                for (a, &t) in acc.limb_mut(j).iter_mut().zip(tmp.iter()) {
                     *a = m.mul_shoup_flat(m.sub_flat(*a, t), inv, inv_s);
                 }
             }
