@@ -1,4 +1,4 @@
-//! Runs one operation in a loop for profiling: `cargo run --release --example profile_mul -- mul|rotate`.
+//! Runs one operation in a loop for profiling: `cargo run --release --example profile_mul -- mul|square|rotate|hoisted`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test, bench or example fails loudly
 use he_layers::crypto::*;
 fn main() {
@@ -14,7 +14,8 @@ fn main() {
     let p = BfvParameters::preset(n, t).expect("preset");
     let sk = SecretKey::generate(&p);
     let rk = RelinearizationKey::generate(&sk);
-    let gk = GaloisKeys::generate(&sk, &[1], false);
+    let steps: Vec<i64> = (1..=16).collect();
+    let gk = GaloisKeys::generate(&sk, &steps, false);
     let enc = BatchEncoder::try_new(&p).expect("enc");
     let pt = enc.encode(&[1, 2, 3]).expect("pt");
     let a = SymmetricEncryptor::new(&sk).encrypt(&pt).expect("ct");
@@ -23,6 +24,8 @@ fn main() {
     for _ in 0..200 {
         match what.as_str() {
             "rotate" => drop(ev.rotate_rows(&a, 1, &gk).expect("rot")),
+            "hoisted" => drop(ev.rotate_rows_hoisted(&a, &steps, &gk).expect("rot")),
+            "square" => drop(ev.square(&a, &rk).expect("square")),
             _ => drop(ev.multiply(&a, &a.clone(), &rk).expect("mul")),
         }
     }

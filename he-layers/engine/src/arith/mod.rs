@@ -2,11 +2,15 @@
 //! generation ([`primes`]), the NTT ([`ntt`]), and RNS bases with exact base conversion and
 //! scaling ([`rns`], private to the engine). Polynomials live in `poly`.
 
+#[cfg(target_arch = "x86_64")]
+mod ifma;
+pub(crate) mod kernels;
 pub mod modulus;
 pub mod ntt;
 pub mod primes;
 pub(crate) mod rns;
 
+pub use kernels::Kernel;
 pub use modulus::{Modulus, MAX_MODULUS_BITS};
 pub use ntt::NttOperator;
 pub use primes::{generate_primes, is_prime};

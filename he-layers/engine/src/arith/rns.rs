@@ -1,6 +1,7 @@
 //! RNS bases and the exact conversions between them: base conversion (centered) and
 //! scaling with rounding, in 128-bit fixed point.
 
+use super::kernels::{self, Kernel};
 use super::modulus::Modulus;
 use super::ntt::NttOperator;
 use num_bigint::BigUint;
@@ -59,33 +60,6 @@ pub(crate) fn biguint_mod(x: &BigUint, m: u64) -> u64 {
     (x % m).to_u64().unwrap_or(0)
 }
 
-/// Sum of x_i F_i / 2^128 for 64-bit x_i and 128-bit fractions F_i, kept exactly as an integer
-/// part and a 128-bit fractional part.
-#[derive(Default, Clone, Copy)]
-struct FixedPointSum {
-    int: u128,
-    frac: u128,
-}
-
-impl FixedPointSum {
-    #[inline]
-    fn add_product(&mut self, x: u64, f: u128) {
-        let lo = x as u128 * (f as u64) as u128;
-        let hi = x as u128 * (f >> 64);
-        // x f = hi 2^64 + lo: integer part hi >> 64 plus carries, fraction the low 128 bits.
-        let (s, c1) = self.frac.overflowing_add(lo);
-        let (s, c2) = s.overflowing_add(hi << 64);
-        self.frac = s;
-        self.int += (hi >> 64) + c1 as u128 + c2 as u128;
-    }
-
-    /// The sum rounded to the nearest integer (ties up).
-    #[inline]
-    fn round(&self) -> u128 {
-        self.int + (self.frac >> 127)
-    }
-}
-
 /// Exact conversion of residues from one basis to another, giving the centered representative:
 /// x in (-Q/2, Q/2] from its residues mod Q, reduced mod every target modulus.
 ///
@@ -95,16 +69,14 @@ impl FixedPointSum {
 pub(crate) struct BaseConverter {
     from: Vec<Modulus>,
     to: Vec<Modulus>,
-    /// [(Q/q_i)^{-1}]_{q_i} and its Shoup companion.
-    inv_punctured: Vec<(u64, u64)>,
+    /// [(Q/q_i)^{-1}]_{q_i}.
+    inv_punctured: Vec<u64>,
     /// floor(2^128 / q_i).
     inv_fraction: Vec<u128>,
     /// [Q/q_i]_{p_j}, indexed [j][i].
     punctured_mod_to: Vec<Vec<u64>>,
-    /// [v Q]_{p_j} for v = 0..=len(from), indexed [v][j]: v never exceeds the source count.
+    /// [v Q]_{p_j} for v = 0..=len(from), indexed [j][v]: v never exceeds the source count.
     correction: Vec<Vec<u64>>,
-    /// How many products may be summed in a u128 before reducing.
-    lazy_terms: usize,
 }
 
 impl BaseConverter {
@@ -116,8 +88,7 @@ impl BaseConverter {
         let mut punctured = Vec::with_capacity(from.len());
         for m in from {
             let qi = &q / m.value();
-            let inv = m.inv(biguint_mod(&qi, m.value())).unwrap_or(0);
-            inv_punctured.push((inv, m.shoup(inv)));
+            inv_punctured.push(m.inv(biguint_mod(&qi, m.value())).unwrap_or(0));
             inv_fraction.push(u128::MAX / m.value() as u128);
             punctured.push(qi);
         }
@@ -130,19 +101,14 @@ impl BaseConverter {
                     .collect()
             })
             .collect();
-        let correction = (0..=from.len() as u64)
-            .map(|v| {
-                to.iter()
-                    .map(|t| biguint_mod(&(&q * v), t.value()))
+        let correction = to
+            .iter()
+            .map(|t| {
+                (0..=from.len() as u64)
+                    .map(|v| biguint_mod(&(&q * v), t.value()))
                     .collect()
             })
             .collect();
-        let max_from = from.iter().map(|m| m.value()).max().unwrap_or(1) as u128;
-        let max_to = to.iter().map(|m| m.value()).max().unwrap_or(1) as u128;
-        // A start value below 2·max_from·max_to plus `lazy_terms` products must fit a u128.
-        let lazy_terms = (u128::MAX / (max_from * max_to))
-            .saturating_sub(2)
-            .min(1 << 20) as usize;
         Self {
             from: from.to_vec(),
             to: to.to_vec(),
@@ -150,57 +116,41 @@ impl BaseConverter {
             inv_fraction,
             punctured_mod_to,
             correction,
-            lazy_terms: lazy_terms.max(1),
         }
     }
 
     /// Converts `n` coefficients: `input[i]` holds residues mod from[i]; `output[j]` receives
-    /// residues mod to[j].
-    ///
-    /// Limb-major: each pass streams one source limb into a u128 accumulator per coefficient,
-    /// so the inner loops are straight multiply-adds over contiguous memory.
+    /// residues mod to[j]. Runs the fastest kernel this CPU has ([`Kernel::best`]).
     pub fn convert(&self, input: &[&[u64]], output: &mut [&mut [u64]]) {
+        self.convert_with(Kernel::best(), input, output);
+    }
+
+    /// [`Self::convert`] with the given kernel (the scalar one where it cannot serve).
+    ///
+    /// Limb-major: each pass streams whole limbs, so the inner loops run over contiguous memory.
+    pub fn convert_with(&self, kernel: Kernel, input: &[&[u64]], output: &mut [&mut [u64]]) {
         let n = input.first().map_or(0, |l| l.len());
+        if n == 0 {
+            return;
+        }
+        let k = kernel.for_moduli(n, self.from.iter().chain(&self.to));
         let l = self.from.len();
         let mut y = vec![0u64; l * n];
-        for (i, (m, &(w, ws))) in self.from.iter().zip(&self.inv_punctured).enumerate() {
-            for (dst, &x) in y[i * n..(i + 1) * n].iter_mut().zip(input[i]) {
-                *dst = m.mul_shoup(x, w, ws);
-            }
+        for ((dst, m), (x, &w)) in y
+            .chunks_mut(n)
+            .zip(&self.from)
+            .zip(input.iter().zip(&self.inv_punctured))
+        {
+            kernels::mul_const(k, dst, x, w, m);
         }
-        // v = round(Σ y_i / q_i) < len(from): the multiple of Q to remove for the centered value.
-        let v: Vec<usize> = (0..n)
-            .map(|c| {
-                let mut s = FixedPointSum::default();
-                for (i, &f) in self.inv_fraction.iter().enumerate() {
-                    s.add_product(y[i * n + c], f);
-                }
-                (s.round() as usize).min(l)
-            })
-            .collect();
-        let mut acc = vec![0u128; n];
-        for (j, t) in self.to.iter().enumerate() {
-            acc.iter_mut().for_each(|a| *a = 0);
-            for (i, &w) in self.punctured_mod_to[j].iter().enumerate() {
-                accumulate(&mut acc, &y[i * n..(i + 1) * n], w);
-                if (i + 1) % self.lazy_terms == 0 {
-                    // Reduced values restart the lazy budget.
-                    acc.iter_mut().for_each(|a| *a = t.reduce_u128(*a) as u128);
-                }
-            }
-            for ((o, &a), &vc) in output[j].iter_mut().zip(&acc).zip(&v) {
-                *o = t.sub(t.reduce_u128(a), self.correction[vc][j]);
-            }
+        let ys: Vec<&[u64]> = y.chunks(n).collect();
+        // v = round(Σ y_i / q_i) ≤ len(from): the multiple of Q to remove for the centered value.
+        let mut v = vec![0u64; n];
+        kernels::fixed_point_round(k, &mut v, &ys, &self.inv_fraction);
+        for (j, (t, out)) in self.to.iter().zip(output.iter_mut()).enumerate() {
+            kernels::dot_const(k, out, &ys, &self.punctured_mod_to[j], None, t);
+            kernels::sub_table(k, out, &v, &self.correction[j], t);
         }
-    }
-}
-
-/// acc[c] += x[c] · w.
-#[inline]
-fn accumulate(acc: &mut [u128], x: &[u64], w: u64) {
-    let w = w as u128;
-    for (a, &xc) in acc.iter_mut().zip(x) {
-        *a += xc as u128 * w;
     }
 }
 
@@ -214,14 +164,14 @@ fn accumulate(acc: &mut [u128], x: &[u64], w: u64) {
 /// but one are handled on a diagonal.
 #[derive(Debug)]
 pub(crate) struct RnsScaler {
+    source: Vec<Modulus>,
     target: Vec<Modulus>,
     /// For the first `with_fraction` sources: the 128-bit fractions.
     fractions: Vec<u128>,
     /// Integer parts mod each target, indexed [k][s], for the sources without a diagonal.
     integer_mod_target: Vec<Vec<u64>>,
-    /// Source index s diagonal to target k: (k, s, constant mod target k, shoup).
-    diagonal: Vec<(usize, usize, u64, u64)>,
-    lazy_terms: usize,
+    /// Source index s diagonal to target k: (k, s, constant mod target k).
+    diagonal: Vec<(usize, usize, u64)>,
 }
 
 impl RnsScaler {
@@ -271,57 +221,39 @@ impl RnsScaler {
                 debug_assert!(rem.is_zero());
                 let k = s - denominator_len;
                 let c = biguint_mod(&int, target[k].value());
-                diagonal.push((k, s, c, target[k].shoup(c)));
+                diagonal.push((k, s, c));
             }
         }
-        let max_src = source.iter().map(|m| m.value()).max().unwrap_or(1) as u128;
-        let max_tgt = target.iter().map(|m| m.value()).max().unwrap_or(1) as u128;
-        // A start value (the rounded fraction sum, below len·max_src, or a reduced residue) plus
-        // `lazy_terms` products must fit a u128.
-        let lazy_terms = (u128::MAX / (max_src * max_tgt))
-            .saturating_sub(2)
-            .clamp(1, 1 << 20) as usize;
         Self {
+            source: source.to_vec(),
             target: target.to_vec(),
             fractions,
             integer_mod_target,
             diagonal,
-            lazy_terms,
         }
     }
 
     /// Scales `n` coefficients: `input[s]` holds residues mod source[s]; `output[k]` receives
-    /// residues mod target[k].
+    /// residues mod target[k]. Runs the fastest kernel this CPU has ([`Kernel::best`]).
     pub fn scale(&self, input: &[&[u64]], output: &mut [&mut [u64]]) {
+        self.scale_with(Kernel::best(), input, output);
+    }
+
+    /// [`Self::scale`] with the given kernel (the scalar one where it cannot serve).
+    pub fn scale_with(&self, kernel: Kernel, input: &[&[u64]], output: &mut [&mut [u64]]) {
         let n = input.first().map_or(0, |l| l.len());
+        let k = kernel.for_moduli(n, self.source.iter().chain(&self.target));
         // round(Σ x_s θ_s) < len · max(q): it starts every accumulator.
-        let rounded: Vec<u128> = (0..n)
-            .map(|c| {
-                let mut s = FixedPointSum::default();
-                for (src, &f) in input.iter().zip(&self.fractions) {
-                    s.add_product(src[c], f);
-                }
-                s.round()
-            })
-            .collect();
-        let mut acc = vec![0u128; n];
-        for (k, t) in self.target.iter().enumerate() {
-            acc.copy_from_slice(&rounded);
-            for (s, &w) in self.integer_mod_target[k].iter().enumerate() {
-                accumulate(&mut acc, input[s], w);
-                if (s + 1) % self.lazy_terms == 0 {
-                    acc.iter_mut().for_each(|a| *a = t.reduce_u128(*a) as u128);
-                }
-            }
-            for (o, &a) in output[k].iter_mut().zip(&acc) {
-                *o = t.reduce_u128(a);
-            }
+        let mut rounded = vec![0u64; n];
+        let with_fraction = &input[..self.fractions.len().min(input.len())];
+        kernels::fixed_point_round(k, &mut rounded, with_fraction, &self.fractions);
+        for (j, (t, out)) in self.target.iter().zip(output.iter_mut()).enumerate() {
+            let weights = &self.integer_mod_target[j];
+            let sources = &input[..weights.len().min(input.len())];
+            kernels::dot_const(k, out, sources, weights, Some(&rounded), t);
         }
-        for &(k, s, w, ws) in &self.diagonal {
-            let t = &self.target[k];
-            for (o, &x) in output[k].iter_mut().zip(input[s]) {
-                *o = t.add(*o, t.mul_shoup(x, w, ws));
-            }
+        for &(j, s, w) in &self.diagonal {
+            kernels::mul_add_const(k, output[j], input[s], w, &self.target[j]);
         }
     }
 }

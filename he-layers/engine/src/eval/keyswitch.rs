@@ -2,6 +2,7 @@
 //! built on it.
 
 use super::{log2_add, Evaluator};
+use crate::arith::kernels::{self, Kernel};
 use crate::encrypt::Ciphertext;
 use crate::ensure_level_of;
 use crate::keys::{GaloisKeys, KeySwitchingKey};
@@ -23,40 +24,50 @@ impl Evaluator {
         let p = &self.params;
         let n = p.degree();
         let key = &p.key;
-        let l = p.q.len();
-        let k = key.len();
+        let (l, k) = (p.q.len(), key.len());
+        let kernel = Kernel::best().for_moduli(n, key.moduli());
         let mut acc0 = RnsPoly::zero(n, k, Representation::Ntt);
         let mut acc1 = RnsPoly::zero(n, k, Representation::Ntt);
-        let mut tmp = vec![0u64; n];
-        for i in 0..l {
-            let src = c.limb(i);
-            let qi = p.q.moduli()[i].value();
-            for j in 0..k {
-                let op = &key.ntts()[j];
-                let mj = op.modulus();
-                let digit: &[u64] = match c_ntt {
-                    // The same prime: the digit in NTT form is c's own limb.
-                    Some(c_ntt) if j == i => c_ntt.limb(i),
-                    _ => {
-                        if qi <= mj.value() {
-                            tmp.copy_from_slice(src);
-                        } else {
-                            for (t, &x) in tmp.iter_mut().zip(src) {
-                                *t = mj.reduce_flat(x);
-                            }
-                        }
-                        op.forward(&mut tmp);
-                        &tmp
+        // Prime by prime of the key basis: the l digits there, then both inner products.
+        let mut digits = vec![0u64; l * n];
+        for j in 0..k {
+            let op = &key.ntts()[j];
+            let mj = op.modulus();
+            for (i, out) in digits.chunks_mut(n).enumerate() {
+                if c_ntt.is_some() && i == j {
+                    continue;
+                }
+                let src = c.limb(i);
+                if p.q.moduli()[i].value() <= mj.value() {
+                    out.copy_from_slice(src);
+                } else {
+                    for (t, &x) in out.iter_mut().zip(src) {
+                        *t = mj.reduce_flat(x);
                     }
-                };
-                // A key of a higher level serves this one: its limbs of the dropped primes
-                // are skipped, the special prime is its last.
-                let kj = if j < l { j } else { ksk.b[i].limb_count() - 1 };
-                op.mul_accumulate(acc0.limb_mut(j), digit, ksk.b[i].limb(kj));
-                op.mul_accumulate(acc1.limb_mut(j), digit, ksk.a[i].limb(kj));
+                }
+                op.forward(out);
             }
+            let xs: Vec<&[u64]> = digits
+                .chunks(n)
+                .enumerate()
+                .map(|(i, d)| match c_ntt {
+                    // The same prime: the digit in NTT form is c's own limb.
+                    Some(c_ntt) if i == j => c_ntt.limb(i),
+                    _ => d,
+                })
+                .collect();
+            let (bs, as_) = key_limbs(ksk, j, l);
+            kernels::dot_slots2(
+                kernel,
+                acc0.limb_mut(j),
+                acc1.limb_mut(j),
+                &xs,
+                &bs,
+                &as_,
+                mj,
+            );
         }
-        self.mod_down([acc0, acc1], &mut tmp)
+        self.mod_down([acc0, acc1], &mut vec![0u64; n])
     }
 
     /// The digits of c (coefficient form over Q; `c_ntt` its NTT form) for key switching,
@@ -109,22 +120,31 @@ impl Evaluator {
         let n = p.degree();
         let key = &p.key;
         let (l, k) = (p.q.len(), key.len());
+        let kernel = Kernel::best().for_moduli(n, key.moduli());
         let mut acc0 = RnsPoly::zero(n, k, Representation::Ntt);
         let mut acc1 = RnsPoly::zero(n, k, Representation::Ntt);
-        let mut tmp = vec![0u64; n];
-        for (i, digit) in digits.iter().enumerate().take(l) {
-            for j in 0..k {
-                let op = &key.ntts()[j];
+        let mut permuted = vec![0u64; l * n];
+        for j in 0..k {
+            for (out, digit) in permuted.chunks_mut(n).zip(digits) {
                 let src = digit.limb(j);
-                for (t, &x) in tmp.iter_mut().zip(perm) {
+                for (t, &x) in out.iter_mut().zip(perm) {
                     *t = src[x as usize];
                 }
-                let kj = if j < l { j } else { ksk.b[i].limb_count() - 1 };
-                op.mul_accumulate(acc0.limb_mut(j), &tmp, ksk.b[i].limb(kj));
-                op.mul_accumulate(acc1.limb_mut(j), &tmp, ksk.a[i].limb(kj));
             }
+            let xs: Vec<&[u64]> = permuted.chunks(n).collect();
+            let (bs, as_) = key_limbs(ksk, j, l);
+            let mj = key.ntts()[j].modulus();
+            kernels::dot_slots2(
+                kernel,
+                acc0.limb_mut(j),
+                acc1.limb_mut(j),
+                &xs,
+                &bs,
+                &as_,
+                mj,
+            );
         }
-        self.mod_down([acc0, acc1], &mut tmp)
+        self.mod_down([acc0, acc1], &mut permuted[..n])
     }
 
     /// Divides accumulators over the key basis (Q and the special prime, NTT form) by the
@@ -140,6 +160,7 @@ impl Evaluator {
         let sp_op = &key.ntts()[l];
         let sp = sp_op.modulus().value();
         let half = sp / 2;
+        let kernel = Kernel::best().for_moduli(n, key.moduli());
         let mut r = vec![0u64; n];
         for acc in [&mut acc0, &mut acc1] {
             r.copy_from_slice(acc.limb(l));
@@ -148,16 +169,10 @@ impl Evaluator {
                 let op = &p.q.ntts()[j];
                 let m = op.modulus();
                 let minus_sp = m.neg(m.reduce(sp));
-                for (t, &x) in tmp.iter_mut().zip(&r) {
-                    let lift = 0u64.wrapping_sub(u64::from(x > half)) & minus_sp;
-                    let s = m.reduce_flat(x) + lift;
-                    *t = s.min(s.wrapping_sub(m.value()));
-                }
+                kernels::lift_centered(kernel, tmp, &r, half, minus_sp, m);
                 op.forward(tmp);
-                let (inv, inv_s) = p.special_inv_mod_q[j];
-                for (a, &t) in acc.limb_mut(j).iter_mut().zip(tmp.iter()) {
-                    *a = m.mul_shoup_flat(m.sub_flat(*a, t), inv, inv_s);
-                }
+                let (inv, _) = p.special_inv_mod_q[j];
+                kernels::sub_mul_const(kernel, acc.limb_mut(j), tmp, inv, m);
             }
             acc.truncate_limbs(l);
         }
@@ -262,6 +277,17 @@ impl Evaluator {
     pub fn rotate_columns(&self, ct: &Ciphertext, keys: &GaloisKeys) -> Result<Ciphertext, Error> {
         self.apply_galois(ct, self.params.galois_element_column_swap(), keys)
     }
+}
+
+/// The key's limbs at prime j of the key basis for every digit: (b, a). A key of a higher level
+/// serves this one: its limbs of the dropped primes are skipped, the special prime is its last.
+fn key_limbs(ksk: &KeySwitchingKey, j: usize, l: usize) -> (Vec<&[u64]>, Vec<&[u64]>) {
+    (0..l)
+        .map(|i| {
+            let kj = if j < l { j } else { ksk.b[i].limb_count() - 1 };
+            (ksk.b[i].limb(kj), ksk.a[i].limb(kj))
+        })
+        .unzip()
 }
 
 /// A polynomial in NTT form under the automorphism whose NTT-slot permutation is `perm`.
