@@ -1,7 +1,13 @@
 //! Engine bench: prints a Markdown table of median timings and serialized sizes for the 128-bit
 //! presets at N = 4096, 8192, 16384, one thread.
 //!
+//! Next to every timing of an operation that runs NTTs it prints the operation's NTT-count
+//! floor (the number of limb NTTs it performs, counted, times one NTT's median) and the ratio.
+//!
 //! Run: `cargo bench -p he-layers --bench engine` (optionally `-- 8192` to run one degree).
+//! `-- --peers` runs at t = 65537, as the peer benches in `../shared/peers/` do, and adds a
+//! section per degree whose rows carry fhe.rs's operation names, for `compare.py` (see
+//! `he-layers/benches/side_by_side.sh`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test, bench or example fails loudly
 
 use he_layers::crypto::arith::NttOperator;
@@ -49,6 +55,28 @@ fn fmt(d: Duration) -> String {
     }
 }
 
+/// A timing with the operation's NTT-count floor: the NTTs one call performs (counted) times
+/// one NTT's median `ntt`.
+fn counted<F: FnMut()>(ntt: Duration, mut f: F) -> (Duration, String) {
+    let before = he_layers::crypto::stats::snapshot();
+    f();
+    let ntts = (he_layers::crypto::stats::snapshot() - before).ntts;
+    let d = time(f);
+    if ntts == 0 {
+        return (d, fmt(d));
+    }
+    let floor = ntt * ntts as u32;
+    let ratio = d.as_secs_f64() / floor.as_secs_f64();
+    (
+        d,
+        format!(
+            "{} ({ntts} NTTs, floor {}, {ratio:.2}×)",
+            fmt(d),
+            fmt(floor)
+        ),
+    )
+}
+
 fn kb(bytes: usize) -> String {
     format!("{:.1} KB", bytes as f64 / 1000.0)
 }
@@ -60,6 +88,7 @@ fn main() {
         he_layers::tune_allocator();
     }
     let only: Option<usize> = std::env::args().skip(1).find_map(|a| a.parse().ok());
+    let peers = std::env::args().any(|a| a == "--peers");
     let degrees: Vec<usize> = [4096usize, 8192, 16384]
         .into_iter()
         .filter(|n| only.is_none_or(|o| o == *n))
@@ -75,8 +104,14 @@ fn main() {
         }
     };
     let mut header = Vec::new();
+    // Per degree: (section header, rows named as fhe.rs names them, median ms).
+    let mut peer_sections: Vec<(String, Vec<(&str, String)>)> = Vec::new();
     for (col, &n) in degrees.iter().enumerate() {
-        let t = BfvParameters::batching_plain_modulus(n, 20).expect("a 20-bit batching prime");
+        let t = if peers {
+            65537
+        } else {
+            BfvParameters::batching_plain_modulus(n, 20).expect("a 20-bit batching prime")
+        };
         let p = BfvParameters::preset(n, t).expect("preset");
         header.push(format!(
             "N={n}, log q={} ({}×{}b + {}b)",
@@ -98,41 +133,57 @@ fn main() {
             col,
             fmt(time(|| raw.fwd(black_box(&mut buf)))),
         );
-        push(
-            &mut rows,
-            "NTT forward (he-layers)",
-            col,
-            fmt(time(|| op.forward(black_box(&mut buf)))),
-        );
+        let fwd = time(|| op.forward(black_box(&mut buf)));
+        let inv = time(|| op.backward(black_box(&mut buf)));
+        push(&mut rows, "NTT forward (he-layers)", col, fmt(fwd));
         push(
             &mut rows,
             "NTT inverse (he-layers, normalized)",
             col,
-            fmt(time(|| op.backward(black_box(&mut buf)))),
+            fmt(inv),
         );
+        // The unit of every floor: the mean of one forward and one inverse transform.
+        let ntt = (fwd + inv) / 2;
+        let mut peer: Vec<(&str, String)> = Vec::new();
+        let ms = |d: Duration| format!("{:.3}", d.as_secs_f64() * 1e3);
+        // Times `f`, with its floor, into the table row `name` and, when `fhe` names it, the
+        // peers' section.
+        let mut op_row = |rows: &mut Vec<(String, Vec<String>)>,
+                          name: &str,
+                          fhe: Option<&'static str>,
+                          f: &mut dyn FnMut()| {
+            let (d, cell) = counted(ntt, f);
+            push(rows, name, col, cell);
+            if let Some(fhe) = fhe {
+                peer.push((fhe, ms(d)));
+            }
+        };
 
         // Keys.
-        push(
-            &mut rows,
-            "keygen: secret + public",
-            col,
-            fmt(time(|| {
-                let sk = SecretKey::generate(&p);
-                black_box(PublicKey::generate(&sk));
-            })),
-        );
+        op_row(&mut rows, "keygen: secret + public", None, &mut || {
+            let sk = SecretKey::generate(&p);
+            black_box(PublicKey::generate(&sk));
+        });
         let sk = SecretKey::generate(&p);
         let pk = PublicKey::generate(&sk);
-        push(
+        op_row(
             &mut rows,
             "keygen: relinearization key",
-            col,
-            fmt(time(|| {
+            Some("keygen relin"),
+            &mut || {
                 black_box(RelinearizationKey::generate(&sk));
-            })),
+            },
+        );
+        op_row(
+            &mut rows,
+            "keygen: Galois keys (row swap + step 1)",
+            Some("keygen galois (rows + cols by 1)"),
+            &mut || {
+                black_box(GaloisKeys::generate(&sk, &[1], true));
+            },
         );
         let rk = RelinearizationKey::generate(&sk);
-        let gk = GaloisKeys::generate(&sk, &[1], false);
+        let gk = GaloisKeys::generate(&sk, &[1], true);
         // Sixteen steps of one ciphertext, as a packed layout's rotations of one input.
         let steps16: Vec<i64> = (1..=16).collect();
         let gk16 = GaloisKeys::generate(&sk, &steps16, false);
@@ -144,136 +195,160 @@ fn main() {
         let pk_enc = Encryptor::new(&pk);
         let sym = SymmetricEncryptor::new(&sk);
         let dec = Decryptor::new(&sk);
-        push(
+        op_row(
             &mut rows,
             "encrypt (public key)",
-            col,
-            fmt(time(|| {
+            Some("encrypt (public key)"),
+            &mut || {
                 black_box(pk_enc.encrypt(&pt).expect("encrypt"));
-            })),
+            },
         );
-        push(
+        op_row(
             &mut rows,
             "encrypt (seeded, secret key)",
-            col,
-            fmt(time(|| {
+            Some("encrypt (secret key, seeded)"),
+            &mut || {
                 black_box(sym.encrypt(&pt).expect("encrypt"));
-            })),
+            },
         );
         let a = sym.encrypt(&pt).expect("encrypt");
         let b = pk_enc.encrypt(&pt).expect("encrypt");
-        push(
-            &mut rows,
-            "decrypt",
-            col,
-            fmt(time(|| {
-                black_box(dec.decrypt(&a).expect("decrypt"));
-            })),
-        );
-        push(
-            &mut rows,
-            "noise budget",
-            col,
-            fmt(time(|| {
-                black_box(dec.noise_budget(&a).expect("budget"));
-            })),
-        );
-        push(
+        op_row(&mut rows, "decrypt", Some("decrypt"), &mut || {
+            black_box(dec.decrypt(&a).expect("decrypt"));
+        });
+        op_row(&mut rows, "noise budget", None, &mut || {
+            black_box(dec.noise_budget(&a).expect("budget"));
+        });
+        op_row(
             &mut rows,
             "encode (batch)",
-            col,
-            fmt(time(|| {
+            Some("encode (SIMD, N slots)"),
+            &mut || {
                 black_box(enc.encode(&m).expect("encode"));
-            })),
+            },
         );
         let lifted = ev.prepare_mul(&pt).expect("prepare");
-        push(
+        op_row(
             &mut rows,
             "ct × plaintext (prepared)",
-            col,
-            fmt(time(|| {
+            Some("mul ct x pt (pt pre-encoded, NTT form)"),
+            &mut || {
                 black_box(ev.mul_plain(&a, &lifted).expect("mul"));
-            })),
+            },
         );
-        push(
+        op_row(
             &mut rows,
             "ct × scalar",
-            col,
-            fmt(time(|| {
+            Some("mul ct x scalar (= ct x constant pt)"),
+            &mut || {
                 black_box(ev.mul_scalar(&a, 12345).expect("mul"));
-            })),
+            },
         );
-        push(
-            &mut rows,
-            "ct + ct",
-            col,
-            fmt(time(|| {
-                black_box(ev.add(&a, &b).expect("add"));
-            })),
-        );
+        op_row(&mut rows, "ct + ct", Some("add ct+ct"), &mut || {
+            black_box(ev.add(&a, &b).expect("add"));
+        });
         let cts: Vec<Ciphertext> = (0..25)
             .map(|_| sym.encrypt(&pt).expect("encrypt"))
             .collect();
         let refs: Vec<&Ciphertext> = cts.iter().collect();
         let ws: Vec<i64> = (0..25).map(|_| rng.gen_range(-128..128)).collect();
-        push(
+        op_row(&mut rows, "dot product, 25 ct × scalar", None, &mut || {
+            black_box(ev.dot_scalars(&refs, &ws).expect("dot"));
+        });
+        op_row(
             &mut rows,
-            "dot product, 25 ct × scalar",
-            col,
-            fmt(time(|| {
-                black_box(ev.dot_scalars(&refs, &ws).expect("dot"));
-            })),
+            "ct × ct, no relinearization",
+            Some("mul ct x ct (tensor + scale, no relin)"),
+            &mut || {
+                black_box(ev.multiply_no_relin(&a, &b).expect("mul"));
+            },
         );
-        push(
+        let three = ev.multiply_no_relin(&a, &b).expect("mul");
+        op_row(
+            &mut rows,
+            "relinearize",
+            Some("relinearize (incl. clone of 3-poly ct)"),
+            &mut || {
+                black_box(ev.relinearize(&three, &rk).expect("relin"));
+            },
+        );
+        op_row(
             &mut rows,
             "ct × ct + relinearize",
-            col,
-            fmt(time(|| {
+            Some("mul + relin (Multiplicator)"),
+            &mut || {
                 black_box(ev.multiply(&a, &b, &rk).expect("mul"));
-            })),
+            },
         );
-        push(
+        op_row(
             &mut rows,
-            "square + relinearize",
-            col,
-            fmt(time(|| {
-                black_box(ev.square(&a, &rk).expect("square"));
-            })),
+            "square, no relinearization",
+            Some("square (no relin)"),
+            &mut || {
+                black_box(ev.multiply_no_relin(&a, &a).expect("square"));
+            },
         );
-        push(
+        op_row(&mut rows, "square + relinearize", None, &mut || {
+            black_box(ev.square(&a, &rk).expect("square"));
+        });
+        op_row(
             &mut rows,
             "rotate rows by 1",
-            col,
-            fmt(time(|| {
+            Some("rotate columns by 1"),
+            &mut || {
                 black_box(ev.rotate_rows(&b, 1, &gk).expect("rotate"));
-            })),
+            },
         );
-        push(
+        op_row(
+            &mut rows,
+            "swap the two rows",
+            Some("rotate rows (swap the two rows)"),
+            &mut || {
+                black_box(ev.rotate_columns(&b, &gk).expect("rotate"));
+            },
+        );
+        op_row(
             &mut rows,
             "16 rotations of one ciphertext, one by one",
-            col,
-            fmt(time(|| {
+            None,
+            &mut || {
                 for &s in &steps16 {
                     black_box(ev.rotate_rows(&b, s, &gk16).expect("rotate"));
                 }
-            })),
+            },
         );
-        push(
+        op_row(
             &mut rows,
             "16 rotations of one ciphertext, hoisted",
-            col,
-            fmt(time(|| {
+            None,
+            &mut || {
                 black_box(ev.rotate_rows_hoisted(&b, &steps16, &gk16).expect("rotate"));
-            })),
+            },
         );
-        push(
-            &mut rows,
-            "modulus switch to one prime",
-            col,
-            fmt(time(|| {
-                black_box(switch_to_level(&b, 1).expect("switch"));
-            })),
-        );
+        op_row(&mut rows, "modulus switch to one prime", None, &mut || {
+            black_box(switch_to_level(&b, 1).expect("switch"));
+        });
+        let last = switch_to_level(&b, 1).expect("switch");
+        peer.push((
+            "ct bytes, fresh pk-encrypted (`to_bytes`, protobuf, bit-packed)",
+            b.to_bytes().len().to_string(),
+        ));
+        peer.push((
+            "ct bytes, fresh sk-encrypted (seeded c1)",
+            a.to_bytes().len().to_string(),
+        ));
+        peer.push((
+            "ct bytes, after mod-switch to last level (1 prime)",
+            last.to_bytes().len().to_string(),
+        ));
+        peer_sections.push((
+            format!(
+                "ours (he-layers) BFV N={n}, t={t}, log2 q={} ({} primes + special)",
+                p.total_modulus_bits(),
+                p.moduli().len()
+            ),
+            peer,
+        ));
         // A dot product of 25 fresh ciphertexts, as a Conv2d output, sanitized at λ = 40.
         let inputs: Vec<&Ciphertext> = (0..25).map(|_| &a).collect();
         let weights: Vec<i64> = (0..25).map(|i| i - 12).collect();
@@ -342,7 +417,7 @@ fn main() {
             &mut rows,
             "size: one Galois key",
             col,
-            kb(gk.to_bytes().len()),
+            kb(GaloisKeys::generate(&sk, &[1], false).to_bytes().len()),
         );
         push(
             &mut rows,
@@ -355,11 +430,32 @@ fn main() {
             ),
         );
     }
-    println!("Engine bench, one thread, 128-bit presets, t = 20-bit batching prime");
+    let t_text = if peers {
+        "t = 65537"
+    } else {
+        "t = 20-bit batching prime"
+    };
+    println!("Engine bench, one thread, 128-bit presets, {t_text}");
+    println!();
+    println!(
+        "Floors: the NTTs one call performs × one NTT (mean of forward and inverse); the ratio is time / floor."
+    );
     println!();
     println!("| operation | {} |", header.join(" | "));
     println!("|---|{}", "---|".repeat(header.len()));
     for (name, cells) in rows {
         println!("| {name} | {} |", cells.join(" | "));
+    }
+    if peers {
+        for (head, rows) in peer_sections {
+            println!();
+            println!("### {head}");
+            println!();
+            println!("| op | median ms |");
+            println!("|---|---:|");
+            for (op, v) in rows {
+                println!("| {op} | {v} |");
+            }
+        }
     }
 }

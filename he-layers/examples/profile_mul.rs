@@ -25,6 +25,7 @@ fn main() {
         match what.as_str() {
             "rotate" => drop(ev.rotate_rows(&a, 1, &gk).expect("rot")),
             "hoisted" => drop(ev.rotate_rows_hoisted(&a, &steps, &gk).expect("rot")),
+            "hoisted-same" => drop(ev.rotate_rows_hoisted(&a, &[1; 16], &gk).expect("rot")),
             "square" => drop(ev.square(&a, &rk).expect("square")),
             _ => drop(ev.multiply(&a, &a.clone(), &rk).expect("mul")),
         }

@@ -118,6 +118,15 @@ impl RnsPoly {
         }
     }
 
+    /// self = 2·self.
+    pub fn double_assign(&mut self, basis: &RnsBasis) {
+        for (a, m) in self.limbs_mut().zip(basis.moduli()) {
+            for x in a.iter_mut() {
+                *x = m.add(*x, *x);
+            }
+        }
+    }
+
     /// self -= other (same representation and basis).
     pub fn sub_assign(&mut self, other: &RnsPoly, basis: &RnsBasis) {
         debug_assert_eq!(self.representation, other.representation);

@@ -244,6 +244,22 @@ pub(crate) fn sub_table(out: &mut [u64], v: &[u64], table: &[u64], m: u64) {
         return;
     };
     let (mv, top) = (splat(m), splat(last as u64));
+    if table.len() <= 8 {
+        // The whole table in one register: a permutation instead of a gather.
+        let mut padded = [0u64; 8];
+        padded[..table.len()].copy_from_slice(table);
+        // SAFETY: `padded` holds 8 words.
+        let t = unsafe { load(&padded, 0) };
+        for c in (0..n).step_by(8) {
+            // SAFETY: c + 8 <= n, within both slices.
+            unsafe {
+                let idx = _mm512_min_epu64(load(v, c), top);
+                let d = _mm512_sub_epi64(load(out, c), _mm512_permutexvar_epi64(idx, t));
+                store(out, c, _mm512_min_epu64(d, _mm512_add_epi64(d, mv)));
+            }
+        }
+        return;
+    }
     for c in (0..n).step_by(8) {
         // SAFETY: c + 8 <= n; every gathered index is clamped to the table.
         unsafe {

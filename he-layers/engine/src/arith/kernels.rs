@@ -297,6 +297,12 @@ pub(crate) fn lift_centered(
     }
 }
 
+/// out[c] = x[c] mod m, for x below 2^50 on the IFMA path (any x on the scalar one).
+pub(crate) fn reduce(kernel: Kernel, out: &mut [u64], x: &[u64], m: &Modulus) {
+    // A centered lift that never lifts: x mod m.
+    lift_centered(kernel, out, x, u64::MAX, 0, m);
+}
+
 /// a[c] = (a[c] − t[c])·w mod m, for a, t, w < m.
 pub(crate) fn sub_mul_const(kernel: Kernel, a: &mut [u64], t: &[u64], w: u64, m: &Modulus) {
     #[cfg(target_arch = "x86_64")]
@@ -420,11 +426,15 @@ mod tests {
             let minus = m.neg(m.reduce(ms[0].value()));
             both(&|k, o| lift_centered(k, o, &xs[0], half, minus, m));
             let vs: Vec<u64> = (0..N as u64).map(|c| c % 11).collect();
-            let table: Vec<u64> = (0..9).map(|_| rng.gen_range(0..p)).collect();
-            both(&|k, o| {
-                o.copy_from_slice(&own[4]);
-                sub_table(k, o, &vs, &table, m)
-            });
+            // Tables that fit one register (a permutation) and one that does not (a gather).
+            for len in [1, 5, 8, 9] {
+                let table: Vec<u64> = (0..len).map(|_| rng.gen_range(0..p)).collect();
+                both(&|k, o| {
+                    o.copy_from_slice(&own[4]);
+                    sub_table(k, o, &vs, &table, m)
+                });
+            }
+            both(&|k, o| reduce(k, o, &xs[0], m));
         }
         // Fractions: random, all ones, and the ⌊2^128/q⌋ a base conversion uses.
         let mut fr: Vec<u128> = (0..18).map(|_| rng.gen()).collect();

@@ -41,9 +41,7 @@ impl Evaluator {
                 if p.q.moduli()[i].value() <= mj.value() {
                     out.copy_from_slice(src);
                 } else {
-                    for (t, &x) in out.iter_mut().zip(src) {
-                        *t = mj.reduce_flat(x);
-                    }
+                    kernels::reduce(kernel, out, src, mj);
                 }
                 op.forward(out);
             }
@@ -80,6 +78,7 @@ impl Evaluator {
         let n = p.degree();
         let key = &p.key;
         let (l, k) = (p.q.len(), key.len());
+        let kernel = Kernel::best().for_moduli(n, key.moduli());
         (0..l)
             .map(|i| {
                 let src = c.limb(i);
@@ -96,9 +95,7 @@ impl Evaluator {
                     if qi <= mj.value() {
                         out.copy_from_slice(src);
                     } else {
-                        for (t, &x) in out.iter_mut().zip(src) {
-                            *t = mj.reduce_flat(x);
-                        }
+                        kernels::reduce(kernel, out, src, mj);
                     }
                     op.forward(out);
                 }

@@ -163,8 +163,7 @@ impl Evaluator {
                 None => {
                     d0.mul_accumulate_ntt(&x[0], &x[0], basis);
                     d1.mul_accumulate_ntt(&x[0], &x[1], basis);
-                    let copy = d1.clone();
-                    d1.add_assign(&copy, basis);
+                    d1.double_assign(basis);
                     d2.mul_accumulate_ntt(&x[1], &x[1], basis);
                 }
             }
