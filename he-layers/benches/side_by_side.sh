@@ -11,7 +11,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 PEERS="${PEERS:-$ROOT/../shared/peers}"
-: "${PEERS_SCRATCH:?set PEERS_SCRATCH to the peers' scratch folder (see the usage line)}"
+: "${PEERS_SCRATCH:?set PEERS_SCRATCH to the scratch folder of the peers (see the usage line)}"
 FHE="$PEERS_SCRATCH/fhe-rs-target/release/peers-fhe-rs"
 SEAL="$PEERS_SCRATCH/venv-seal/bin/python"
 for need in "$FHE" "$SEAL" "$PEERS/seal-pyfhel/bench.py" "$PEERS/compare.py"; do

@@ -195,9 +195,16 @@ pub(crate) fn dot_slots2(
 }
 
 /// out[c] = ⌊(Σ_i ys[i][c]·F_i + 2^127) / 2^128⌋ for ys < 2^52 and 128-bit fractions F_i given
-/// as 52-bit pieces [F mod 2^52, ⌊F/2^52⌋ mod 2^52, ⌊F/2^104⌋], at most 1024 terms.
+/// as 52-bit pieces [F mod 2^52, ⌊F/2^52⌋ mod 2^52, ⌊F/2^104⌋], at most 1024 terms. Pushes onto
+/// `near_half` every c whose sum's fractional part is within [`super::kernels::NEAR_HALF`] of
+/// one half.
 #[target_feature(enable = "avx512f,avx512ifma")]
-pub(crate) fn fixed_point_round(out: &mut [u64], ys: &[&[u64]], fractions: &[[u64; 3]]) {
+pub(crate) fn fixed_point_round(
+    out: &mut [u64],
+    ys: &[&[u64]],
+    fractions: &[[u64; 3]],
+    near_half: &mut Vec<usize>,
+) {
     let mut n = out.len() & !7;
     for y in ys {
         n = n.min(y.len() & !7);
@@ -225,6 +232,18 @@ pub(crate) fn fixed_point_round(out: &mut [u64], ys: &[&[u64]], fractions: &[[u6
         let c2 = _mm512_add_epi64(c2, _mm512_srli_epi64::<52>(c1));
         let c3 = _mm512_add_epi64(c3, _mm512_srli_epi64::<52>(c2));
         let c2 = _mm512_and_si512(c2, mask);
+        // The fraction's top 70 bits are its bits 127..104 (c2's low 24) and 103..58 (c1's top
+        // 46): 1000…0 or 0111…1 put it within 2^58 of 2^127.
+        let top24 = _mm512_and_si512(c2, splat((1 << 24) - 1));
+        let mid46 = _mm512_srli_epi64::<6>(_mm512_and_si512(c1, mask));
+        let above =
+            _mm512_cmpeq_epu64_mask(top24, splat(1 << 23)) & _mm512_cmpeq_epu64_mask(mid46, z);
+        let below = _mm512_cmpeq_epu64_mask(top24, splat((1 << 23) - 1))
+            & _mm512_cmpeq_epu64_mask(mid46, splat((1 << 46) - 1));
+        let near = above | below;
+        if near != 0 {
+            near_half.extend((0..8).filter(|b| near >> b & 1 == 1).map(|b| c + b));
+        }
         // 2^128 = 2^104 · 2^24: the columns below 2^104 cannot reach the rounding bit.
         let r = _mm512_add_epi64(
             _mm512_slli_epi64::<28>(c3),

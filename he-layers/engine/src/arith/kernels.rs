@@ -236,14 +236,30 @@ pub(crate) fn dot_slots2(
     }
 }
 
+/// How near one half (in units of 2^-128) a fixed-point sum's fraction may come before
+/// [`fixed_point_round`] reports it: beyond every sum's truncation error (each F_i is short of
+/// its real value by less than 2^-128, times y_i < 2^52, for up to 64 terms).
+pub(crate) const NEAR_HALF: u128 = 1 << 58;
+
 /// out[c] = round(Σ_i ys[i][c]·F_i / 2^128) (ties up), exactly, for 128-bit fractions F_i.
 /// The IFMA path takes ys below 2^52 and at most 1024 terms.
-pub(crate) fn fixed_point_round(kernel: Kernel, out: &mut [u64], ys: &[&[u64]], fr: &[u128]) {
+///
+/// F_i are truncations of real fractions, so the sum can round the other way than the real one
+/// only where its fraction lies within [`NEAR_HALF`] of one half: those c are pushed onto
+/// `near_half` (the same ones by both kernels) for the caller to settle exactly. Uniform inputs
+/// land there with probability about 2^-69.
+pub(crate) fn fixed_point_round(
+    kernel: Kernel,
+    out: &mut [u64],
+    ys: &[&[u64]],
+    fr: &[u128],
+    near_half: &mut Vec<usize>,
+) {
     #[cfg(target_arch = "x86_64")]
     if kernel == Kernel::Ifma && ys.len() <= 1024 {
         let pieces: Vec<[u64; 3]> = fr.iter().map(|&f| fraction_pieces(f)).collect();
         // SAFETY: as in `mul_const`.
-        unsafe { super::ifma::fixed_point_round(out, ys, &pieces) };
+        unsafe { super::ifma::fixed_point_round(out, ys, &pieces, near_half) };
         return;
     }
     let _ = kernel;
@@ -253,6 +269,11 @@ pub(crate) fn fixed_point_round(kernel: Kernel, out: &mut [u64], ys: &[&[u64]], 
             s.add_product(y[c], f);
         }
         *o = s.round() as u64;
+        let top = s.frac / NEAR_HALF;
+        let half = (1u128 << 127) / NEAR_HALF;
+        if top == half || top == half - 1 {
+            near_half.push(c);
+        }
     }
 }
 
@@ -445,9 +466,37 @@ mod tests {
         let yr: Vec<&[u64]> = ys.iter().map(|y| y.as_slice()).collect();
         for terms in [1, 3, 5, 9, 18] {
             let (mut a, mut b) = (vec![0u64; N], vec![0u64; N]);
-            fixed_point_round(Kernel::Scalar, &mut a, &yr[..terms], &fr[..terms]);
-            fixed_point_round(fast, &mut b, &yr[..terms], &fr[..terms]);
-            assert_eq!(a, b, "fixed point, {terms} terms");
+            let (mut na, mut nb) = (Vec::new(), Vec::new());
+            fixed_point_round(Kernel::Scalar, &mut a, &yr[..terms], &fr[..terms], &mut na);
+            fixed_point_round(fast, &mut b, &yr[..terms], &fr[..terms], &mut nb);
+            assert_eq!((a, na), (b, nb), "fixed point, {terms} terms");
+        }
+        // Sums at one half and just inside and outside the reported window, both sides: one
+        // term y·F with F = (2^127 + d) / y exactly, y = 2^k.
+        let near = NEAR_HALF as i128;
+        for d in [
+            0i128,
+            1,
+            -1,
+            near - 1,
+            -near,
+            near,
+            -near - 1,
+            1 << 100,
+            -(1 << 100),
+        ] {
+            let f = ((1i128 << 127) + d) as u128 >> 4;
+            let ys = vec![16u64; N];
+            let (mut a, mut b) = (vec![0u64; N], vec![0u64; N]);
+            let (mut na, mut nb) = (Vec::new(), Vec::new());
+            fixed_point_round(Kernel::Scalar, &mut a, &[&ys], &[f], &mut na);
+            fixed_point_round(fast, &mut b, &[&ys], &[f], &mut nb);
+            assert_eq!((&a, &na), (&b, &nb), "offset {d}");
+            // d is a multiple of 16 or small: 16·(f) = 2^127 + d rounded down to 16.
+            let frac = 16 * f;
+            let inside = frac + NEAR_HALF >= 1 << 127 && frac < (1 << 127) + NEAR_HALF;
+            assert_eq!(!na.is_empty(), inside, "offset {d}: reported {}", na.len());
+            assert_eq!(a[0], u64::from(frac >= 1 << 127), "offset {d}");
         }
     }
 
@@ -471,7 +520,13 @@ mod tests {
         }
         // round(y · (2^127 / 2^128)) = round(y / 2) ties up = ⌈y/2⌉.
         let mut out = vec![0u64; N];
-        fixed_point_round(Kernel::Scalar, &mut out, &refs[..1], &[1u128 << 127]);
+        fixed_point_round(
+            Kernel::Scalar,
+            &mut out,
+            &refs[..1],
+            &[1u128 << 127],
+            &mut Vec::new(),
+        );
         for (c, &o) in out.iter().enumerate() {
             assert_eq!(o, refs[0][c].div_ceil(2));
         }

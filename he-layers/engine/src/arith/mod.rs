@@ -85,109 +85,125 @@ mod tests {
         assert!(generate_primes(12, 8192, 1, &[]).is_none());
     }
 
-    fn big_from_residues(res: &[u64], moduli: &[Modulus]) -> BigUint {
-        // CRT by the textbook formula, with big integers.
-        let q = moduli.iter().fold(BigUint::one(), |a, m| a * m.value());
-        let mut x = BigUint::zero();
-        for (r, m) in res.iter().zip(moduli) {
-            let qi = &q / m.value();
-            let inv = m.inv(biguint_mod(&qi, m.value())).unwrap();
-            x += qi * inv * r;
-        }
-        x % q
+    fn moduli(bits: u32, count: usize) -> Vec<Modulus> {
+        generate_primes(bits, 1024, count, &[])
+            .unwrap()
+            .into_iter()
+            .map(|p| Modulus::try_new(p).unwrap())
+            .collect()
     }
 
+    /// Residues of the given big integers, limb by limb.
+    fn residues_of(xs: &[BigUint], moduli: &[Modulus]) -> Vec<Vec<u64>> {
+        moduli
+            .iter()
+            .map(|m| xs.iter().map(|x| biguint_mod(x, m.value())).collect())
+            .collect()
+    }
+
+    /// Random values below `modulus` (a multiple of 8 of them, so the IFMA kernels take them),
+    /// with `edges` planted first.
+    fn values(rng: &mut ChaCha8Rng, modulus: &BigUint, edges: Vec<BigUint>) -> Vec<BigUint> {
+        let mut xs = edges;
+        let bytes = modulus.bits().div_ceil(8) as usize + 8;
+        while xs.len() < 304 {
+            let r: Vec<u8> = (0..bytes).map(|_| rng.gen()).collect();
+            xs.push(BigUint::from_bytes_le(&r) % modulus);
+        }
+        xs
+    }
+
+    /// Both kernels against big integers, at the boundaries of the centered range (0, 1, ⌊Q/2⌋
+    /// and its neighbours, Q − 1) and on random values; to 61-bit primes (scalar only) and to
+    /// primes below 2^50 (the IFMA path where the CPU has it).
     #[test]
     fn base_conversion_gives_centered_value() {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let from: Vec<Modulus> = generate_primes(50, 1024, 4, &[])
-            .unwrap()
-            .into_iter()
-            .map(|p| Modulus::try_new(p).unwrap())
-            .collect();
-        let to: Vec<Modulus> = generate_primes(61, 1024, 3, &[])
-            .unwrap()
-            .into_iter()
-            .chain([65537])
-            .map(|p| Modulus::try_new(p).unwrap())
-            .collect();
-        let conv = BaseConverter::new(&from, &to);
+        let from = moduli(50, 4);
         let q = from.iter().fold(BigUint::one(), |a, m| a * m.value());
-        let n = 300;
-        let input: Vec<Vec<u64>> = from
-            .iter()
-            .map(|m| (0..n).map(|_| rng.gen_range(0..m.value())).collect())
-            .collect();
-        let mut out = vec![vec![0u64; n]; to.len()];
-        {
-            let inp: Vec<&[u64]> = input.iter().map(|v| v.as_slice()).collect();
-            let mut o: Vec<&mut [u64]> = out.iter_mut().map(|v| v.as_mut_slice()).collect();
-            conv.convert(&inp, &mut o);
-        }
-        for c in 0..n {
-            let res: Vec<u64> = input.iter().map(|l| l[c]).collect();
-            let x = big_from_residues(&res, &from);
-            let centered_neg = x > &q >> 1u32;
-            for (j, t) in to.iter().enumerate() {
-                let expect = if centered_neg {
-                    t.neg(biguint_mod(&(&q - &x), t.value()))
-                } else {
-                    biguint_mod(&x, t.value())
-                };
-                assert_eq!(out[j][c], expect);
+        let half = &q >> 1u32;
+        let one = BigUint::one();
+        let edges = vec![
+            BigUint::zero(),
+            one.clone(),
+            &q - &one,
+            half.clone(),
+            &half + &one,
+            &half - &one,
+            &half + 2u32,
+            &q - 2u32,
+        ];
+        let xs = values(&mut rng, &q, edges);
+        let input = residues_of(&xs, &from);
+        let inp: Vec<&[u64]> = input.iter().map(|v| v.as_slice()).collect();
+        let wide: Vec<Modulus> = moduli(61, 3).into_iter().chain(moduli(17, 1)).collect();
+        let narrow: Vec<Modulus> = moduli(49, 5).into_iter().chain(moduli(17, 1)).collect();
+        for to in [wide, narrow] {
+            let conv = BaseConverter::new(&from, &to);
+            for kernel in [Kernel::Scalar, Kernel::best()] {
+                let mut out = vec![vec![0u64; xs.len()]; to.len()];
+                let mut o: Vec<&mut [u64]> = out.iter_mut().map(|v| v.as_mut_slice()).collect();
+                conv.convert_with(kernel, &inp, &mut o);
+                for (c, x) in xs.iter().enumerate() {
+                    for (j, t) in to.iter().enumerate() {
+                        let expect = if x > &half {
+                            t.neg(biguint_mod(&(&q - x), t.value()))
+                        } else {
+                            biguint_mod(x, t.value())
+                        };
+                        assert_eq!(out[j][c], expect, "{kernel:?}: x = {x} to {}", t.value());
+                    }
+                }
             }
         }
     }
 
+    /// Both kernels against big integers: round(t x / Q), ties up, at the ends of the range and
+    /// where t x / Q is within one of a half (the rounding boundary), HPS-style (Q ∪ P to P on
+    /// the diagonal) and decryption-style (Q to t).
     #[test]
     fn scaler_rounds_exactly_like_big_integers() {
         let mut rng = ChaCha8Rng::seed_from_u64(4);
-        let qs: Vec<Modulus> = generate_primes(44, 1024, 3, &[])
-            .unwrap()
-            .into_iter()
-            .map(|p| Modulus::try_new(p).unwrap())
-            .collect();
-        let ps: Vec<Modulus> = generate_primes(50, 1024, 4, &[])
-            .unwrap()
-            .into_iter()
-            .map(|p| Modulus::try_new(p).unwrap())
-            .collect();
+        let qs = moduli(44, 3);
+        let ps = moduli(50, 4);
         let t = 65537u64;
         let q = qs.iter().fold(BigUint::one(), |a, m| a * m.value());
         let source: Vec<Modulus> = qs.iter().chain(&ps).copied().collect();
         let m = source.iter().fold(BigUint::one(), |a, m| a * m.value());
-        // HPS-style: source Q ∪ P, denominator Q, target P (diagonal).
         let hps = RnsScaler::new(&source, qs.len(), t, &ps);
-        // Decryption-style: source Q, denominator Q, target {t}.
         let tm = Modulus::try_new(t).unwrap();
         let dec = RnsScaler::new(&qs, qs.len(), t, &[tm]);
-        let n = 200;
-        for scaler_case in 0..2 {
+        let two_t = BigUint::from(2 * t);
+        for case in 0..2 {
             let (src, tgt, scaler, modulus): (&[Modulus], &[Modulus], &RnsScaler, &BigUint) =
-                if scaler_case == 0 {
+                if case == 0 {
                     (&source, &ps, &hps, &m)
                 } else {
                     (&qs, std::slice::from_ref(&tm), &dec, &q)
                 };
-            let input: Vec<Vec<u64>> = src
-                .iter()
-                .map(|md| (0..n).map(|_| rng.gen_range(0..md.value())).collect())
-                .collect();
-            let mut out = vec![vec![0u64; n]; tgt.len()];
-            {
-                let inp: Vec<&[u64]> = input.iter().map(|v| v.as_slice()).collect();
-                let mut o: Vec<&mut [u64]> = out.iter_mut().map(|v| v.as_mut_slice()).collect();
-                scaler.scale(&inp, &mut o);
+            // x with t x / Q = j + 1/2 − ε and + ε: x = ⌊(2j + 1) Q / 2t⌋ and the next one.
+            let mut edges = vec![BigUint::zero(), BigUint::one(), modulus - 1u32];
+            for j in [0u64, 1, 7, t / 2, t - 1] {
+                let x = (&q * (2 * j + 1)) / &two_t;
+                edges.push(x.clone());
+                edges.push(&x + 1u32);
             }
-            for c in 0..n {
-                let res: Vec<u64> = input.iter().map(|l| l[c]).collect();
-                let x = big_from_residues(&res, src);
-                let _ = modulus;
-                // round(t x / Q) for x in [0, M).
-                let num = &x * t;
-                let r = (&num + (&q >> 1u32)) / &q;
-                for (k, tk) in tgt.iter().enumerate() {
-                    assert_eq!(out[k][c], biguint_mod(&r, tk.value()), "case {scaler_case}");
+            let xs = values(&mut rng, modulus, edges);
+            let input = residues_of(&xs, src);
+            let inp: Vec<&[u64]> = input.iter().map(|v| v.as_slice()).collect();
+            for kernel in [Kernel::Scalar, Kernel::best()] {
+                let mut out = vec![vec![0u64; xs.len()]; tgt.len()];
+                let mut o: Vec<&mut [u64]> = out.iter_mut().map(|v| v.as_mut_slice()).collect();
+                scaler.scale_with(kernel, &inp, &mut o);
+                for (c, x) in xs.iter().enumerate() {
+                    let r = (x * t + (&q >> 1u32)) / &q;
+                    for (k, tk) in tgt.iter().enumerate() {
+                        assert_eq!(
+                            out[k][c],
+                            biguint_mod(&r, tk.value()),
+                            "{kernel:?}, case {case}, x = {x}"
+                        );
+                    }
                 }
             }
         }

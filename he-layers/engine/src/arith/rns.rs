@@ -73,6 +73,9 @@ pub(crate) struct BaseConverter {
     inv_punctured: Vec<u64>,
     /// floor(2^128 / q_i).
     inv_fraction: Vec<u128>,
+    /// Q/q_i and Q, for the rare sums the fixed point cannot round for sure.
+    punctured: Vec<BigUint>,
+    q: BigUint,
     /// [Q/q_i]_{p_j}, indexed [j][i].
     punctured_mod_to: Vec<Vec<u64>>,
     /// [v Q]_{p_j} for v = 0..=len(from), indexed [j][v]: v never exceeds the source count.
@@ -116,6 +119,8 @@ impl BaseConverter {
             inv_fraction,
             punctured_mod_to,
             correction,
+            punctured,
+            q,
         }
     }
 
@@ -146,7 +151,18 @@ impl BaseConverter {
         let ys: Vec<&[u64]> = y.chunks(n).collect();
         // v = round(Σ y_i / q_i) ≤ len(from): the multiple of Q to remove for the centered value.
         let mut v = vec![0u64; n];
-        kernels::fixed_point_round(k, &mut v, &ys, &self.inv_fraction);
+        let mut near_half = Vec::new();
+        kernels::fixed_point_round(k, &mut v, &ys, &self.inv_fraction, &mut near_half);
+        for c in near_half {
+            // Settled exactly: v = ⌊Σ y_i (Q/q_i) / Q + 1/2⌋.
+            let s = ys
+                .iter()
+                .zip(&self.punctured)
+                .fold(BigUint::zero(), |a, (y, p)| a + p * y[c]);
+            v[c] = (((s << 1u32) + &self.q) / (&self.q << 1u32))
+                .to_u64()
+                .unwrap_or(l as u64);
+        }
         for (j, (t, out)) in self.to.iter().zip(output.iter_mut()).enumerate() {
             kernels::dot_const(k, out, &ys, &self.punctured_mod_to[j], None, t);
             kernels::sub_table(k, out, &v, &self.correction[j], t);
@@ -166,8 +182,11 @@ impl BaseConverter {
 pub(crate) struct RnsScaler {
     source: Vec<Modulus>,
     target: Vec<Modulus>,
-    /// For the first `with_fraction` sources: the 128-bit fractions.
+    /// For the first `with_fraction` sources: the 128-bit fractions, and the exact numerators
+    /// over `denominator` they truncate (for the rare sums the fixed point cannot round for sure).
     fractions: Vec<u128>,
+    remainders: Vec<BigUint>,
+    denominator: BigUint,
     /// Integer parts mod each target, indexed [k][s], for the sources without a diagonal.
     integer_mod_target: Vec<Vec<u64>>,
     /// Source index s diagonal to target k: (k, s, constant mod target k).
@@ -197,6 +216,7 @@ impl RnsScaler {
             source.len()
         };
         let mut fractions = Vec::new();
+        let mut remainders = Vec::new();
         let mut integer_mod_target = vec![Vec::new(); target.len()];
         let mut diagonal = Vec::new();
         for (s, ms) in source.iter().enumerate() {
@@ -211,11 +231,12 @@ impl RnsScaler {
                 }
                 if s < denominator_len {
                     // rem / d with d = D; express as a 128-bit fraction exactly.
-                    let f: BigUint = (rem << 128u32) / &d;
+                    let f: BigUint = (&rem << 128u32) / &d;
                     let digits = f.to_u64_digits();
                     let lo = digits.first().copied().unwrap_or(0) as u128;
                     let hi = digits.get(1).copied().unwrap_or(0) as u128;
                     fractions.push((hi << 64) | lo);
+                    remainders.push(rem);
                 }
             } else {
                 debug_assert!(rem.is_zero());
@@ -228,6 +249,8 @@ impl RnsScaler {
             source: source.to_vec(),
             target: target.to_vec(),
             fractions,
+            remainders,
+            denominator: d,
             integer_mod_target,
             diagonal,
         }
@@ -246,7 +269,23 @@ impl RnsScaler {
         // round(Σ x_s θ_s) < len · max(q): it starts every accumulator.
         let mut rounded = vec![0u64; n];
         let with_fraction = &input[..self.fractions.len().min(input.len())];
-        kernels::fixed_point_round(k, &mut rounded, with_fraction, &self.fractions);
+        let mut near_half = Vec::new();
+        kernels::fixed_point_round(
+            k,
+            &mut rounded,
+            with_fraction,
+            &self.fractions,
+            &mut near_half,
+        );
+        let d = &self.denominator;
+        for c in near_half {
+            // Settled exactly: ⌊Σ x_s r_s / D + 1/2⌋ for the numerators r_s.
+            let s = with_fraction
+                .iter()
+                .zip(&self.remainders)
+                .fold(BigUint::zero(), |a, (x, r)| a + r * x[c]);
+            rounded[c] = (((s << 1u32) + d) / (d << 1u32)).to_u64().unwrap_or(0);
+        }
         for (j, (t, out)) in self.target.iter().zip(output.iter_mut()).enumerate() {
             let weights = &self.integer_mod_target[j];
             let sources = &input[..weights.len().min(input.len())];
