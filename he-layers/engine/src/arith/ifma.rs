@@ -16,6 +16,9 @@ use std::arch::x86_64::*;
 
 const MASK52: u64 = (1 << 52) - 1;
 
+/// How far ahead (in words) the inner products prefetch their many streams.
+const PREFETCH: usize = 256;
+
 /// The most terms one pair of columns takes before it is reduced.
 pub(crate) const COLUMN_TERMS: usize = 15;
 
@@ -179,8 +182,14 @@ pub(crate) fn dot_slots2(
                 hi0 = z;
                 hi1 = z;
             }
-            // SAFETY: c + 8 <= n, within every slice.
-            let (xv, bv, av) = unsafe { (load(x, c), load(b, c), load(a, c)) };
+            // SAFETY: c + 8 <= n, within every slice; a prefetch of any address is harmless
+            // (wrapping_add: never dereferenced).
+            let (xv, bv, av) = unsafe {
+                _mm_prefetch::<_MM_HINT_T0>(b.as_ptr().wrapping_add(c + PREFETCH).cast());
+                _mm_prefetch::<_MM_HINT_T0>(a.as_ptr().wrapping_add(c + PREFETCH).cast());
+                _mm_prefetch::<_MM_HINT_T0>(x.as_ptr().wrapping_add(c + PREFETCH).cast());
+                (load(x, c), load(b, c), load(a, c))
+            };
             lo0 = _mm512_madd52lo_epu64(lo0, xv, bv);
             hi0 = _mm512_madd52hi_epu64(hi0, xv, bv);
             lo1 = _mm512_madd52lo_epu64(lo1, xv, av);
