@@ -1,10 +1,11 @@
 //! Engine bench: prints a Markdown table of median timings and serialized sizes for the 128-bit
-//! presets at N = 4096, 8192, 16384, one thread.
+//! presets at N = 4096, 8192, 16384, one thread (or `--threads=K`).
 //!
 //! Next to every timing of an operation that runs NTTs it prints the operation's NTT-count
 //! floor (the number of limb NTTs it performs, counted, times one NTT's median) and the ratio.
 //!
 //! Run: `cargo bench -p he-layers --bench engine` (optionally `-- 8192` to run one degree).
+//! `-- --threads=2` lets one operation use two threads (its limbs and digits in parallel).
 //! `-- --peers` runs at t = 65537, as the peer benches in `../shared/peers/` do, and adds a
 //! section per degree whose rows carry fhe.rs's operation names, for `compare.py` (see
 //! `he-layers/benches/side_by_side.sh`).
@@ -87,8 +88,22 @@ fn main() {
     if std::env::var_os("HE_LAYERS_DEFAULT_MALLOC").is_none() {
         he_layers::tune_allocator();
     }
-    let only: Option<usize> = std::env::args().skip(1).find_map(|a| a.parse().ok());
     let peers = std::env::args().any(|a| a == "--peers");
+    // One thread unless `--threads=K`: the engine runs the limbs and digits of one operation
+    // in parallel on rayon's pool, and the table compares single-thread timings.
+    let threads: usize = std::env::args()
+        .find_map(|a| a.strip_prefix("--threads=").and_then(|v| v.parse().ok()))
+        .unwrap_or(1);
+    // Inside a pool, as the layouts run the engine.
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("the bench's thread pool")
+        .install(|| run(threads, peers));
+}
+
+fn run(threads: usize, peers: bool) {
+    let only: Option<usize> = std::env::args().skip(1).find_map(|a| a.parse().ok());
     let degrees: Vec<usize> = [4096usize, 8192, 16384]
         .into_iter()
         .filter(|n| only.is_none_or(|o| o == *n))
@@ -435,7 +450,12 @@ fn main() {
     } else {
         "t = 20-bit batching prime"
     };
-    println!("Engine bench, one thread, 128-bit presets, {t_text}");
+    let thread_text = if threads == 1 {
+        "one thread".to_string()
+    } else {
+        format!("{threads} threads")
+    };
+    println!("Engine bench, {thread_text}, 128-bit presets, {t_text}");
     println!();
     println!(
         "Floors: the NTTs one call performs × one NTT (mean of forward and inverse); the ratio is time / floor."

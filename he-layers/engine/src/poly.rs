@@ -2,6 +2,7 @@
 
 use super::arith::RnsBasis;
 use rand::{Rng, RngCore};
+use rayon::prelude::*;
 
 /// Which representation a polynomial's limbs are in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,27 +85,30 @@ impl RnsPoly {
         self.data.truncate(limbs * self.degree);
     }
 
-    /// Transforms to NTT form over `basis` (whose first limbs match this polynomial's).
+    /// Transforms to NTT form over `basis` (whose first limbs match this polynomial's), the
+    /// limbs in parallel.
     pub fn forward_ntt(&mut self, basis: &RnsBasis) {
         if self.representation == Representation::Ntt {
             return;
         }
         let degree = self.degree;
-        for (limb, op) in self.data.chunks_exact_mut(degree).zip(basis.ntts()) {
-            op.forward(limb);
-        }
+        let limbs = self.data.par_chunks_exact_mut(degree);
+        limbs
+            .zip(basis.ntts())
+            .for_each(|(limb, op)| op.forward(limb));
         self.representation = Representation::Ntt;
     }
 
-    /// Transforms to coefficient form over `basis`.
+    /// Transforms to coefficient form over `basis`, the limbs in parallel.
     pub fn inverse_ntt(&mut self, basis: &RnsBasis) {
         if self.representation == Representation::Coefficient {
             return;
         }
         let degree = self.degree;
-        for (limb, op) in self.data.chunks_exact_mut(degree).zip(basis.ntts()) {
-            op.backward(limb);
-        }
+        let limbs = self.data.par_chunks_exact_mut(degree);
+        limbs
+            .zip(basis.ntts())
+            .for_each(|(limb, op)| op.backward(limb));
         self.representation = Representation::Coefficient;
     }
 

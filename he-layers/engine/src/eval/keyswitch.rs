@@ -8,6 +8,7 @@ use crate::ensure_level_of;
 use crate::keys::{GaloisKeys, KeySwitchingKey};
 use crate::poly::{Representation, RnsPoly};
 use crate::Error;
+use rayon::prelude::*;
 
 impl Evaluator {
     /// Hybrid key switching of c (coefficient form over Q): returns (u0, u1) in NTT form over Q
@@ -28,11 +29,16 @@ impl Evaluator {
         let kernel = Kernel::best().for_moduli(n, key.moduli());
         let mut acc0 = RnsPoly::zero(n, k, Representation::Ntt);
         let mut acc1 = RnsPoly::zero(n, k, Representation::Ntt);
-        // Prime by prime of the key basis: the l digits there, then both inner products.
-        let mut digits = vec![0u64; l * n];
-        for j in 0..k {
+        // Prime by prime of the key basis (in parallel): the l digits there, then both inner
+        // products.
+        let limbs = acc0
+            .data_mut()
+            .par_chunks_mut(n)
+            .zip(acc1.data_mut().par_chunks_mut(n));
+        limbs.enumerate().for_each(|(j, (o0, o1))| {
             let op = &key.ntts()[j];
             let mj = op.modulus();
+            let mut digits = vec![0u64; l * n];
             for (i, out) in digits.chunks_mut(n).enumerate() {
                 if c_ntt.is_some() && i == j {
                     continue;
@@ -55,17 +61,9 @@ impl Evaluator {
                 })
                 .collect();
             let (bs, as_) = key_limbs(ksk, j, l);
-            kernels::dot_slots2(
-                kernel,
-                acc0.limb_mut(j),
-                acc1.limb_mut(j),
-                &xs,
-                &bs,
-                &as_,
-                mj,
-            );
-        }
-        self.mod_down([acc0, acc1], &mut vec![0u64; n])
+            kernels::dot_slots2(kernel, o0, o1, &xs, &bs, &as_, mj);
+        });
+        self.mod_down([acc0, acc1])
     }
 
     /// The digits of c (coefficient form over Q; `c_ntt` its NTT form) for key switching,
@@ -80,6 +78,7 @@ impl Evaluator {
         let (l, k) = (p.q.len(), key.len());
         let kernel = Kernel::best().for_moduli(n, key.moduli());
         (0..l)
+            .into_par_iter()
             .map(|i| {
                 let src = c.limb(i);
                 let qi = p.q.moduli()[i].value();
@@ -120,8 +119,12 @@ impl Evaluator {
         let kernel = Kernel::best().for_moduli(n, key.moduli());
         let mut acc0 = RnsPoly::zero(n, k, Representation::Ntt);
         let mut acc1 = RnsPoly::zero(n, k, Representation::Ntt);
-        let mut permuted = vec![0u64; l * n];
-        for j in 0..k {
+        let limbs = acc0
+            .data_mut()
+            .par_chunks_mut(n)
+            .zip(acc1.data_mut().par_chunks_mut(n));
+        limbs.enumerate().for_each(|(j, (o0, o1))| {
+            let mut permuted = vec![0u64; l * n];
             for (out, digit) in permuted.chunks_mut(n).zip(digits) {
                 let src = digit.limb(j);
                 for (t, &x) in out.iter_mut().zip(perm) {
@@ -131,22 +134,14 @@ impl Evaluator {
             let xs: Vec<&[u64]> = permuted.chunks(n).collect();
             let (bs, as_) = key_limbs(ksk, j, l);
             let mj = key.ntts()[j].modulus();
-            kernels::dot_slots2(
-                kernel,
-                acc0.limb_mut(j),
-                acc1.limb_mut(j),
-                &xs,
-                &bs,
-                &as_,
-                mj,
-            );
-        }
-        self.mod_down([acc0, acc1], &mut permuted[..n])
+            kernels::dot_slots2(kernel, o0, o1, &xs, &bs, &as_, mj);
+        });
+        self.mod_down([acc0, acc1])
     }
 
     /// Divides accumulators over the key basis (Q and the special prime, NTT form) by the
-    /// special prime with rounding, back to Q. `tmp` is the caller's scratch limb (n words).
-    fn mod_down(&self, accs: [RnsPoly; 2], tmp: &mut [u64]) -> (RnsPoly, RnsPoly) {
+    /// special prime with rounding, back to Q; the two in parallel.
+    fn mod_down(&self, accs: [RnsPoly; 2]) -> (RnsPoly, RnsPoly) {
         let p = &self.params;
         let n = p.degree();
         let key = &p.key;
@@ -158,21 +153,23 @@ impl Evaluator {
         let sp = sp_op.modulus().value();
         let half = sp / 2;
         let kernel = Kernel::best().for_moduli(n, key.moduli());
-        let mut r = vec![0u64; n];
-        for acc in [&mut acc0, &mut acc1] {
-            r.copy_from_slice(acc.limb(l));
+        let divide = |acc: &mut RnsPoly| {
+            let mut r = acc.limb(l).to_vec();
             sp_op.backward(&mut r);
-            for j in 0..l {
+            let limbs = acc.data_mut()[..l * n].par_chunks_mut(n);
+            limbs.enumerate().for_each(|(j, limb)| {
                 let op = &p.q.ntts()[j];
                 let m = op.modulus();
                 let minus_sp = m.neg(m.reduce(sp));
-                kernels::lift_centered(kernel, tmp, &r, half, minus_sp, m);
-                op.forward(tmp);
+                let mut tmp = vec![0u64; n];
+                kernels::lift_centered(kernel, &mut tmp, &r, half, minus_sp, m);
+                op.forward(&mut tmp);
                 let (inv, _) = p.special_inv_mod_q[j];
-                kernels::sub_mul_const(kernel, acc.limb_mut(j), tmp, inv, m);
-            }
+                kernels::sub_mul_const(kernel, limb, &tmp, inv, m);
+            });
             acc.truncate_limbs(l);
-        }
+        };
+        rayon::join(|| divide(&mut acc0), || divide(&mut acc1));
         (acc0, acc1)
     }
 
@@ -237,7 +234,7 @@ impl Evaluator {
         };
         let noise = log2_add(ct.noise_log2, self.estimate_key_switch_noise());
         elements
-            .iter()
+            .par_iter()
             .map(|&g| {
                 let Some(ksk) = ksks.get(&g) else {
                     let mut r = ct.clone();

@@ -7,6 +7,7 @@ use crate::keys::{KeySwitchingKey, RelinearizationKey};
 use crate::poly::{Representation, RnsPoly};
 use crate::poly::{ERROR_CLIP, ERROR_STD_DEV};
 use crate::Error;
+use rayon::prelude::*;
 
 impl Evaluator {
     /// The noise estimate (log2 of the numerator) after multiplying ciphertexts with noise
@@ -111,10 +112,14 @@ impl Evaluator {
         noise: f64,
     ) -> Ciphertext {
         let [mut d0, mut d1, d2] = d;
-        let (u0, u1) = self.key_switch(&d2, None, ksk);
         let basis = &self.params.q;
-        d0.forward_ntt(basis);
-        d1.forward_ntt(basis);
+        let ((u0, u1), ()) = rayon::join(
+            || self.key_switch(&d2, None, ksk),
+            || {
+                d0.forward_ntt(basis);
+                d1.forward_ntt(basis);
+            },
+        );
         d0.add_assign(&u0, basis);
         d1.add_assign(&u1, basis);
         self.output(vec![d0, d1], noise)
@@ -130,7 +135,7 @@ impl Evaluator {
         // Extend a ciphertext (NTT over Q) to NTT over P, exactly (centered).
         let extend = |ct: &Ciphertext| -> Vec<RnsPoly> {
             ct.polys
-                .iter()
+                .par_iter()
                 .map(|poly| {
                     let mut coef = poly.clone();
                     coef.inverse_ntt(q);
@@ -145,8 +150,7 @@ impl Evaluator {
                 })
                 .collect()
         };
-        let a_aux = extend(a);
-        let b_aux = b.map(extend);
+        let (a_aux, b_aux) = rayon::join(|| extend(a), || b.map(extend));
         // Tensor over Q and over P in NTT form.
         let tensor_in = |x: &[RnsPoly], y: Option<&[RnsPoly]>, basis| -> [RnsPoly; 3] {
             let limbs = x[0].limb_count();
@@ -169,15 +173,19 @@ impl Evaluator {
             }
             [d0, d1, d2]
         };
-        let dq = tensor_in(&a.polys, b.map(|c| c.polys.as_slice()), q);
-        let dp = tensor_in(&a_aux, b_aux.as_deref(), aux);
-        // Back to coefficients, scale by t/Q into P, convert P → Q.
+        let (dq, dp) = rayon::join(
+            || tensor_in(&a.polys, b.map(|c| c.polys.as_slice()), q),
+            || tensor_in(&a_aux, b_aux.as_deref(), aux),
+        );
+        // Back to coefficients, scale by t/Q into P, convert P → Q; the three in parallel.
         let mut out: [RnsPoly; 3] =
             std::array::from_fn(|_| RnsPoly::zero(n, q.len(), Representation::Coefficient));
-        let mut scaled = RnsPoly::zero(n, aux.len(), Representation::Coefficient);
-        for ((mut xq, mut xp), o) in dq.into_iter().zip(dp).zip(out.iter_mut()) {
+        let mut work: Vec<((RnsPoly, RnsPoly), &mut RnsPoly)> =
+            dq.into_iter().zip(dp).zip(out.iter_mut()).collect();
+        work.par_iter_mut().for_each(|((xq, xp), o)| {
             xq.inverse_ntt(q);
             xp.inverse_ntt(aux);
+            let mut scaled = RnsPoly::zero(n, aux.len(), Representation::Coefficient);
             {
                 let input: Vec<&[u64]> = xq.limbs().chain(xp.limbs()).collect();
                 let mut output: Vec<&mut [u64]> = scaled.limbs_mut().collect();
@@ -186,7 +194,8 @@ impl Evaluator {
             let input: Vec<&[u64]> = scaled.limbs().collect();
             let mut output: Vec<&mut [u64]> = o.limbs_mut().collect();
             p.aux_to_q.convert(&input, &mut output);
-        }
+        });
+        drop(work);
         out
     }
 }
