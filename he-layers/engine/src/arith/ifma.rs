@@ -205,8 +205,8 @@ pub(crate) fn dot_slots2(
 
 /// out[c] = ⌊(Σ_i ys[i][c]·F_i + 2^127) / 2^128⌋ for ys < 2^52 and 128-bit fractions F_i given
 /// as 52-bit pieces [F mod 2^52, ⌊F/2^52⌋ mod 2^52, ⌊F/2^104⌋], at most 1024 terms. Pushes onto
-/// `near_half` every c whose sum's fractional part is within [`super::kernels::NEAR_HALF`] of
-/// one half.
+/// `near_half` every c whose sum's fractional part is within 2^-70 (2^58 units of 2^-128,
+/// [`super::kernels::NEAR_HALF_BITS`]) of one half.
 #[target_feature(enable = "avx512f,avx512ifma")]
 pub(crate) fn fixed_point_round(
     out: &mut [u64],

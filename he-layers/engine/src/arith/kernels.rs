@@ -236,41 +236,70 @@ pub(crate) fn dot_slots2(
     }
 }
 
-/// How near one half (in units of 2^-128) a fixed-point sum's fraction may come before
-/// [`fixed_point_round`] reports it: beyond every sum's truncation error (each F_i is short of
-/// its real value by less than 2^-128, times y_i < 2^52, for up to 64 terms).
-pub(crate) const NEAR_HALF: u128 = 1 << 58;
+/// The narrowest window (log2, in units of 2^-128) around one half in which
+/// [`fixed_point_round`] reports sums, and the one its IFMA path reports: beyond the truncation
+/// error of every sum it takes (each F_i is short of its real value by less than 2^-128, times
+/// y_i < 2^50, for at most 64 terms).
+pub(crate) const NEAR_HALF_BITS: u32 = 58;
 
-/// out[c] = round(Σ_i ys[i][c]·F_i / 2^128) (ties up), exactly, for 128-bit fractions F_i.
-/// The IFMA path takes ys below 2^52 and at most 1024 terms.
+/// The window (log2) that covers the truncation error of a fixed-point sum over residues of
+/// these moduli: Σ y_i < len · 2^bits, doubled for margin; never below [`NEAR_HALF_BITS`].
+pub(crate) fn near_half_bits(moduli: &[Modulus]) -> u32 {
+    let bits = moduli.iter().map(|m| m.bits()).max().unwrap_or(1);
+    let terms = (moduli.len().max(1) as u64)
+        .next_power_of_two()
+        .trailing_zeros();
+    (bits + terms + 1).clamp(NEAR_HALF_BITS, 120)
+}
+
+/// out[c] = round(Σ_i ys[i][c]·F_i / 2^128) (ties up) for 128-bit fractions F_i, for sums
+/// below 2^64 (the callers' bound). The IFMA path takes ys below 2^50 and at most 64 terms.
 ///
 /// F_i are truncations of real fractions, so the sum can round the other way than the real one
-/// only where its fraction lies within [`NEAR_HALF`] of one half: those c are pushed onto
-/// `near_half` (the same ones by both kernels) for the caller to settle exactly. Uniform inputs
-/// land there with probability about 2^-69.
+/// only where its fraction lies just below one half, within the truncation error: every c
+/// whose fraction lies within 2^window_bits (units of 2^-128) of one half, on either side, is
+/// pushed onto `near_half` for the caller to settle exactly. `window_bits` comes from
+/// [`near_half_bits`]; uniform inputs land there with probability about 2^(window_bits − 127).
 pub(crate) fn fixed_point_round(
     kernel: Kernel,
     out: &mut [u64],
     ys: &[&[u64]],
     fr: &[u128],
+    window_bits: u32,
     near_half: &mut Vec<usize>,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if kernel == Kernel::Ifma && ys.len() <= 1024 {
+    if kernel == Kernel::Ifma && ys.len() <= 64 && window_bits <= NEAR_HALF_BITS {
         let pieces: Vec<[u64; 3]> = fr.iter().map(|&f| fraction_pieces(f)).collect();
         // SAFETY: as in `mul_const`.
         unsafe { super::ifma::fixed_point_round(out, ys, &pieces, near_half) };
         return;
     }
     let _ = kernel;
+    let mut wide = vec![0u128; out.len()];
+    fixed_point_round_wide(&mut wide, ys, fr, window_bits, near_half);
+    for (o, w) in out.iter_mut().zip(wide) {
+        *o = w as u64;
+    }
+}
+
+/// [`fixed_point_round`] without the 2^64 bound on the sums: scalar, 128-bit results.
+pub(crate) fn fixed_point_round_wide(
+    out: &mut [u128],
+    ys: &[&[u64]],
+    fr: &[u128],
+    window_bits: u32,
+    near_half: &mut Vec<usize>,
+) {
+    let window = window_bits.clamp(NEAR_HALF_BITS, 120);
+    let half = 1u128 << (127 - window);
     for (c, o) in out.iter_mut().enumerate() {
         let mut s = FixedPointSum::default();
         for (y, &f) in ys.iter().zip(fr) {
             s.add_product(y[c], f);
         }
-        *o = s.round() as u64;
-        let top = s.frac / NEAR_HALF;
-        let half = (1u128 << 127) / NEAR_HALF;
+        *o = s.round();
+        let top = s.frac >> window;
         if top == half || top == half - 1 {
             near_half.push(c);
         }
@@ -467,12 +496,21 @@ mod tests {
         for terms in [1, 3, 5, 9, 18] {
             let (mut a, mut b) = (vec![0u64; N], vec![0u64; N]);
             let (mut na, mut nb) = (Vec::new(), Vec::new());
-            fixed_point_round(Kernel::Scalar, &mut a, &yr[..terms], &fr[..terms], &mut na);
-            fixed_point_round(fast, &mut b, &yr[..terms], &fr[..terms], &mut nb);
+            let w = NEAR_HALF_BITS;
+            fixed_point_round(
+                Kernel::Scalar,
+                &mut a,
+                &yr[..terms],
+                &fr[..terms],
+                w,
+                &mut na,
+            );
+            fixed_point_round(fast, &mut b, &yr[..terms], &fr[..terms], w, &mut nb);
             assert_eq!((a, na), (b, nb), "fixed point, {terms} terms");
         }
         // Sums at one half and just inside and outside the reported window, both sides: one
         // term y·F with F = (2^127 + d) / y exactly, y = 2^k.
+        const NEAR_HALF: u128 = 1 << NEAR_HALF_BITS;
         let near = NEAR_HALF as i128;
         for d in [
             0i128,
@@ -489,8 +527,9 @@ mod tests {
             let ys = vec![16u64; N];
             let (mut a, mut b) = (vec![0u64; N], vec![0u64; N]);
             let (mut na, mut nb) = (Vec::new(), Vec::new());
-            fixed_point_round(Kernel::Scalar, &mut a, &[&ys], &[f], &mut na);
-            fixed_point_round(fast, &mut b, &[&ys], &[f], &mut nb);
+            let w = NEAR_HALF_BITS;
+            fixed_point_round(Kernel::Scalar, &mut a, &[&ys], &[f], w, &mut na);
+            fixed_point_round(fast, &mut b, &[&ys], &[f], w, &mut nb);
             assert_eq!((&a, &na), (&b, &nb), "offset {d}");
             // d is a multiple of 16 or small: 16·(f) = 2^127 + d rounded down to 16.
             let frac = 16 * f;
@@ -525,6 +564,7 @@ mod tests {
             &mut out,
             &refs[..1],
             &[1u128 << 127],
+            NEAR_HALF_BITS,
             &mut Vec::new(),
         );
         for (c, &o) in out.iter().enumerate() {

@@ -93,6 +93,20 @@ mod tests {
             .collect()
     }
 
+    /// `count` primes below `start`, far from any power of two (so the fractions 2^128/p are far
+    /// from integers and fixed-point truncation errors are as large as they get).
+    fn primes_below(start: u64, count: usize) -> Vec<Modulus> {
+        let mut v = Vec::new();
+        let mut c = start | 1;
+        while v.len() < count {
+            c -= 2;
+            if is_prime(c) {
+                v.push(Modulus::try_new(c).unwrap());
+            }
+        }
+        v
+    }
+
     /// Residues of the given big integers, limb by limb.
     fn residues_of(xs: &[BigUint], moduli: &[Modulus]) -> Vec<Vec<u64>> {
         moduli
@@ -119,39 +133,41 @@ mod tests {
     #[test]
     fn base_conversion_gives_centered_value() {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let from = moduli(50, 4);
-        let q = from.iter().fold(BigUint::one(), |a, m| a * m.value());
-        let half = &q >> 1u32;
-        let one = BigUint::one();
-        let edges = vec![
-            BigUint::zero(),
-            one.clone(),
-            &q - &one,
-            half.clone(),
-            &half + &one,
-            &half - &one,
-            &half + 2u32,
-            &q - 2u32,
-        ];
-        let xs = values(&mut rng, &q, edges);
-        let input = residues_of(&xs, &from);
-        let inp: Vec<&[u64]> = input.iter().map(|v| v.as_slice()).collect();
-        let wide: Vec<Modulus> = moduli(61, 3).into_iter().chain(moduli(17, 1)).collect();
-        let narrow: Vec<Modulus> = moduli(49, 5).into_iter().chain(moduli(17, 1)).collect();
-        for to in [wide, narrow] {
-            let conv = BaseConverter::new(&from, &to);
-            for kernel in [Kernel::Scalar, Kernel::best()] {
-                let mut out = vec![vec![0u64; xs.len()]; to.len()];
-                let mut o: Vec<&mut [u64]> = out.iter_mut().map(|v| v.as_mut_slice()).collect();
-                conv.convert_with(kernel, &inp, &mut o);
-                for (c, x) in xs.iter().enumerate() {
-                    for (j, t) in to.iter().enumerate() {
-                        let expect = if x > &half {
-                            t.neg(biguint_mod(&(&q - x), t.value()))
-                        } else {
-                            biguint_mod(x, t.value())
-                        };
-                        assert_eq!(out[j][c], expect, "{kernel:?}: x = {x} to {}", t.value());
+        // Sources below 2^50 (the IFMA path) and of 61 bits (scalar, a wider rounding window).
+        for from in [moduli(50, 4), primes_below(3 << 59, 5)] {
+            let q = from.iter().fold(BigUint::one(), |a, m| a * m.value());
+            let half = &q >> 1u32;
+            let one = BigUint::one();
+            let edges = vec![
+                BigUint::zero(),
+                one.clone(),
+                &q - &one,
+                half.clone(),
+                &half + &one,
+                &half - &one,
+                &half + 2u32,
+                &q - 2u32,
+            ];
+            let xs = values(&mut rng, &q, edges);
+            let input = residues_of(&xs, &from);
+            let inp: Vec<&[u64]> = input.iter().map(|v| v.as_slice()).collect();
+            let wide: Vec<Modulus> = moduli(61, 3).into_iter().chain(moduli(17, 1)).collect();
+            let narrow: Vec<Modulus> = moduli(49, 5).into_iter().chain(moduli(17, 1)).collect();
+            for to in [wide, narrow] {
+                let conv = BaseConverter::new(&from, &to);
+                for kernel in [Kernel::Scalar, Kernel::best()] {
+                    let mut out = vec![vec![0u64; xs.len()]; to.len()];
+                    let mut o: Vec<&mut [u64]> = out.iter_mut().map(|v| v.as_mut_slice()).collect();
+                    conv.convert_with(kernel, &inp, &mut o);
+                    for (c, x) in xs.iter().enumerate() {
+                        for (j, t) in to.iter().enumerate() {
+                            let expect = if x > &half {
+                                t.neg(biguint_mod(&(&q - x), t.value()))
+                            } else {
+                                biguint_mod(x, t.value())
+                            };
+                            assert_eq!(out[j][c], expect, "{kernel:?}: x = {x} to {}", t.value());
+                        }
                     }
                 }
             }
@@ -174,17 +190,27 @@ mod tests {
         let tm = Modulus::try_new(t).unwrap();
         let dec = RnsScaler::new(&qs, qs.len(), t, &[tm]);
         let two_t = BigUint::from(2 * t);
-        for case in 0..2 {
-            let (src, tgt, scaler, modulus): (&[Modulus], &[Modulus], &RnsScaler, &BigUint) =
-                if case == 0 {
-                    (&source, &ps, &hps, &m)
-                } else {
-                    (&qs, std::slice::from_ref(&tm), &dec, &q)
-                };
+        // Decryption-style over eighteen 62-bit primes: the rounded sum passes 2^64 (scalar,
+        // wide).
+        let wide = primes_below(3 << 60, 18);
+        let wq = wide.iter().fold(BigUint::one(), |a, m| a * m.value());
+        let wdec = RnsScaler::new(&wide, wide.len(), t, &[tm]);
+        for case in 0..3 {
+            let (src, tgt, scaler, modulus, q): (
+                &[Modulus],
+                &[Modulus],
+                &RnsScaler,
+                &BigUint,
+                &BigUint,
+            ) = match case {
+                0 => (&source, &ps, &hps, &m, &q),
+                1 => (&qs, std::slice::from_ref(&tm), &dec, &q, &q),
+                _ => (&wide, std::slice::from_ref(&tm), &wdec, &wq, &wq),
+            };
             // x with t x / Q = j + 1/2 − ε and + ε: x = ⌊(2j + 1) Q / 2t⌋ and the next one.
             let mut edges = vec![BigUint::zero(), BigUint::one(), modulus - 1u32];
             for j in [0u64, 1, 7, t / 2, t - 1] {
-                let x = (&q * (2 * j + 1)) / &two_t;
+                let x = (q * (2 * j + 1)) / &two_t;
                 edges.push(x.clone());
                 edges.push(&x + 1u32);
             }
@@ -196,7 +222,7 @@ mod tests {
                 let mut o: Vec<&mut [u64]> = out.iter_mut().map(|v| v.as_mut_slice()).collect();
                 scaler.scale_with(kernel, &inp, &mut o);
                 for (c, x) in xs.iter().enumerate() {
-                    let r = (x * t + (&q >> 1u32)) / &q;
+                    let r = (x * t + (q >> 1u32)) / q;
                     for (k, tk) in tgt.iter().enumerate() {
                         assert_eq!(
                             out[k][c],

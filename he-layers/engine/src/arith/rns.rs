@@ -73,9 +73,11 @@ pub(crate) struct BaseConverter {
     inv_punctured: Vec<u64>,
     /// floor(2^128 / q_i).
     inv_fraction: Vec<u128>,
-    /// Q/q_i and Q, for the rare sums the fixed point cannot round for sure.
+    /// Q/q_i and Q, for the rare sums the fixed point cannot round for sure, and the window
+    /// around one half that holds them ([`kernels::near_half_bits`]).
     punctured: Vec<BigUint>,
     q: BigUint,
+    window_bits: u32,
     /// [Q/q_i]_{p_j}, indexed [j][i].
     punctured_mod_to: Vec<Vec<u64>>,
     /// [v Q]_{p_j} for v = 0..=len(from), indexed [j][v]: v never exceeds the source count.
@@ -121,6 +123,7 @@ impl BaseConverter {
             correction,
             punctured,
             q,
+            window_bits: kernels::near_half_bits(from),
         }
     }
 
@@ -152,7 +155,14 @@ impl BaseConverter {
         // v = round(Σ y_i / q_i) ≤ len(from): the multiple of Q to remove for the centered value.
         let mut v = vec![0u64; n];
         let mut near_half = Vec::new();
-        kernels::fixed_point_round(k, &mut v, &ys, &self.inv_fraction, &mut near_half);
+        kernels::fixed_point_round(
+            k,
+            &mut v,
+            &ys,
+            &self.inv_fraction,
+            self.window_bits,
+            &mut near_half,
+        );
         for c in near_half {
             // Settled exactly: v = ⌊Σ y_i (Q/q_i) / Q + 1/2⌋.
             let s = ys
@@ -187,6 +197,10 @@ pub(crate) struct RnsScaler {
     fractions: Vec<u128>,
     remainders: Vec<BigUint>,
     denominator: BigUint,
+    /// The window around one half for the fixed-point sum ([`kernels::near_half_bits`]), and
+    /// whether the sum may pass 2^64 (wide moduli: it is kept in 128 bits).
+    window_bits: u32,
+    wide: bool,
     /// Integer parts mod each target, indexed [k][s], for the sources without a diagonal.
     integer_mod_target: Vec<Vec<u64>>,
     /// Source index s diagonal to target k: (k, s, constant mod target k).
@@ -251,6 +265,12 @@ impl RnsScaler {
             fractions,
             remainders,
             denominator: d,
+            window_bits: kernels::near_half_bits(&source[..denominator_len]),
+            wide: source[..denominator_len]
+                .iter()
+                .map(|m| m.value() as u128)
+                .sum::<u128>()
+                >= 1 << 60,
             integer_mod_target,
             diagonal,
         }
@@ -266,17 +286,18 @@ impl RnsScaler {
     pub fn scale_with(&self, kernel: Kernel, input: &[&[u64]], output: &mut [&mut [u64]]) {
         let n = input.first().map_or(0, |l| l.len());
         let k = kernel.for_moduli(n, self.source.iter().chain(&self.target));
-        // round(Σ x_s θ_s) < len · max(q): it starts every accumulator.
-        let mut rounded = vec![0u64; n];
+        // round(Σ x_s θ_s) < Σ q_s: it starts every accumulator. Below 2^60 (every preset) it
+        // is kept in 64 bits and starts them as it is; wider, in 128 bits, reduced per target.
         let with_fraction = &input[..self.fractions.len().min(input.len())];
+        let (w, fr) = (self.window_bits, &self.fractions);
         let mut near_half = Vec::new();
-        kernels::fixed_point_round(
-            k,
-            &mut rounded,
-            with_fraction,
-            &self.fractions,
-            &mut near_half,
-        );
+        let mut wide = vec![0u128; if self.wide { n } else { 0 }];
+        let mut narrow = vec![0u64; if self.wide { 0 } else { n }];
+        if self.wide {
+            kernels::fixed_point_round_wide(&mut wide, with_fraction, fr, w, &mut near_half);
+        } else {
+            kernels::fixed_point_round(k, &mut narrow, with_fraction, fr, w, &mut near_half);
+        }
         let d = &self.denominator;
         for c in near_half {
             // Settled exactly: ⌊Σ x_s r_s / D + 1/2⌋ for the numerators r_s.
@@ -284,12 +305,20 @@ impl RnsScaler {
                 .iter()
                 .zip(&self.remainders)
                 .fold(BigUint::zero(), |a, (x, r)| a + r * x[c]);
-            rounded[c] = (((s << 1u32) + d) / (d << 1u32)).to_u64().unwrap_or(0);
+            let exact = ((s << 1u32) + d) / (d << 1u32);
+            if self.wide {
+                wide[c] = exact.to_u128().unwrap_or(0);
+            } else {
+                narrow[c] = exact.to_u64().unwrap_or(0);
+            }
         }
         for (j, (t, out)) in self.target.iter().zip(output.iter_mut()).enumerate() {
+            if self.wide {
+                narrow = wide.iter().map(|&r| t.reduce_u128(r)).collect();
+            }
             let weights = &self.integer_mod_target[j];
             let sources = &input[..weights.len().min(input.len())];
-            kernels::dot_const(k, out, sources, weights, Some(&rounded), t);
+            kernels::dot_const(k, out, sources, weights, Some(&narrow), t);
         }
         for &(j, s, w) in &self.diagonal {
             kernels::mul_add_const(k, output[j], input[s], w, &self.target[j]);
