@@ -21,24 +21,14 @@ impl Evaluator {
         c_ntt: Option<&RnsPoly>,
         ksk: &KeySwitchingKey,
     ) -> (RnsPoly, RnsPoly) {
-        crate::stats::key_switch();
         let p = &self.params;
         let n = p.degree();
         let key = &p.key;
-        let (l, k) = (p.q.len(), key.len());
         let kernel = Kernel::best().for_moduli(n, key.moduli());
-        let mut acc0 = RnsPoly::zero(n, k, Representation::Ntt);
-        let mut acc1 = RnsPoly::zero(n, k, Representation::Ntt);
-        // Prime by prime of the key basis (in parallel): the l digits there, then both inner
-        // products.
-        let limbs = acc0
-            .data_mut()
-            .par_chunks_mut(n)
-            .zip(acc1.data_mut().par_chunks_mut(n));
-        limbs.enumerate().for_each(|(j, (o0, o1))| {
+        // The same prime: the digit in NTT form is c's own limb.
+        self.switch_by_prime(ksk, c_ntt, |j, digits| {
             let op = &key.ntts()[j];
             let mj = op.modulus();
-            let mut digits = vec![0u64; l * n];
             for (i, out) in digits.chunks_mut(n).enumerate() {
                 if c_ntt.is_some() && i == j {
                     continue;
@@ -51,18 +41,48 @@ impl Evaluator {
                 }
                 op.forward(out);
             }
-            let xs: Vec<&[u64]> = digits
-                .chunks(n)
-                .enumerate()
-                .map(|(i, d)| match c_ntt {
-                    // The same prime: the digit in NTT form is c's own limb.
-                    Some(c_ntt) if i == j => c_ntt.limb(i),
-                    _ => d,
-                })
-                .collect();
-            let (bs, as_) = key_limbs(ksk, j, l);
-            kernels::dot_slots2(kernel, o0, o1, &xs, &bs, &as_, mj);
-        });
+        })
+    }
+
+    /// The key switch's inner products prime by prime of the key basis, in parallel, then the
+    /// division by the special prime. `digits_at(j, buf)` writes the l digits at prime j (NTT
+    /// form) into `buf`; where `own` is given, its limb j (j < l) is digit j and `buf`'s is not
+    /// read.
+    fn switch_by_prime(
+        &self,
+        ksk: &KeySwitchingKey,
+        own: Option<&RnsPoly>,
+        digits_at: impl Fn(usize, &mut [u64]) + Sync,
+    ) -> (RnsPoly, RnsPoly) {
+        crate::stats::key_switch();
+        let p = &self.params;
+        let n = p.degree();
+        let key = &p.key;
+        let (l, k) = (p.q.len(), key.len());
+        let kernel = Kernel::best().for_moduli(n, key.moduli());
+        let mut acc0 = RnsPoly::zero(n, k, Representation::Ntt);
+        let mut acc1 = RnsPoly::zero(n, k, Representation::Ntt);
+        let limbs = acc0
+            .data_mut()
+            .par_chunks_mut(n)
+            .zip(acc1.data_mut().par_chunks_mut(n));
+        // One digit buffer per rayon split, not per prime.
+        let scratch = || vec![0u64; l * n];
+        limbs
+            .enumerate()
+            .for_each_init(scratch, |digits, (j, (o0, o1))| {
+                digits_at(j, digits);
+                let xs: Vec<&[u64]> = digits
+                    .chunks(n)
+                    .enumerate()
+                    .map(|(i, d)| match own {
+                        Some(own) if i == j => own.limb(i),
+                        _ => d,
+                    })
+                    .collect();
+                let (bs, as_) = key_limbs(ksk, j, l);
+                kernels::dot_slots2(kernel, o0, o1, &xs, &bs, &as_, key.ntts()[j].modulus());
+            });
         self.mod_down([acc0, acc1])
     }
 
@@ -111,32 +131,15 @@ impl Evaluator {
         perm: &[u32],
         ksk: &KeySwitchingKey,
     ) -> (RnsPoly, RnsPoly) {
-        crate::stats::key_switch();
-        let p = &self.params;
-        let n = p.degree();
-        let key = &p.key;
-        let (l, k) = (p.q.len(), key.len());
-        let kernel = Kernel::best().for_moduli(n, key.moduli());
-        let mut acc0 = RnsPoly::zero(n, k, Representation::Ntt);
-        let mut acc1 = RnsPoly::zero(n, k, Representation::Ntt);
-        let limbs = acc0
-            .data_mut()
-            .par_chunks_mut(n)
-            .zip(acc1.data_mut().par_chunks_mut(n));
-        limbs.enumerate().for_each(|(j, (o0, o1))| {
-            let mut permuted = vec![0u64; l * n];
+        let n = self.params.degree();
+        self.switch_by_prime(ksk, None, |j, permuted| {
             for (out, digit) in permuted.chunks_mut(n).zip(digits) {
                 let src = digit.limb(j);
                 for (t, &x) in out.iter_mut().zip(perm) {
                     *t = src[x as usize];
                 }
             }
-            let xs: Vec<&[u64]> = permuted.chunks(n).collect();
-            let (bs, as_) = key_limbs(ksk, j, l);
-            let mj = key.ntts()[j].modulus();
-            kernels::dot_slots2(kernel, o0, o1, &xs, &bs, &as_, mj);
-        });
-        self.mod_down([acc0, acc1])
+        })
     }
 
     /// Divides accumulators over the key basis (Q and the special prime, NTT form) by the
@@ -157,15 +160,15 @@ impl Evaluator {
             let mut r = acc.limb(l).to_vec();
             sp_op.backward(&mut r);
             let limbs = acc.data_mut()[..l * n].par_chunks_mut(n);
-            limbs.enumerate().for_each(|(j, limb)| {
+            let scratch = || vec![0u64; n];
+            limbs.enumerate().for_each_init(scratch, |tmp, (j, limb)| {
                 let op = &p.q.ntts()[j];
                 let m = op.modulus();
                 let minus_sp = m.neg(m.reduce(sp));
-                let mut tmp = vec![0u64; n];
-                kernels::lift_centered(kernel, &mut tmp, &r, half, minus_sp, m);
-                op.forward(&mut tmp);
+                kernels::lift_centered(kernel, tmp, &r, half, minus_sp, m);
+                op.forward(tmp);
                 let (inv, _) = p.special_inv_mod_q[j];
-                kernels::sub_mul_const(kernel, limb, &tmp, inv, m);
+                kernels::sub_mul_const(kernel, limb, tmp, inv, m);
             });
             acc.truncate_limbs(l);
         };
